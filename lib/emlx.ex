@@ -1,0 +1,275 @@
+defmodule EMLX do
+  @moduledoc """
+  Low-level bindings to MLX, the array framework, through a Rust NIF.
+
+  A tensor is `{device, ref}`: `device` is `:cpu` or `:gpu`, `ref` the NIF
+  resource holding the MLX array. Ops are lazy: they build MLX graph nodes
+  on the stream of a command queue (see `EMLX.CommandQueue`) and nothing is
+  computed until `eval/1`, `item/1` or `to_blob/1`, which run on that
+  queue's thread and answer by message.
+
+  Types are MLX dtype atoms (`:float32`, `:bfloat16`, `:int64`, `:bool`, …)
+  or, as a convenience, Nx type tuples (`{:f, 32}`); see `EMLX.Types`.
+  Bad arguments raise `ArgumentError`; failures inside MLX raise
+  `EMLX.NIFError` with MLX's message.
+
+      iex> a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native>>, {2}, :float32, :cpu)
+      iex> EMLX.add(a, a) |> EMLX.to_blob()
+      <<2.0::float-32-native, 4.0::float-32-native>>
+  """
+
+  @type device :: :cpu | :gpu
+  @type tensor_ref :: {device(), reference()}
+
+  @doc """
+  Guard: `{device, ref}` looks like an EMLX tensor.
+  """
+  defguard is_tensor(device, ref) when is_atom(device) and is_reference(ref)
+
+  ## Lazy ops, generated from EMLX.Ops
+
+  for {name, params, doc, opts} <- EMLX.Ops.table() do
+    vars = for {param, _kind} <- params, do: Macro.var(param, __MODULE__)
+
+    nif_args =
+      for {{_param, kind}, var} <- Enum.zip(params, vars), kind != :device do
+        case kind do
+          :type -> quote(do: EMLX.Types.mlx_type(unquote(var)))
+          :scalar -> quote(do: EMLX.scalar_arg(unquote(var)))
+          _ -> var
+        end
+      end
+
+    queue =
+      case Enum.find(Enum.zip(params, vars), fn {{_, kind}, _} -> kind in [:device, :tensor, :tensors] end) do
+        {{_, :device}, var} -> quote(do: EMLX.queue_for_device(unquote(var)))
+        {{_, _}, var} -> quote(do: EMLX.queue_for(unquote(var)))
+      end
+
+    call = quote(do: EMLX.Native.op(unquote(queue), unquote(name), unquote(nif_args)))
+
+    body =
+      case opts[:out] do
+        :tuple -> quote(do: List.to_tuple(unquote(call)))
+        _ -> call
+      end
+
+    @doc doc
+    def unquote(name)(unquote_splicing(vars)), do: unquote(body)
+  end
+
+  @doc false
+  def queue_for({device, ref}) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
+  def queue_for([{device, ref} | _]) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
+
+  def queue_for(other),
+    do: raise(ArgumentError, "expected an EMLX tensor ({device, ref}), got: #{inspect(other)}")
+
+  @doc false
+  def queue_for_device(device) when device in [:cpu, :gpu], do: EMLX.CommandQueue.current(device)
+  def queue_for_device({device, _index}) when device in [:cpu, :gpu], do: EMLX.CommandQueue.current(device)
+
+  def queue_for_device(other),
+    do: raise(ArgumentError, "unknown device #{inspect(other)}: expected :cpu or :gpu")
+
+  @doc false
+  def scalar_arg(x) when is_number(x) or x in [:nan, :infinity, :neg_infinity], do: x
+  def scalar_arg(x) when is_boolean(x), do: x
+  def scalar_arg(%{__struct__: Complex, re: re, im: im}), do: [float_part(re), float_part(im)]
+
+  def scalar_arg(other),
+    do: raise(ArgumentError, "expected a number, :nan, :infinity, :neg_infinity or a Complex, got: #{inspect(other)}")
+
+  defp float_part(x) when is_number(x), do: x * 1.0
+  defp float_part(x) when x in [:nan, :infinity, :neg_infinity], do: x
+
+  ## Creation from bytes
+
+  # Copies above this size run on a dirty scheduler.
+  @dirty_bytes 65_536
+
+  @doc """
+  A tensor holding a copy of `blob`, read as `type` elements in row-major
+  order; `byte_size(blob)` must match `shape` and `type`.
+
+      iex> EMLX.from_blob(<<1::32-native, 2::32-native>>, {2}, :int32, :cpu) |> EMLX.shape()
+      {2}
+  """
+  def from_blob(blob, shape, type, device) when is_binary(blob) do
+    queue = queue_for_device(device)
+    dims = shape_list!(shape)
+    mlx = EMLX.Types.mlx_type(type)
+
+    if byte_size(blob) > @dirty_bytes,
+      do: EMLX.NIF.from_blob_dirty(queue, blob, dims, mlx),
+      else: EMLX.NIF.from_blob(queue, blob, dims, mlx)
+  end
+
+  def from_blob(blob, _shape, _type, _device),
+    do: raise(ArgumentError, "from_blob expects a binary, got: #{inspect(blob)}")
+
+  defp shape_list!(shape) when is_tuple(shape), do: shape_list!(Tuple.to_list(shape))
+
+  defp shape_list!(shape) when is_list(shape) do
+    if Enum.all?(shape, &(is_integer(&1) and &1 >= 0)),
+      do: shape,
+      else: raise(ArgumentError, "a shape must hold non-negative integers, got: #{inspect(shape)}")
+  end
+
+  defp shape_list!(shape),
+    do: raise(ArgumentError, "a shape must be a tuple or list of integers, got: #{inspect(shape)}")
+
+  ## Reading back
+
+  @doc """
+  The tensor's bytes in row-major order, evaluating it first. The binary
+  refers to MLX's buffer without copying it (a transposed or strided view is
+  made contiguous first).
+
+      iex> EMLX.scalar_tensor(7, :uint8, :cpu) |> EMLX.to_blob()
+      <<7>>
+  """
+  def to_blob({device, ref} = tensor) when is_tensor(device, ref), do: EMLX.Native.to_blob(tensor, nil)
+
+  @doc """
+  Like `to_blob/1`, but only the first `limit` elements.
+
+      iex> EMLX.arange(0, 4, 1, true, :cpu) |> EMLX.to_blob(2)
+      <<0::64-native, 1::64-native>>
+  """
+  def to_blob({device, ref} = tensor, limit)
+      when is_tensor(device, ref) and is_integer(limit) and limit >= 0,
+      do: EMLX.Native.to_blob(tensor, limit)
+
+  def to_blob(_tensor, limit),
+    do: raise(ArgumentError, "to_blob limit must be a non-negative integer, got: #{inspect(limit)}")
+
+  @doc """
+  The value of a one-element tensor: an integer, a float (or `:nan`,
+  `:infinity`, `:neg_infinity`), a boolean for `:bool`, or a `Complex`
+  (`{re, im}` when the `complex` package is not loaded).
+
+      iex> EMLX.scalar_tensor(2.5, :float32, :cpu) |> EMLX.item()
+      2.5
+  """
+  def item({device, ref} = tensor) when is_tensor(device, ref) do
+    case EMLX.Native.item(tensor) do
+      {re, im} -> complex(re, im)
+      value -> value
+    end
+  end
+
+  defp complex(re, im) do
+    if Code.ensure_loaded?(Complex), do: apply(Complex, :new, [re, im]), else: {re, im}
+  end
+
+  @doc """
+  Evaluates the tensor on the command queue that built it and waits for it.
+
+      iex> t = EMLX.add(EMLX.scalar_tensor(1, :int32, :cpu), EMLX.scalar_tensor(1, :int32, :cpu))
+      iex> EMLX.eval(t)
+      :ok
+  """
+  def eval({device, ref} = tensor) when is_tensor(device, ref), do: EMLX.Native.eval([tensor])
+
+  ## Metadata
+
+  @doc """
+  The shape as a tuple.
+
+      iex> EMLX.ones({2, 3}, :float32, :cpu) |> EMLX.shape()
+      {2, 3}
+  """
+  def shape(tensor), do: EMLX.NIF.shape(tensor)
+
+  @doc """
+  The MLX dtype atom.
+
+      iex> EMLX.ones({2}, {:bf, 16}, :cpu) |> EMLX.scalar_type()
+      :bfloat16
+  """
+  def scalar_type(tensor), do: EMLX.NIF.scalar_type(tensor)
+
+  @doc """
+  The strides, in elements (row-major strides for an unevaluated tensor).
+
+      iex> EMLX.ones({2, 3}, :float32, :cpu) |> EMLX.strides()
+      [3, 1]
+  """
+  def strides(tensor), do: EMLX.NIF.strides(tensor)
+
+  @doc """
+  Frees the tensor's array now instead of at garbage collection. Returns
+  `:ok`, or `:already_deallocated`; using the tensor afterwards raises.
+
+      iex> t = EMLX.ones({2}, :float32, :cpu)
+      iex> EMLX.deallocate(t)
+      :ok
+  """
+  def deallocate({device, ref} = tensor) when is_tensor(device, ref) do
+    case EMLX.NIF.deallocate(tensor) do
+      :ok -> :ok
+      :error -> :already_deallocated
+    end
+  end
+
+  @doc """
+  The device new tensors go to when none is given: the `:default_device`
+  of the `:emlx` application environment if set, else `:gpu` where MLX has
+  a GPU, else `:cpu`.
+  """
+  def default_device do
+    case Application.get_env(:emlx, :default_device) do
+      nil -> if EMLX.NIF.gpu_available(), do: :gpu, else: :cpu
+      device -> device
+    end
+  end
+
+  ## Memory
+
+  @doc """
+  MLX's memory counters, in bytes.
+
+      iex> info = EMLX.memory_info()
+      iex> is_integer(info.active_memory) and is_integer(info.peak_memory) and is_integer(info.cache_memory)
+      true
+  """
+  def memory_info do
+    {active, peak, cache} = EMLX.NIF.memory_info()
+    %{active_memory: active, peak_memory: peak, cache_memory: cache}
+  end
+
+  @doc """
+  Resets MLX's peak-memory counter.
+
+      iex> EMLX.reset_peak_memory()
+      :ok
+  """
+  def reset_peak_memory, do: EMLX.NIF.reset_peak_memory()
+
+  @doc """
+  Returns MLX's cached (freed but kept) buffers to the system.
+
+      iex> EMLX.clear_cache()
+      :ok
+  """
+  def clear_cache, do: EMLX.NIF.clear_cache()
+
+  @doc """
+  Sets the allocator cache limit in bytes; returns the previous limit.
+
+      iex> previous = EMLX.set_cache_limit(1_000_000)
+      iex> EMLX.set_cache_limit(previous)
+      1_000_000
+  """
+  def set_cache_limit(limit) when is_integer(limit) and limit >= 0, do: EMLX.NIF.set_cache_limit(limit)
+
+  @doc """
+  Sets MLX's memory limit in bytes; returns the previous limit.
+
+      iex> previous = EMLX.set_memory_limit(1_000_000_000)
+      iex> EMLX.set_memory_limit(previous)
+      1_000_000_000
+  """
+  def set_memory_limit(limit) when is_integer(limit) and limit >= 0, do: EMLX.NIF.set_memory_limit(limit)
+end

@@ -1,0 +1,22 @@
+defmodule EMLX.Application do
+  @moduledoc false
+  use Application
+  require Logger
+
+  @impl true
+  def start(_type, _args) do
+    # MLX's CPU backend compiles kernels through popen/pclose, which needs
+    # the default SIGCHLD disposition (the BEAM ignores the signal).
+    :os.set_signal(:sigchld, :default)
+
+    case EMLX.NIF.load_error() do
+      nil ->
+        EMLX.CommandQueue.start_defaults()
+
+      reason ->
+        Logger.error("EMLX's native library failed to load (#{reason}); EMLX calls will raise")
+    end
+
+    Supervisor.start_link([], strategy: :one_for_one, name: EMLX.Supervisor)
+  end
+end

@@ -1,0 +1,99 @@
+defmodule EMLX.Ops.Elementwise do
+  @moduledoc false
+  # Element-wise unary and binary ops; docs and doctests come from the lists.
+  # Entries: see EMLX.Ops. Native twin: native/bridge/ops/elementwise.cc.
+
+  # name => {what it computes, doctest: {mlx type, input, expected item}}
+  @unary [
+    abs: {"absolute value", {:float32, -1.5, 1.5}},
+    acos: {"inverse cosine", {:float32, 1.0, 0.0}},
+    acosh: {"inverse hyperbolic cosine", {:float32, 1.0, 0.0}},
+    asin: {"inverse sine", {:float32, 0.0, 0.0}},
+    asinh: {"inverse hyperbolic sine", {:float32, 0.0, 0.0}},
+    atan: {"inverse tangent", {:float32, 0.0, 0.0}},
+    atanh: {"inverse hyperbolic tangent", {:float32, 0.0, 0.0}},
+    bitwise_not: {"bitwise complement (integers)", {:int32, 0, -1}},
+    ceil: {"ceiling", {:float32, 1.25, 2.0}},
+    conjugate: {"complex conjugate", {:float32, 2.0, 2.0}},
+    cos: {"cosine", {:float32, 0.0, 1.0}},
+    cosh: {"hyperbolic cosine", {:float32, 0.0, 1.0}},
+    erf: {"error function", {:float32, 0.0, 0.0}},
+    erf_inv: {"inverse error function", {:float32, 0.0, 0.0}},
+    exp: {"exponential", {:float32, 0.0, 1.0}},
+    expm1: {"`exp(x) - 1`", {:float32, 0.0, 0.0}},
+    floor: {"floor", {:float32, 1.75, 1.0}},
+    imag: {"imaginary part", {:complex64, 2.5, 0.0}},
+    is_infinity: {"test for positive or negative infinity", {:float32, :infinity, true}},
+    is_nan: {"test for NaN", {:float32, :nan, true}},
+    log: {"natural logarithm", {:float32, 1.0, 0.0}},
+    log1p: {"`log(1 + x)`", {:float32, 0.0, 0.0}},
+    logical_not: {"logical negation", {:int32, 0, true}},
+    negate: {"negation", {:float32, 2.0, -2.0}},
+    real: {"real part", {:complex64, 2.5, 2.5}},
+    round: {"rounding half to even", {:float32, 2.5, 2.0}},
+    rsqrt: {"reciprocal square root", {:float32, 4.0, 0.5}},
+    sigmoid: {"logistic sigmoid", {:float32, 0.0, 0.5}},
+    sign: {"sign (-1, 0 or 1)", {:float32, -3.0, -1.0}},
+    sin: {"sine", {:float32, 0.0, 0.0}},
+    sinh: {"hyperbolic sine", {:float32, 0.0, 0.0}},
+    sqrt: {"square root", {:float32, 4.0, 2.0}},
+    tan: {"tangent", {:float32, 0.0, 0.0}},
+    tanh: {"hyperbolic tangent", {:float32, 0.0, 0.0}}
+  ]
+
+  # name => {what it computes, doctest: {mlx type, a, b, expected item}}
+  @binary [
+    add: {"sum", {:int32, 1, 2, 3}},
+    subtract: {"difference", {:int32, 5, 3, 2}},
+    multiply: {"product", {:int32, 2, 3, 6}},
+    divide: {"true division (floating-point result)", {:float32, 1.0, 4.0, 0.25}},
+    pow: {"power", {:int32, 2, 10, 1024}},
+    remainder: {"remainder with the sign of the divisor (Python's `%`)", {:int32, 7, 3, 1}},
+    atan2: {"two-argument arc tangent", {:float32, 0.0, 1.0, 0.0}},
+    bitwise_and: {"bitwise and", {:int32, 12, 10, 8}},
+    bitwise_or: {"bitwise or", {:int32, 12, 10, 14}},
+    bitwise_xor: {"bitwise xor", {:int32, 12, 10, 6}},
+    left_shift: {"left shift", {:int32, 1, 4, 16}},
+    right_shift: {"right shift", {:int32, 16, 2, 4}},
+    minimum: {"minimum", {:int32, 2, 3, 2}},
+    maximum: {"maximum", {:int32, 2, 3, 3}},
+    quotient: {"integer division truncated toward zero", {:int32, -7, 2, -3}},
+    equal: {"equality test", {:int32, 2, 2, true}},
+    not_equal: {"inequality test", {:int32, 2, 3, true}},
+    greater: {"`a > b` test", {:int32, 3, 2, true}},
+    greater_equal: {"`a >= b` test", {:int32, 2, 2, true}},
+    less: {"`a < b` test", {:int32, 2, 3, true}},
+    less_equal: {"`a <= b` test", {:int32, 3, 2, false}},
+    logical_and: {"logical and", {:int32, 1, 0, false}},
+    logical_or: {"logical or", {:int32, 1, 0, true}},
+    logical_xor: {"logical exclusive or", {:int32, 1, 1, false}}
+  ]
+
+  def table do
+    unary =
+      for {name, {what, {type, input, expected}}} <- @unary do
+        {name, [tensor: :tensor],
+         """
+         Element-wise #{what}.
+
+             iex> EMLX.scalar_tensor(#{inspect(input)}, #{inspect(type)}, :cpu) |> EMLX.#{name}() |> EMLX.item()
+             #{inspect(expected)}
+         """, []}
+      end
+
+    binary =
+      for {name, {what, {type, a, b, expected}}} <- @binary do
+        {name, [tensorA: :tensor, tensorB: :tensor],
+         """
+         Element-wise #{what}, with broadcasting.
+
+             iex> a = EMLX.scalar_tensor(#{inspect(a)}, #{inspect(type)}, :cpu)
+             iex> b = EMLX.scalar_tensor(#{inspect(b)}, #{inspect(type)}, :cpu)
+             iex> EMLX.#{name}(a, b) |> EMLX.item()
+             #{inspect(expected)}
+         """, []}
+      end
+
+    unary ++ binary
+  end
+end

@@ -1,0 +1,311 @@
+// Runtime half of the bridge: argument access for ops, streams, array
+// metadata, evaluation and memory. The op table itself is in ops.cc.
+#include "bridge.h"
+
+#include <cstring>
+#include <limits>
+#include <sstream>
+
+#include "emlx/native/src/ffi.rs.h"
+
+namespace emlx {
+
+namespace {
+
+mx::Device device_of(int32_t d) {
+  return d == 1 ? mx::Device(mx::Device::gpu) : mx::Device(mx::Device::cpu);
+}
+
+}  // namespace
+
+mx::Stream to_stream(const StreamRef& s) {
+  return mx::Stream(s.index, device_of(s.device));
+}
+
+// --- dtypes ----------------------------------------------------------------
+
+mx::Dtype parse_dtype(const std::string& name) {
+  static const std::pair<const char*, mx::Dtype> names[] = {
+      {"bool", mx::bool_},         {"uint8", mx::uint8},
+      {"uint16", mx::uint16},      {"uint32", mx::uint32},
+      {"uint64", mx::uint64},      {"int8", mx::int8},
+      {"int16", mx::int16},        {"int32", mx::int32},
+      {"int64", mx::int64},        {"float16", mx::float16},
+      {"float32", mx::float32},    {"float64", mx::float64},
+      {"bfloat16", mx::bfloat16},  {"complex64", mx::complex64},
+  };
+  for (auto& [n, d] : names) {
+    if (name == n) return d;
+  }
+  throw std::invalid_argument("unknown MLX dtype '" + name + "'");
+}
+
+const char* dtype_name(mx::Dtype d) {
+  switch (d) {
+    case mx::bool_: return "bool";
+    case mx::uint8: return "uint8";
+    case mx::uint16: return "uint16";
+    case mx::uint32: return "uint32";
+    case mx::uint64: return "uint64";
+    case mx::int8: return "int8";
+    case mx::int16: return "int16";
+    case mx::int32: return "int32";
+    case mx::int64: return "int64";
+    case mx::float16: return "float16";
+    case mx::float32: return "float32";
+    case mx::float64: return "float64";
+    case mx::bfloat16: return "bfloat16";
+    case mx::complex64: return "complex64";
+  }
+  return "unknown";
+}
+
+// --- Call ------------------------------------------------------------------
+
+void Call::bad(size_t i, const char* what) const {
+  std::ostringstream msg;
+  msg << op << ": argument " << (i + 1) << " must be " << what;
+  if (i >= args.size()) msg << " (only " << args.size() << " given)";
+  throw std::invalid_argument(msg.str());
+}
+
+template <typename T>
+const T& Call::get(size_t i, const char* what) const {
+  if (i >= args.size()) bad(i, what);
+  if (auto* v = std::get_if<T>(&args[i])) return *v;
+  bad(i, what);
+}
+
+const Array& Call::arr(size_t i) const { return get<Array>(i, "a tensor"); }
+const std::vector<Array>& Call::arrays(size_t i) const {
+  if (i < args.size() && std::holds_alternative<std::vector<int64_t>>(args[i]) &&
+      std::get<std::vector<int64_t>>(args[i]).empty()) {
+    static const std::vector<Array> empty;
+    return empty;
+  }
+  return get<std::vector<Array>>(i, "a list of tensors");
+}
+int64_t Call::i64(size_t i) const { return get<int64_t>(i, "an integer"); }
+int Call::i32(size_t i) const {
+  int64_t v = i64(i);
+  if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+    bad(i, "an integer that fits in 32 bits");
+  return static_cast<int>(v);
+}
+double Call::f64(size_t i) const {
+  if (i < args.size()) {
+    if (auto* v = std::get_if<int64_t>(&args[i])) return static_cast<double>(*v);
+    if (auto* v = std::get_if<uint64_t>(&args[i])) return static_cast<double>(*v);
+    if (auto* s = std::get_if<std::string>(&args[i])) {
+      if (*s == "nan") return std::numeric_limits<double>::quiet_NaN();
+      if (*s == "infinity") return std::numeric_limits<double>::infinity();
+      if (*s == "neg_infinity") return -std::numeric_limits<double>::infinity();
+    }
+  }
+  return get<double>(i, "a number");
+}
+bool Call::flag(size_t i) const { return get<bool>(i, "a boolean"); }
+bool Call::none(size_t i) const {
+  return i < args.size() && std::holds_alternative<std::monostate>(args[i]);
+}
+const std::string& Call::str(size_t i) const { return get<std::string>(i, "an atom or string"); }
+std::vector<int64_t> Call::ints(size_t i) const {
+  return get<std::vector<int64_t>>(i, "a list of integers");
+}
+std::vector<int> Call::axes(size_t i) const {
+  auto v = ints(i);
+  std::vector<int> out;
+  out.reserve(v.size());
+  for (auto x : v) {
+    if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
+      bad(i, "a list of axes that fit in 32 bits");
+    out.push_back(static_cast<int>(x));
+  }
+  return out;
+}
+mx::Shape Call::shape(size_t i) const {
+  auto v = ints(i);
+  mx::Shape out;
+  for (auto x : v) {
+    if (x < 0 || x > std::numeric_limits<int32_t>::max())
+      bad(i, "a shape of non-negative dimensions below 2^31");
+    out.push_back(static_cast<int32_t>(x));
+  }
+  return out;
+}
+std::vector<double> Call::floats(size_t i) const {
+  if (i < args.size()) {
+    if (auto* v = std::get_if<std::vector<int64_t>>(&args[i])) {
+      return std::vector<double>(v->begin(), v->end());
+    }
+  }
+  return get<std::vector<double>>(i, "a list of numbers");
+}
+mx::Dtype Call::dtype(size_t i) const { return parse_dtype(str(i)); }
+
+// --- devices and streams -----------------------------------------------------
+
+bool gpu_available() { return mx::is_available(mx::Device(mx::Device::gpu)); }
+
+int32_t new_stream(int32_t device) {
+  auto d = device_of(device);
+  if (!mx::is_available(d)) {
+    throw std::invalid_argument(device == 1 ? "this MLX build has no GPU" : "no CPU device");
+  }
+  return mx::new_stream(d).index;
+}
+
+void synchronize(const StreamRef& s) { mx::synchronize(to_stream(s)); }
+
+// --- op calls ----------------------------------------------------------------
+
+std::unique_ptr<Call> new_call() { return std::make_unique<Call>(); }
+void push_array(Call& c, const Array& a) { c.args.emplace_back(a); }
+void push_arrays(Call& c, const ArrayList& list) { c.args.emplace_back(list.items); }
+void push_int(Call& c, int64_t v) { c.args.emplace_back(v); }
+void push_uint(Call& c, uint64_t v) { c.args.emplace_back(v); }
+void push_float(Call& c, double v) { c.args.emplace_back(v); }
+void push_bool(Call& c, bool v) { c.args.emplace_back(v); }
+void push_none(Call& c) { c.args.emplace_back(std::monostate{}); }
+void push_str(Call& c, rust::Str s) { c.args.emplace_back(std::string(s)); }
+void push_ints(Call& c, rust::Slice<const int64_t> v) {
+  c.args.emplace_back(std::vector<int64_t>(v.begin(), v.end()));
+}
+void push_floats(Call& c, rust::Slice<const double> v) {
+  c.args.emplace_back(std::vector<double>(v.begin(), v.end()));
+}
+std::unique_ptr<ArrayList> new_list() { return std::make_unique<ArrayList>(); }
+void list_push(ArrayList& list, const Array& a) { list.items.push_back(a); }
+size_t list_len(const ArrayList& list) { return list.items.size(); }
+std::unique_ptr<Array> list_get(const ArrayList& list, size_t i) {
+  return std::make_unique<Array>(list.items.at(i));
+}
+
+// --- arrays --------------------------------------------------------------------
+
+std::unique_ptr<Array> clone_array(const Array& a) { return std::make_unique<Array>(a); }
+
+std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
+                                  rust::Slice<const int64_t> shape_in,
+                                  rust::Str dtype_in) {
+  auto dtype = parse_dtype(std::string(dtype_in));
+  mx::Shape shape;
+  size_t count = 1;
+  for (auto d : shape_in) {
+    if (d < 0 || d > std::numeric_limits<int32_t>::max())
+      throw std::invalid_argument("from_blob: dimensions must be between 0 and 2^31-1");
+    shape.push_back(static_cast<int32_t>(d));
+    if (__builtin_mul_overflow(count, static_cast<size_t>(d), &count))
+      throw std::invalid_argument("from_blob: shape has too many elements");
+  }
+  size_t expected;
+  if (__builtin_mul_overflow(count, mx::size_of(dtype), &expected) || expected != bytes.size()) {
+    std::ostringstream msg;
+    msg << "from_blob: the binary has " << bytes.size() << " bytes but a tensor of "
+        << count << " " << dtype_name(dtype) << " elements needs "
+        << count * mx::size_of(dtype);
+    throw std::invalid_argument(msg.str());
+  }
+  auto buffer = mx::allocator::malloc(expected);
+  if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), bytes.data(), expected);
+  return std::make_unique<Array>(std::move(buffer), std::move(shape), dtype);
+}
+
+rust::Vec<int64_t> shape_of(const Array& a) {
+  rust::Vec<int64_t> out;
+  for (auto d : a.shape()) out.push_back(d);
+  return out;
+}
+
+rust::Vec<int64_t> strides_of(const Array& a) {
+  rust::Vec<int64_t> out;
+  // Strides are only defined once the array has a layout; report the
+  // row-major strides a lazy array will have.
+  if (a.is_available()) {
+    for (auto s : a.strides()) out.push_back(s);
+    return out;
+  }
+  std::vector<int64_t> rev;
+  int64_t acc = 1;
+  for (int i = a.ndim() - 1; i >= 0; --i) {
+    rev.push_back(acc);
+    acc *= a.shape(i);
+  }
+  for (auto it = rev.rbegin(); it != rev.rend(); ++it) out.push_back(*it);
+  return out;
+}
+
+rust::String dtype_of(const Array& a) { return rust::String(dtype_name(a.dtype())); }
+size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string(dtype))); }
+size_t nbytes_of(const Array& a) { return a.nbytes(); }
+bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
+
+// --- evaluation ------------------------------------------------------------------
+
+void eval_list(const ArrayList& list) { mx::eval(list.items); }
+
+std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
+  Array out = a;
+  mx::eval(out);
+  if (!out.flags().row_contiguous) {
+    out = mx::contiguous(out, false, to_stream(s));
+    mx::eval(out);
+  }
+  out.wait();
+  return std::make_unique<Array>(std::move(out));
+}
+
+rust::Slice<const uint8_t> data_bytes(const Array& a) {
+  if (a.status() == Array::Status::unscheduled || !a.flags().row_contiguous) {
+    throw std::logic_error("data_bytes needs an evaluated row-contiguous array");
+  }
+  if (a.nbytes() == 0) {
+    static const uint8_t empty = 0;
+    return rust::Slice<const uint8_t>(&empty, 0);
+  }
+  return rust::Slice<const uint8_t>(a.data<uint8_t>(), a.nbytes());
+}
+
+Scalar item_of(const Array& in, const StreamRef& s) {
+  if (in.size() != 1) {
+    throw std::invalid_argument("item: the tensor must have exactly one element, it has " +
+                                std::to_string(in.size()));
+  }
+  auto a = *readable(in, s);
+  Scalar out{2, 0, 0, 0.0, 0.0};
+  switch (a.dtype()) {
+    case mx::bool_: out.kind = 4; out.ival = a.item<bool>(); break;
+    case mx::uint8: out.kind = 1; out.uval = a.item<uint8_t>(); break;
+    case mx::uint16: out.kind = 1; out.uval = a.item<uint16_t>(); break;
+    case mx::uint32: out.kind = 1; out.uval = a.item<uint32_t>(); break;
+    case mx::uint64: out.kind = 1; out.uval = a.item<uint64_t>(); break;
+    case mx::int8: out.kind = 0; out.ival = a.item<int8_t>(); break;
+    case mx::int16: out.kind = 0; out.ival = a.item<int16_t>(); break;
+    case mx::int32: out.kind = 0; out.ival = a.item<int32_t>(); break;
+    case mx::int64: out.kind = 0; out.ival = a.item<int64_t>(); break;
+    case mx::float16: out.real = static_cast<float>(a.item<mx::float16_t>()); break;
+    case mx::bfloat16: out.real = static_cast<float>(a.item<mx::bfloat16_t>()); break;
+    case mx::float32: out.real = a.item<float>(); break;
+    case mx::float64: out.real = a.item<double>(); break;
+    case mx::complex64: {
+      auto c = a.item<mx::complex64_t>();
+      out.kind = 3;
+      out.real = c.real();
+      out.imag = c.imag();
+      break;
+    }
+  }
+  return out;
+}
+
+// --- memory ------------------------------------------------------------------------
+
+size_t active_memory() { return mx::get_active_memory(); }
+size_t peak_memory() { return mx::get_peak_memory(); }
+size_t cache_memory() { return mx::get_cache_memory(); }
+void reset_peak_memory() { mx::reset_peak_memory(); }
+size_t set_cache_limit(size_t limit) { return mx::set_cache_limit(limit); }
+size_t set_memory_limit(size_t limit) { return mx::set_memory_limit(limit); }
+void clear_cache() { mx::clear_cache(); }
+
+}  // namespace emlx

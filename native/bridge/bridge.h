@@ -1,0 +1,144 @@
+// C++ half of the cxx bridge between the Rust NIF and MLX's C++ API.
+//
+// Everything MLX is reached through here. Functions are declared in
+// native/src/ffi.rs; ops live in ops.cc as one table (name -> lambda).
+// Every function may throw: the trycatch override below turns *any* C++
+// exception into a Rust Err, so nothing thrown by MLX can abort the VM.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "mlx/mlx.h"
+#include "rust/cxx.h"
+
+namespace rust {
+namespace behavior {
+// cxx only converts std::exception by default; anything else would call
+// std::terminate. The message carries a one-letter class prefix that the
+// Rust side maps to the Elixir exception to raise ("A:" bad argument,
+// "E:" MLX/runtime failure).
+template <typename Try, typename Fail>
+static void trycatch(Try&& func, Fail&& fail) noexcept try {
+  func();
+} catch (const std::invalid_argument& e) {
+  fail((std::string("A:") + e.what()).c_str());
+} catch (const std::out_of_range& e) {
+  fail((std::string("A:") + e.what()).c_str());
+} catch (const std::length_error& e) {
+  fail((std::string("A:") + e.what()).c_str());
+} catch (const std::bad_alloc&) {
+  fail("E:out of memory: MLX could not allocate the requested buffer");
+} catch (const std::exception& e) {
+  fail((std::string("E:") + e.what()).c_str());
+} catch (...) {
+  fail("E:unknown C++ exception raised inside MLX");
+}
+}  // namespace behavior
+}  // namespace rust
+
+namespace emlx {
+
+namespace mx = mlx::core;
+using Array = mx::array;
+
+struct StreamRef;
+struct Scalar;
+
+// A list of arrays going in or out of an op.
+struct ArrayList {
+  std::vector<Array> items;
+};
+
+// The arguments of one op call, pushed one at a time by the Rust side.
+class Call {
+ public:
+  using Arg = std::variant<std::monostate, Array, int64_t, double, bool,
+                           std::string, std::vector<int64_t>,
+                           std::vector<Array>, std::vector<double>, uint64_t>;
+  std::vector<Arg> args;
+  mutable const char* op = "";
+
+  size_t size() const { return args.size(); }
+  const Array& arr(size_t i) const;
+  const std::vector<Array>& arrays(size_t i) const;
+  int64_t i64(size_t i) const;
+  int i32(size_t i) const;
+  double f64(size_t i) const;
+  bool flag(size_t i) const;
+  bool none(size_t i) const;
+  const std::string& str(size_t i) const;
+  std::vector<int64_t> ints(size_t i) const;
+  std::vector<int> axes(size_t i) const;
+  mx::Shape shape(size_t i) const;
+  std::vector<double> floats(size_t i) const;
+  mx::Dtype dtype(size_t i) const;
+
+ private:
+  template <typename T>
+  const T& get(size_t i, const char* what) const;
+  [[noreturn]] void bad(size_t i, const char* what) const;
+};
+
+// --- helpers shared by bridge.cc and ops.cc ---------------------------------
+mx::Stream to_stream(const StreamRef& s);
+mx::Dtype parse_dtype(const std::string& name);
+const char* dtype_name(mx::Dtype d);
+
+// --- devices and streams -------------------------------------------------
+bool gpu_available();
+int32_t new_stream(int32_t device);
+void synchronize(const StreamRef& s);
+
+// --- op calls -------------------------------------------------------------
+std::unique_ptr<Call> new_call();
+void push_array(Call& c, const Array& a);
+void push_arrays(Call& c, const ArrayList& list);
+void push_int(Call& c, int64_t v);
+void push_uint(Call& c, uint64_t v);
+void push_float(Call& c, double v);
+void push_bool(Call& c, bool v);
+void push_none(Call& c);
+void push_str(Call& c, rust::Str s);
+void push_ints(Call& c, rust::Slice<const int64_t> v);
+void push_floats(Call& c, rust::Slice<const double> v);
+std::unique_ptr<ArrayList> new_list();
+void list_push(ArrayList& list, const Array& a);
+size_t list_len(const ArrayList& list);
+std::unique_ptr<Array> list_get(const ArrayList& list, size_t i);
+
+rust::Vec<rust::String> op_names();
+std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
+                                  const StreamRef& s);
+
+// --- arrays ---------------------------------------------------------------
+std::unique_ptr<Array> clone_array(const Array& a);
+std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
+                                  rust::Slice<const int64_t> shape,
+                                  rust::Str dtype);
+rust::Vec<int64_t> shape_of(const Array& a);
+rust::Vec<int64_t> strides_of(const Array& a);
+rust::String dtype_of(const Array& a);
+size_t itemsize_of(rust::Str dtype);
+size_t nbytes_of(const Array& a);
+bool is_lazy(const Array& a);
+
+// --- evaluation (only on the owning queue's thread) -------------------------
+void eval_list(const ArrayList& list);
+std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
+rust::Slice<const uint8_t> data_bytes(const Array& a);
+Scalar item_of(const Array& a, const StreamRef& s);
+
+// --- memory ----------------------------------------------------------------
+size_t active_memory();
+size_t peak_memory();
+size_t cache_memory();
+void reset_peak_memory();
+size_t set_cache_limit(size_t limit);
+size_t set_memory_limit(size_t limit);
+void clear_cache();
+
+}  // namespace emlx

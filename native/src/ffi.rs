@@ -1,0 +1,100 @@
+//! The cxx bridge to MLX (C++ side in `native/bridge/`).
+//!
+//! This is the only module with `unsafe`: the `Send`/`Sync` promises for the
+//! opaque MLX types. Every bridged function returns `Result`, because the C++
+//! `trycatch` override (bridge.h) turns any exception into an `Err` whose
+//! message starts with a class letter that [`crate::error::Error`] decodes.
+
+#[cxx::bridge(namespace = "emlx")]
+mod bridge {
+    /// An MLX stream by value: `device` is 0 for the CPU, 1 for the GPU.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct StreamRef {
+        index: i32,
+        device: i32,
+    }
+
+    /// A scalar read back from a 0-d array. `kind`: 0 signed integer,
+    /// 1 unsigned integer, 2 float, 3 complex, 4 bool.
+    #[derive(Clone, Copy, Debug)]
+    struct Scalar {
+        kind: u8,
+        ival: i64,
+        uval: u64,
+        real: f64,
+        imag: f64,
+    }
+
+    unsafe extern "C++" {
+        include!("bridge.h");
+
+        type Array;
+        type ArrayList;
+        type Call;
+
+        fn gpu_available() -> bool;
+        fn new_stream(device: i32) -> Result<i32>;
+        fn synchronize(s: &StreamRef) -> Result<()>;
+
+        fn new_call() -> UniquePtr<Call>;
+        fn push_array(c: Pin<&mut Call>, a: &Array);
+        fn push_arrays(c: Pin<&mut Call>, list: &ArrayList);
+        fn push_int(c: Pin<&mut Call>, v: i64);
+        fn push_uint(c: Pin<&mut Call>, v: u64);
+        fn push_float(c: Pin<&mut Call>, v: f64);
+        fn push_bool(c: Pin<&mut Call>, v: bool);
+        fn push_none(c: Pin<&mut Call>);
+        fn push_str(c: Pin<&mut Call>, s: &str);
+        fn push_ints(c: Pin<&mut Call>, v: &[i64]);
+        fn push_floats(c: Pin<&mut Call>, v: &[f64]);
+        fn new_list() -> UniquePtr<ArrayList>;
+        fn list_push(list: Pin<&mut ArrayList>, a: &Array);
+        fn list_len(list: &ArrayList) -> usize;
+        fn list_get(list: &ArrayList, i: usize) -> UniquePtr<Array>;
+
+        fn op_names() -> Vec<String>;
+        fn run_op(op: u32, call: &Call, s: &StreamRef) -> Result<UniquePtr<ArrayList>>;
+
+        fn clone_array(a: &Array) -> UniquePtr<Array>;
+        fn from_bytes(bytes: &[u8], shape: &[i64], dtype: &str) -> Result<UniquePtr<Array>>;
+        fn shape_of(a: &Array) -> Vec<i64>;
+        fn strides_of(a: &Array) -> Vec<i64>;
+        fn dtype_of(a: &Array) -> String;
+        fn itemsize_of(dtype: &str) -> Result<usize>;
+        fn nbytes_of(a: &Array) -> usize;
+        fn is_lazy(a: &Array) -> bool;
+
+        fn eval_list(list: &ArrayList) -> Result<()>;
+        fn readable(a: &Array, s: &StreamRef) -> Result<UniquePtr<Array>>;
+        fn data_bytes(a: &Array) -> Result<&[u8]>;
+        fn item_of(a: &Array, s: &StreamRef) -> Result<Scalar>;
+
+        fn active_memory() -> usize;
+        fn peak_memory() -> usize;
+        fn cache_memory() -> usize;
+        fn reset_peak_memory();
+        fn set_cache_limit(limit: usize) -> usize;
+        fn set_memory_limit(limit: usize) -> usize;
+        fn clear_cache();
+    }
+}
+
+pub use bridge::*;
+
+// SAFETY: an `mlx::core::array` is a handle to a reference-counted,
+// immutable-once-built graph node (its descriptor is a `std::shared_ptr`, whose
+// count is atomic). Moving a handle to another thread is therefore sound. The
+// one thread-bound thing in MLX is a stream's command encoder, and the crate
+// upholds the policy that keeps it sound: only the thread of the queue that
+// owns a stream evaluates arrays built on that stream (see queue.rs); BEAM
+// scheduler threads only build graph nodes and read immutable metadata.
+unsafe impl Send for Array {}
+// SAFETY: shared references are used only for the read-only accessors above
+// and for copying the handle into new graph nodes, both safe to do
+// concurrently under the same policy.
+unsafe impl Sync for Array {}
+// SAFETY: an ArrayList is a std::vector of the handles above, owned by one
+// Rust value at a time; it carries the same guarantees as `Array`.
+unsafe impl Send for ArrayList {}
+// SAFETY: see `Array`; a shared ArrayList is only read.
+unsafe impl Sync for ArrayList {}

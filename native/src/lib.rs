@@ -1,0 +1,22 @@
+//! EMLX's native layer: a Rustler NIF over MLX's C++ API.
+//!
+//! - `ffi`: the cxx bridge (C++ in `native/bridge/`), the only `unsafe`.
+//! - `error`: the one error type and how it becomes an Elixir exception.
+//! - `queue`: command queues, one OS thread and MLX stream each.
+//! - `tensor`: the resources Elixir holds.
+//! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
+//! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
+
+mod error;
+mod ffi;
+mod ops;
+mod queue;
+mod runtime;
+mod tensor;
+
+fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
+    ops::init_table();
+    true
+}
+
+rustler::init!("Elixir.EMLX.NIF", load = load);

@@ -1,0 +1,288 @@
+//! Lazy ops: one generic NIF that runs any entry of the C++ op table.
+//!
+//! `op(queue, name, args)` decodes the Elixir arguments into the bridge's
+//! `Call` (tensors, integers, floats, booleans, nil, atoms/strings, lists of
+//! integers, floats or tensors), runs the named op on the queue's stream and
+//! returns `{device, ref}` (or a list of them for ops with several outputs).
+//! Building a node is cheap; nothing is evaluated here.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
+
+use crate::error::{Error, Result};
+use crate::ffi::{self, Call};
+use crate::tensor::{decode_tensor, QueueRes, TensorRes};
+
+mod atoms {
+    rustler::atoms! { nil }
+}
+
+static OP_INDEX: OnceLock<HashMap<String, u32>> = OnceLock::new();
+
+/// Reads the C++ op table's names once, at NIF load.
+pub fn init_table() {
+    OP_INDEX.get_or_init(|| {
+        ffi::op_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| (name, i as u32))
+            .collect()
+    });
+}
+
+/// Names of every op in the native table (for tests and docs).
+#[rustler::nif]
+fn op_names() -> Vec<String> {
+    ffi::op_names()
+}
+
+#[rustler::nif]
+fn op<'a>(
+    env: Env<'a>,
+    queue: ResourceArc<QueueRes>,
+    name: Atom,
+    args: Term<'a>,
+) -> NifResult<Term<'a>> {
+    Ok(run(env, &queue, name, args)?)
+}
+
+fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
+    let name_str = name
+        .to_term(env)
+        .atom_to_string()
+        .map_err(|_| Error::BadArg("op name must be an atom".into()))?;
+    let index = *OP_INDEX
+        .get()
+        .and_then(|t| t.get(&name_str))
+        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{name_str}")))?;
+    let queue = &queue.0;
+    let mut call = ffi::new_call();
+    let list: Vec<Term> = args
+        .decode()
+        .map_err(|_| Error::BadArg(format!("{name_str}: arguments must be a list")))?;
+    for (i, term) in list.into_iter().enumerate() {
+        push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
+            Error::BadArg(msg) => Error::BadArg(format!("{name_str}: argument {}: {msg}", i + 1)),
+            other => other,
+        })?;
+    }
+    let out = ffi::run_op(index, &call, &queue.stream)?;
+    let n = ffi::list_len(&out);
+    let wrap = |i| TensorRes::wrap(env, TensorRes::new(ffi::list_get(&out, i), queue.clone()));
+    if n == 1 {
+        Ok(wrap(0))
+    } else {
+        let outputs: Vec<Term> = (0..n).map(wrap).collect();
+        Ok(rustler::Encoder::encode(&outputs, env))
+    }
+}
+
+/// Runs `f` on a tensor's array, refusing lazy arrays of another queue:
+/// their graph can only be evaluated on their own queue's thread.
+fn usable(res: &TensorRes, queue_id: u64, f: impl FnOnce(&ffi::Array)) -> Result<()> {
+    res.with(|a| {
+        if res.queue.id != queue_id && ffi::is_lazy(a) {
+            return Err(cross_queue());
+        }
+        f(a);
+        Ok(())
+    })?
+}
+
+pub fn cross_queue() -> Error {
+    Error::BadArg(
+        "cross_queue: the tensor is an unevaluated result of another command queue; \
+         evaluate it first (EMLX.eval/1) or build it on this queue"
+            .into(),
+    )
+}
+
+fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result<()> {
+    match term.get_type() {
+        TermType::Integer => match (term.decode::<i64>(), term.decode::<u64>()) {
+            (Ok(v), _) => ffi::push_int(call, v),
+            (_, Ok(v)) => ffi::push_uint(call, v),
+            _ => {
+                return Err(Error::BadArg(format!(
+                    "integer {term:?} does not fit in 64 bits"
+                )))
+            }
+        },
+        TermType::Float => ffi::push_float(call, term.decode::<f64>().unwrap_or(f64::NAN)),
+        TermType::Atom => {
+            if let Ok(b) = term.decode::<bool>() {
+                ffi::push_bool(call, b);
+            } else if term.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+                ffi::push_none(call);
+            } else {
+                ffi::push_str(call, &term.atom_to_string().unwrap_or_default());
+            }
+        }
+        TermType::Binary => {
+            let bin: Binary = term
+                .decode()
+                .map_err(|_| Error::BadArg("unreadable binary".into()))?;
+            let s = std::str::from_utf8(bin.as_slice())
+                .map_err(|_| Error::BadArg("expected a UTF-8 string".into()))?;
+            ffi::push_str(call, s);
+        }
+        TermType::Tuple => {
+            let items = get_tuple(term).unwrap_or_default();
+            if items.len() == 2 && items[1].get_type() == TermType::Ref {
+                usable(&*decode_tensor(term)?, queue_id, |a| {
+                    ffi::push_array(call, a)
+                })?;
+            } else {
+                push_list(call, items, queue_id, term)?;
+            }
+        }
+        TermType::List => {
+            let items: Vec<Term> = term.decode().unwrap_or_default();
+            push_list(call, items, queue_id, term)?;
+        }
+        TermType::Ref => {
+            usable(&*decode_tensor(term)?, queue_id, |a| {
+                ffi::push_array(call, a)
+            })?;
+        }
+        _ => return Err(Error::BadArg(format!("unsupported argument {term:?}"))),
+    }
+    Ok(())
+}
+
+/// A list (or tuple) of integers, of numbers, or of tensors.
+fn push_list(
+    call: std::pin::Pin<&mut Call>,
+    items: Vec<Term>,
+    queue_id: u64,
+    whole: Term,
+) -> Result<()> {
+    if items.iter().all(|t| t.get_type() == TermType::Integer) {
+        let ints = items
+            .iter()
+            .map(|t| t.decode::<i64>())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|_| Error::BadArg(format!("integers in {whole:?} must fit in 64 bits")))?;
+        ffi::push_ints(call, &ints);
+        return Ok(());
+    }
+    if items
+        .iter()
+        .all(|t| matches!(t.get_type(), TermType::Integer | TermType::Float))
+    {
+        let floats: Vec<f64> = items
+            .iter()
+            .map(|t| {
+                t.decode::<f64>()
+                    .or_else(|_| t.decode::<i64>().map(|i| i as f64))
+            })
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::BadArg(format!("unreadable numbers in {whole:?}")))?;
+        ffi::push_floats(call, &floats);
+        return Ok(());
+    }
+    let mut list = ffi::new_list();
+    for item in items {
+        usable(&*decode_tensor(item)?, queue_id, |a| {
+            ffi::list_push(list.pin_mut(), a)
+        })?;
+    }
+    ffi::push_arrays(call, &list);
+    Ok(())
+}
+
+/// A tensor holding a copy of `blob`'s bytes.
+#[rustler::nif]
+fn from_blob<'a>(
+    env: Env<'a>,
+    queue: ResourceArc<QueueRes>,
+    blob: Binary,
+    shape: Vec<i64>,
+    dtype: Atom,
+) -> NifResult<Term<'a>> {
+    copy_blob(env, &queue, blob, &shape, dtype)
+}
+
+/// `from_blob` for large binaries: the copy runs on a dirty scheduler.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn from_blob_dirty<'a>(
+    env: Env<'a>,
+    queue: ResourceArc<QueueRes>,
+    blob: Binary,
+    shape: Vec<i64>,
+    dtype: Atom,
+) -> NifResult<Term<'a>> {
+    copy_blob(env, &queue, blob, &shape, dtype)
+}
+
+fn copy_blob<'a>(
+    env: Env<'a>,
+    queue: &QueueRes,
+    blob: Binary,
+    shape: &[i64],
+    dtype: Atom,
+) -> NifResult<Term<'a>> {
+    let dtype = dtype
+        .to_term(env)
+        .atom_to_string()
+        .map_err(|_| Error::BadArg("dtype must be an atom".into()))?;
+    let array = ffi::from_bytes(blob.as_slice(), shape, &dtype).map_err(Error::from)?;
+    Ok(TensorRes::wrap(env, TensorRes::new(array, queue.0.clone())))
+}
+
+#[rustler::nif]
+fn shape<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
+    let dims = decode_tensor(tensor)?.with(ffi::shape_of)?;
+    let terms: Vec<Term> = dims
+        .iter()
+        .map(|d| rustler::Encoder::encode(d, env))
+        .collect();
+    Ok(rustler::types::tuple::make_tuple(env, &terms))
+}
+
+#[rustler::nif]
+fn strides(tensor: Term) -> NifResult<Vec<i64>> {
+    Ok(decode_tensor(tensor)?.with(ffi::strides_of)?)
+}
+
+#[rustler::nif]
+fn scalar_type<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Atom> {
+    let name = decode_tensor(tensor)?.with(ffi::dtype_of)?;
+    Atom::from_str(env, &name)
+}
+
+#[rustler::nif]
+fn nbytes(tensor: Term) -> NifResult<usize> {
+    Ok(decode_tensor(tensor)?.with(ffi::nbytes_of)?)
+}
+
+#[rustler::nif]
+fn itemsize(env: Env, dtype: Atom) -> NifResult<usize> {
+    let name = dtype.to_term(env).atom_to_string()?;
+    Ok(ffi::itemsize_of(&name).map_err(Error::from)?)
+}
+
+/// Whether `tensor` is an unevaluated node of a queue other than `queue`.
+#[rustler::nif]
+fn needs_eval_for(queue: ResourceArc<QueueRes>, tensor: Term) -> NifResult<bool> {
+    let res = decode_tensor(tensor)?;
+    Ok(res.queue.id != queue.0.id && res.with(ffi::is_lazy)?)
+}
+
+#[rustler::nif]
+fn deallocate(tensor: Term) -> NifResult<rustler::Atom> {
+    let res = decode_tensor(tensor)?;
+    Ok(if res.deallocate() {
+        rustler::types::atom::ok()
+    } else {
+        rustler::types::atom::error()
+    })
+}
+
+#[rustler::nif]
+fn is_tensor_ref(term: Term) -> bool {
+    decode_tensor(term).is_ok()
+}

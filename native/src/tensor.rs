@@ -1,0 +1,113 @@
+//! Resources that Elixir holds: tensors, queues and zero-copy blobs.
+//!
+//! An Elixir tensor is `{device, ref}` where `ref` is a [`TensorRes`]. Every
+//! tensor remembers the queue whose stream its graph node was built on; only
+//! that queue evaluates it.
+
+use std::sync::Arc;
+
+use cxx::UniquePtr;
+use parking_lot::RwLock;
+use rustler::{Encoder, Env, Resource, ResourceArc, Term};
+
+use crate::error::{Error, Result};
+use crate::ffi::{self, Array};
+use crate::queue::Queue;
+
+pub struct TensorRes {
+    /// `None` once deallocated.
+    array: RwLock<Option<UniquePtr<Array>>>,
+    pub queue: Arc<Queue>,
+}
+
+#[rustler::resource_impl]
+impl Resource for TensorRes {}
+
+impl Drop for TensorRes {
+    fn drop(&mut self) {
+        if let Some(array) = self.array.get_mut().take() {
+            self.queue.release(array);
+        }
+    }
+}
+
+impl TensorRes {
+    pub fn new(array: UniquePtr<Array>, queue: Arc<Queue>) -> ResourceArc<TensorRes> {
+        ResourceArc::new(TensorRes {
+            array: RwLock::new(Some(array)),
+            queue,
+        })
+    }
+
+    /// Runs `f` on the live array, or fails if it was deallocated.
+    pub fn with<T>(&self, f: impl FnOnce(&Array) -> T) -> Result<T> {
+        match self.array.read().as_ref() {
+            Some(a) => Ok(f(a)),
+            None => Err(Error::Deallocated),
+        }
+    }
+
+    /// A new handle to the same MLX array (shares the graph node / buffer).
+    pub fn handle(&self) -> Result<UniquePtr<Array>> {
+        self.with(ffi::clone_array)
+    }
+
+    /// Drops the array now. Returns false if it was already gone.
+    pub fn deallocate(&self) -> bool {
+        let taken = self.array.write().take();
+        match taken {
+            Some(array) => {
+                self.queue.release(array);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `{device, ref}`, the Elixir representation.
+    pub fn wrap<'a>(env: Env<'a>, res: ResourceArc<TensorRes>) -> Term<'a> {
+        let device = res.queue.device.atom();
+        (device, res).encode(env)
+    }
+}
+
+/// An Elixir handle on a command queue.
+pub struct QueueRes(pub Arc<Queue>);
+
+#[rustler::resource_impl]
+impl Resource for QueueRes {}
+
+impl Drop for QueueRes {
+    fn drop(&mut self) {
+        // The handle is the queue's only way to get new work: once Elixir
+        // forgets it, the thread stops (tensors built on it keep the struct).
+        self.0.close();
+    }
+}
+
+/// An evaluated, row-contiguous array whose bytes back a resource binary.
+/// Holding its own handle keeps the buffer alive (and never donated) for as
+/// long as the binary lives, even if the tensor is deallocated.
+pub struct BlobRes(pub UniquePtr<Array>);
+
+#[rustler::resource_impl]
+impl Resource for BlobRes {}
+
+impl BlobRes {
+    pub fn bytes(&self) -> &[u8] {
+        ffi::data_bytes(&self.0).unwrap_or(&[])
+    }
+}
+
+/// Decodes `{device, ref}` or a bare `ref` into its resource.
+pub fn decode_tensor(term: Term) -> Result<ResourceArc<TensorRes>> {
+    if let Ok(res) = term.decode::<ResourceArc<TensorRes>>() {
+        return Ok(res);
+    }
+    if let Ok((_, res)) = term.decode::<(rustler::Atom, ResourceArc<TensorRes>)>() {
+        return Ok(res);
+    }
+    Err(Error::BadArg(format!(
+        "expected an EMLX tensor ({{device, ref}}), got: {term:?}"
+    )))
+}

@@ -1,0 +1,7 @@
+defmodule EMLX.DoctestTest do
+  use ExUnit.Case, async: true
+
+  doctest EMLX
+  doctest EMLX.Types
+  doctest EMLX.CommandQueue
+end
