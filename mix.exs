@@ -117,6 +117,11 @@ defmodule EMLX.MixProject do
         deps
 
       dir ->
+        # A checkout of a rebar3 project (telemetry) builds with Debian's rebar3
+        # when Mix has none of its own (it would fetch one from Hex).
+        rebar3 = System.find_executable("rebar3")
+        if rebar3 && !System.get_env("MIX_REBAR3"), do: System.put_env("MIX_REBAR3", rebar3)
+
         names = Enum.uniq(Enum.map(deps, &elem(&1, 0)) ++ if(deps == [], do: [], else: @transitive))
 
         for name <- names do
