@@ -1,12 +1,14 @@
 //! EMLX's native layer: a Rustler NIF over MLX's C++ API.
 //!
 //! - `ffi`: the cxx bridge (C++ in `native/bridge/`), the only `unsafe`.
+//! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
 
+mod args;
 mod error;
 mod ffi;
 mod ops;

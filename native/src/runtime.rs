@@ -6,6 +6,7 @@
 
 use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
 
+use crate::args;
 use crate::error::Error;
 use crate::ffi;
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
@@ -16,31 +17,30 @@ mod atoms {
 }
 
 #[rustler::nif]
-fn queue_new(env: Env, device: Atom) -> NifResult<Term> {
+fn queue_new<'a>(env: Env<'a>, device: Term<'a>) -> NifResult<Term<'a>> {
+    let device = args::atom("queue_new", "the device", device)?;
     let queue = Queue::start(Device::from_atom(device)?)?;
     Ok(ResourceArc::new(QueueRes(queue)).encode(env))
 }
 
 #[rustler::nif(schedule = "DirtyIo")]
-fn queue_close(queue: ResourceArc<QueueRes>) -> Atom {
-    queue.0.join();
-    atoms::ok()
+fn queue_close(queue: Term) -> NifResult<Atom> {
+    args::queue("queue_close", queue)?.0.join();
+    Ok(atoms::ok())
 }
 
 #[rustler::nif]
-fn queue_info(queue: ResourceArc<QueueRes>) -> (u64, Atom, i32, bool) {
+fn queue_info(queue: Term) -> NifResult<(u64, Atom, i32, bool)> {
+    let queue = args::queue("queue_info", queue)?;
     let q = &queue.0;
-    (q.id, q.device.atom(), q.stream.index, q.is_closed())
+    Ok((q.id, q.device.atom(), q.stream.index, q.is_closed()))
 }
 
 /// Replies `{tag, :ok}` once every job sent to the queue before has finished
 /// and its stream has drained.
 #[rustler::nif]
-fn queue_synchronize<'a>(
-    env: Env<'a>,
-    queue: ResourceArc<QueueRes>,
-    tag: Term<'a>,
-) -> NifResult<Atom> {
+fn queue_synchronize<'a>(env: Env<'a>, queue: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    let queue = args::queue("queue_synchronize", queue)?;
     queue.0.submit(
         ReplyTo::new(env, tag),
         Box::new(|stream| {
@@ -69,10 +69,10 @@ fn gpu_available() -> bool {
 
 /// Evaluates every tensor of `tensors` (all of one queue) on that queue.
 #[rustler::nif]
-fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<Atom> {
+fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     let mut list = ffi::new_list();
     let mut owner: Option<std::sync::Arc<Queue>> = None;
-    for t in tensors {
+    for t in args::list("eval", "the tensors", tensors)? {
         let res = decode_tensor(t)?;
         match &owner {
             Some(q) if q.id != res.queue.id => {
@@ -140,12 +140,12 @@ fn scalar_term(env: Env, s: ffi::Scalar) -> Term {
 /// the first `limit` elements only when `limit` is an integer. The binary
 /// is a zero-copy view of the evaluated MLX buffer.
 #[rustler::nif]
-fn to_blob<'a>(
-    env: Env<'a>,
-    tensor: Term<'a>,
-    limit: Option<u64>,
-    tag: Term<'a>,
-) -> NifResult<Atom> {
+fn to_blob<'a>(env: Env<'a>, tensor: Term<'a>, limit: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    let limit: Option<u64> = if limit.decode::<Option<u64>>().is_ok_and(|l| l.is_none()) {
+        None
+    } else {
+        Some(args::count("to_blob", "the element limit (or nil)", limit)?)
+    };
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
     res.queue.submit(
@@ -189,11 +189,13 @@ fn clear_cache() -> Atom {
 }
 
 #[rustler::nif]
-fn set_cache_limit(limit: u64) -> usize {
-    ffi::set_cache_limit(limit as usize)
+fn set_cache_limit(limit: Term) -> NifResult<usize> {
+    let limit = args::count("set_cache_limit", "the limit in bytes", limit)?;
+    Ok(ffi::set_cache_limit(limit as usize))
 }
 
 #[rustler::nif]
-fn set_memory_limit(limit: u64) -> usize {
-    ffi::set_memory_limit(limit as usize)
+fn set_memory_limit(limit: Term) -> NifResult<usize> {
+    let limit = args::count("set_memory_limit", "the limit in bytes", limit)?;
+    Ok(ffi::set_memory_limit(limit as usize))
 }
