@@ -2,9 +2,14 @@
 // metadata, evaluation and memory. The op table itself is in ops.cc.
 #include "bridge.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <unordered_set>
+
+#include "mlx/primitives.h"  // Primitive::name()
 
 #include "emlx/native/src/ffi.rs.h"
 
@@ -181,6 +186,99 @@ std::unique_ptr<Array> list_get(const ArrayList& list, size_t i) {
   return std::make_unique<Array>(list.items.at(i));
 }
 
+// --- allocation guard ------------------------------------------------------------
+//
+// MLX's CPU allocator neither enforces the memory limit nor checks malloc:
+// a failed allocation becomes a null buffer that the kernel then writes
+// through (a segfault), and an array's byte size silently wraps modulo 2^64
+// for absurd shapes (a small buffer, then writes far past it). So before
+// anything is evaluated, every buffer the graph will allocate is checked
+// here and an oversized one is refused with an exception instead.
+
+namespace {
+
+size_t physical_memory() {
+  static const size_t bytes = [] {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                                 : std::numeric_limits<size_t>::max();
+  }();
+  return bytes;
+}
+
+std::string shape_text(const mx::Shape& shape) {
+  std::ostringstream out;
+  out << "{";
+  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
+  out << "}";
+  return out.str();
+}
+
+// Bytes an array of `shape` and `dtype` needs; throws if that overflows.
+size_t checked_nbytes(const mx::Shape& shape, mx::Dtype dtype) {
+  size_t bytes = mx::size_of(dtype);
+  for (auto d : shape) {
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes)) {
+      throw std::invalid_argument("a " + std::string(dtype_name(dtype)) + " tensor of shape " +
+                                  shape_text(shape) +
+                                  " would need more than 2^64 bytes; it cannot be computed");
+    }
+  }
+  return bytes;
+}
+
+// Throws if `bytes` more cannot be allocated within MLX's memory limit
+// (capped at the machine's physical memory).
+void check_budget(size_t bytes, const mx::Shape& shape, mx::Dtype dtype) {
+  size_t limit = std::min(mx::get_memory_limit(), physical_memory());
+  size_t active = mx::get_active_memory();
+  size_t room = limit > active ? limit - active : 0;
+  if (bytes > room) {
+    std::ostringstream msg;
+    msg << "cannot allocate " << bytes << " bytes for a " << dtype_name(dtype)
+        << " tensor of shape " << shape_text(shape) << ": the memory limit is " << limit
+        << " bytes and " << active
+        << " are in use (EMLX.set_memory_limit/1 sets the limit; it is capped at the "
+           "machine's physical memory)";
+    throw std::runtime_error(msg.str());
+  }
+}
+
+// Views share their input's buffer: they allocate nothing. (By name: libmlx
+// does not export its primitives' type information.)
+bool is_view(const Array& a) {
+  static const char* const views[] = {"Broadcast", "BroadcastAxes", "Transpose", "Slice",
+                                      "ExpandDims", "Squeeze",      "AsStrided"};
+  const char* name = a.primitive().name();
+  for (const char* v : views) {
+    if (std::strcmp(name, v) == 0) return true;
+  }
+  return false;
+}
+
+// Walks the unevaluated part of the graph under `roots`.
+void check_allocations(const std::vector<Array>& roots) {
+  std::vector<Array> stack;
+  std::unordered_set<std::uintptr_t> seen;
+  auto visit = [&](const Array& a) {
+    if (a.status() == Array::Status::unscheduled && seen.insert(a.id()).second) {
+      stack.push_back(a);
+    }
+  };
+  for (const auto& r : roots) visit(r);
+  while (!stack.empty()) {
+    Array a = std::move(stack.back());
+    stack.pop_back();
+    size_t bytes = checked_nbytes(a.shape(), a.dtype());
+    if (a.has_primitive() && !is_view(a)) check_budget(bytes, a.shape(), a.dtype());
+    for (const auto& in : a.inputs()) visit(in);
+    for (const auto& sib : a.siblings()) visit(sib);
+  }
+}
+
+}  // namespace
+
 // --- arrays --------------------------------------------------------------------
 
 std::unique_ptr<Array> clone_array(const Array& a) { return std::make_unique<Array>(a); }
@@ -206,7 +304,12 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
         << count * mx::size_of(dtype);
     throw std::invalid_argument(msg.str());
   }
+  check_budget(expected, shape, dtype);
   auto buffer = mx::allocator::malloc(expected);
+  if (expected > 0 && buffer.buffer().raw_ptr() == nullptr) {
+    throw std::runtime_error("from_blob: out of memory allocating " + std::to_string(expected) +
+                             " bytes");
+  }
   if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), bytes.data(), expected);
   return std::make_unique<Array>(std::move(buffer), std::move(shape), dtype);
 }
@@ -242,13 +345,18 @@ bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; 
 
 // --- evaluation ------------------------------------------------------------------
 
-void eval_list(const ArrayList& list) { mx::eval(list.items); }
+void eval_list(const ArrayList& list) {
+  check_allocations(list.items);
+  mx::eval(list.items);
+}
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
   Array out = a;
+  check_allocations({out});
   mx::eval(out);
   if (!out.flags().row_contiguous) {
     out = mx::contiguous(out, false, to_stream(s));
+    check_allocations({out});
     mx::eval(out);
   }
   out.wait();
