@@ -119,9 +119,12 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             }
         }
         TermType::Binary => {
-            let bin: Binary = term
-                .decode()
-                .map_err(|_| Error::BadArg("unreadable binary".into()))?;
+            let bin: Binary = term.decode().map_err(|_| {
+                Error::BadArg(format!(
+                    "expected a UTF-8 string, got a bitstring that is not whole bytes: {}",
+                    args::show(term)
+                ))
+            })?;
             let s = std::str::from_utf8(bin.as_slice())
                 .map_err(|_| Error::BadArg("expected a UTF-8 string".into()))?;
             ffi::push_str(call, s);
