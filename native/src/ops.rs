@@ -282,7 +282,8 @@ fn itemsize(dtype: Term) -> NifResult<usize> {
 fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
     let queue = args::queue("needs_eval_for", queue)?;
     let res = decode_tensor(tensor)?;
-    Ok(res.queue.id != queue.0.id && res.with(ffi::is_lazy)?)
+    let lazy = res.with(ffi::is_lazy)?;
+    Ok(res.queue.id != queue.0.id && lazy)
 }
 
 #[rustler::nif]
