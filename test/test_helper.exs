@@ -8,4 +8,6 @@ exclude =
     [:nx]
   end
 
-ExUnit.start(exclude: exclude)
+# Tests tagged :long (the 1,000,000-cycle memory soak, minutes) run only on
+# demand: `mix test --only long`.
+ExUnit.start(exclude: exclude ++ [:long])
