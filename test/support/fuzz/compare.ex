@@ -38,10 +38,7 @@ if Code.ensure_loaded?(Nx) do
           refs = Nx.to_flat_list(ref)
           gots = got |> Nx.backend_copy(Nx.BinaryBackend) |> Nx.to_flat_list()
 
-          bad =
-            Enum.zip(refs, gots)
-            |> Enum.with_index()
-            |> Enum.reject(fn {{r, g}, _} -> close?(r, g, ref.type, tol, scale) end)
+          bad = bad_elements(refs, gots, ref.type, tol, scale)
 
           case bad do
             [] ->
@@ -53,6 +50,18 @@ if Code.ensure_loaded?(Nx) do
                  "got #{inspect(g)}, expected #{inspect(r)} (tolerance #{inspect(tol)})"}
           end
       end
+    end
+
+    @doc "The flat indices where `got` differs from `ref` beyond the tolerance."
+    def differing(ref, got, tol, scale) do
+      gots = got |> Nx.backend_copy(Nx.BinaryBackend) |> Nx.to_flat_list()
+      for {_, i} <- bad_elements(Nx.to_flat_list(ref), gots, ref.type, tol, scale), do: i
+    end
+
+    defp bad_elements(refs, gots, type, tol, scale) do
+      Enum.zip(refs, gots)
+      |> Enum.with_index()
+      |> Enum.reject(fn {{r, g}, _} -> close?(r, g, type, tol, scale) end)
     end
 
     defp close?(r, g, _type, _tol, _scale) when is_integer(r) or is_integer(g), do: r == g
