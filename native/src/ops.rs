@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use rustler::types::list::ListIterator;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
 
@@ -21,6 +22,9 @@ mod atoms {
 }
 
 static OP_INDEX: OnceLock<HashMap<String, u32>> = OnceLock::new();
+/// The same index keyed by atom, so a call finds its op without turning the
+/// atom into a string. Atoms live forever, so their terms are stable keys.
+static ATOM_INDEX: OnceLock<HashMap<Atom, u32>> = OnceLock::new();
 
 /// Reads the C++ op table's names once, at NIF load.
 pub fn init_table() {
@@ -49,23 +53,32 @@ fn op<'a>(
     Ok(run(env, &queue, name, args)?)
 }
 
+fn atom_index(env: Env) -> &'static HashMap<Atom, u32> {
+    ATOM_INDEX.get_or_init(|| {
+        OP_INDEX
+            .get_or_init(HashMap::new)
+            .iter()
+            .filter_map(|(name, &i)| Atom::from_str(env, name).ok().map(|a| (a, i)))
+            .collect()
+    })
+}
+
 fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
-    let name_str = name
-        .to_term(env)
-        .atom_to_string()
-        .map_err(|_| Error::BadArg("op name must be an atom".into()))?;
-    let index = *OP_INDEX
-        .get()
-        .and_then(|t| t.get(&name_str))
-        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{name_str}")))?;
+    // The name as text is only needed for error messages.
+    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
+    let index = *atom_index(env)
+        .get(&name)
+        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
     let queue = &queue.0;
     let mut call = ffi::new_call();
-    let list: Vec<Term> = args
+    let list: ListIterator = args
         .decode()
-        .map_err(|_| Error::BadArg(format!("{name_str}: arguments must be a list")))?;
-    for (i, term) in list.into_iter().enumerate() {
+        .map_err(|_| Error::BadArg(format!("{}: arguments must be a list", name_str())))?;
+    for (i, term) in list.enumerate() {
         push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
-            Error::BadArg(msg) => Error::BadArg(format!("{name_str}: argument {}: {msg}", i + 1)),
+            Error::BadArg(msg) => {
+                Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
+            }
             other => other,
         })?;
     }
@@ -130,13 +143,19 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             ffi::push_str(call, s);
         }
         TermType::Tuple => {
-            let items = get_tuple(term).unwrap_or_default();
-            if items.len() == 2 && items[1].get_type() == TermType::Ref {
-                usable(&*decode_tensor(term)?, queue_id, |a| {
-                    ffi::push_array(call, a)
-                })?;
+            // The common case, a tensor `{device, ref}`, decodes without
+            // collecting the tuple's elements.
+            if let Ok((_, res)) = term.decode::<(Atom, ResourceArc<TensorRes>)>() {
+                usable(&res, queue_id, |a| ffi::push_array(call, a))?;
             } else {
-                push_list(call, items, queue_id, term)?;
+                let items = get_tuple(term).unwrap_or_default();
+                if items.len() == 2 && items[1].get_type() == TermType::Ref {
+                    usable(&*decode_tensor(term)?, queue_id, |a| {
+                        ffi::push_array(call, a)
+                    })?;
+                } else {
+                    push_list(call, items, queue_id, term)?;
+                }
             }
         }
         TermType::List => {
