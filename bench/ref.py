@@ -236,7 +236,9 @@ def np_sdpa(p):
 
 def mlx_to_binary(p):
     x = ready(wave(p["bytes"] // 4))
-    return lambda: bytes(memoryview(x))
+    if p["copy"]:
+        return lambda: bytes(memoryview(x))
+    return lambda: memoryview(x)
 
 
 def mlx_from_binary(p):

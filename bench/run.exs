@@ -172,7 +172,7 @@ defmodule Bench.Run do
     root = Path.expand("..", __DIR__)
 
     %{
-      args: if(argv == [], do: "", else: " " <> Enum.join(argv, " ")),
+      command: command(argv),
       device: device,
       date: DateTime.utc_now() |> DateTime.truncate(:second) |> DateTime.to_iso8601(),
       cpu: cpu_model(),
@@ -188,9 +188,25 @@ defmodule Bench.Run do
       nx: if(Code.ensure_loaded?(Nx), do: to_string(Application.spec(:nx, :vsn)), else: "not available"),
       backend: if(Code.ensure_loaded?(EMLX.Backend), do: "present", else: "not in this build"),
       blas: blas,
-      coretype: if(c = System.get_env("OPENBLAS_CORETYPE"), do: " (OPENBLAS_CORETYPE=#{c})", else: ""),
+      coretype: blas_env(),
       python: py_info
     }
+  end
+
+  # The command line that reproduces this run, with the environment
+  # variables that change its figures.
+  defp command(argv) do
+    env = for v <- ~w(OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE EMLX_NO_NX), x = System.get_env(v), do: "#{v}=#{x} "
+    Enum.join(env) <> Enum.join(["mix run bench/run.exs" | argv], " ")
+  end
+
+  # OpenBLAS settings from the environment (they reach the Python and
+  # second-BEAM references too).
+  defp blas_env do
+    case for v <- ~w(OPENBLAS_NUM_THREADS OPENBLAS_CORETYPE), x = System.get_env(v), do: "#{v}=#{x}" do
+      [] -> ""
+      set -> " (#{Enum.join(set, ", ")})"
+    end
   end
 
   # The OpenBLAS library the NIF pulled into this VM, if any.

@@ -95,7 +95,7 @@ defmodule Bench.Measure do
 
           case Task.yield(task, ms) || Task.shutdown(task, :brutal_kill) do
             {:ok, result} -> result
-            _ -> {:skip, "one run takes more than #{fmt_s(ms)}"}
+            _ -> {:skip, "setup and one run take more than #{fmt_s(ms)}"}
           end
       end
 

@@ -86,7 +86,7 @@ defmodule Bench.Report do
     skips = skipped(workloads)
 
     [
-      "# EMLX benchmark (`mix run bench/run.exs#{meta.args}`)\n",
+      "# EMLX benchmark (`#{meta.command}`)\n",
       "",
       machine(meta),
       "",
@@ -181,10 +181,14 @@ defmodule Bench.Report do
     for w <- workloads, note <- w.notes, do: "- `#{w.id}`: #{note}"
   end
 
+  # One line per runner and reason, naming the workloads it applies to.
   defp skipped(workloads) do
-    for w <- workloads, {_id, %{status: :skipped} = r} <- Enum.sort(w.results) do
-      "- `#{w.id}` #{r.label}: #{r.reason}"
-    end
+    for(w <- workloads, {_id, %{status: :skipped} = r} <- Enum.sort(w.results), do: {{r.label, r.reason}, w.id})
+    |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+    |> Enum.sort_by(fn {_, ids} -> -length(ids) end)
+    |> Enum.map(fn {{label, reason}, ids} ->
+      "- #{label}: #{reason} (#{Enum.map_join(ids, ", ", &"`#{&1}`")})"
+    end)
   end
 
   ## Formatting

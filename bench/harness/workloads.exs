@@ -73,7 +73,9 @@ defmodule Bench.Workloads do
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "mlx", workload: workload, params: params}, ctx.py_why)
   end
 
+  # numpy always runs on the CPU, also in --device gpu runs.
   defp numpy(ctx, workload, params, id \\ :numpy, label \\ "numpy") do
+    label = if ctx.device == :gpu, do: label <> " (CPU)", else: label
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "numpy", workload: workload, params: params}, ctx.py_why)
   end
 
@@ -213,6 +215,25 @@ defmodule Bench.Workloads do
         fn -> EMLX.exp(x) |> EMLX.multiply(y) |> EMLX.add(z) |> EMLX.eval() end
       end)
 
+    # The same, with the intermediate tensors' handles dropped before the
+    # eval: then MLX may reuse their buffers in place, as it does for raw
+    # MLX, whose Python temporaries are gone by the time mx.eval runs.
+    dealloc =
+      Measure.local(:emlx_dealloc, "EMLX, intermediates deallocated before eval", :subject, fn ->
+        x = wave(@big, 0.001, :float32, d)
+        y = EMLX.cos(x) |> ready()
+        z = EMLX.sin(y) |> ready()
+
+        fn ->
+          e = EMLX.exp(x)
+          m = EMLX.multiply(e, y)
+          r = EMLX.add(m, z)
+          EMLX.deallocate(e)
+          EMLX.deallocate(m)
+          EMLX.eval(r)
+        end
+      end)
+
     %{
       id: "elementwise",
       group: "elementwise",
@@ -222,9 +243,12 @@ defmodule Bench.Workloads do
       bytes: 4 * @big * 4,
       goals: %{mlx: {:min_speed, 0.95}},
       runners:
-        [emlx, mlx(ctx, "elementwise", %{n: @big}), numpy(ctx, "elementwise", %{n: @big})] ++
+        [emlx, dealloc, mlx(ctx, "elementwise", %{n: @big}), numpy(ctx, "elementwise", %{n: @big})] ++
           nx(ctx, :elementwise, %{n: @big}),
-      notes: []
+      notes: [
+        "EMLX keeps every intermediate alive until the BEAM collects it, so MLX cannot reuse their buffers " <>
+          "in place; the second EMLX row drops them first (EMLX.deallocate/1) to show what that costs"
+      ]
     }
   end
 
@@ -367,9 +391,12 @@ defmodule Bench.Workloads do
           emlx,
           memcpy,
           numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)"),
-          mlx(ctx, "to_binary", %{bytes: bytes}, :mlx, "raw MLX bytes(memoryview)")
+          mlx(ctx, "to_binary", %{bytes: bytes, copy: false}, :mlx, "raw MLX memoryview (zero-copy)"),
+          mlx(ctx, "to_binary", %{bytes: bytes, copy: true}, :mlx_copy, "raw MLX bytes(memoryview) (a copy)")
         ] ++ nx(ctx, :to_binary, %{bytes: bytes}, binary: false),
-      notes: ["EMLX.to_blob hands out MLX's buffer as a resource binary (zero-copy): no bytes move"]
+      notes: [
+        "EMLX.to_blob hands out MLX's buffer as a resource binary (zero-copy, like a Python memoryview): no bytes move"
+      ]
     }
   end
 
