@@ -242,6 +242,7 @@ rust::String dtype_of(const Array& a) { return rust::String(dtype_name(a.dtype()
 size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string(dtype))); }
 size_t nbytes_of(const Array& a) { return a.nbytes(); }
 bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
+bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
