@@ -54,8 +54,17 @@ defmodule EMLX do
         _ -> call
       end
 
+    # opts[:defaults]: trailing parameters that may be left out.
+    head =
+      for {{param, _kind}, var} <- Enum.zip(params, vars) do
+        case Keyword.fetch(opts[:defaults] || [], param) do
+          {:ok, default} -> quote(do: unquote(var) \\ unquote(Macro.escape(default)))
+          :error -> var
+        end
+      end
+
     @doc doc
-    def unquote(name)(unquote_splicing(vars)), do: unquote(body)
+    def unquote(name)(unquote_splicing(head)), do: unquote(body)
   end
 
   @doc false
