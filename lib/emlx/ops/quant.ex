@@ -22,10 +22,13 @@ defmodule EMLX.Ops.Quant do
          * `scales`, `biases` — one per group, shape `{..., n / group_size}`,
            in the input's type.
 
-       Each value is stored as a code `q` in `0..2^bits - 1` with
-       `value ≈ scale * q + bias`; the error is at most half a step (`scale / 2`)
-       per value, up to rounding in the input's type. The last axis must be
-       a multiple of `group_size`.
+       Each value is stored as a code `q` in `0..2^bits - 1` standing for
+       `scale * q + bias`. MLX aligns each group's grid on its
+       largest-magnitude value (which comes back exactly); a value
+       inside the grid comes back within half a step (`abs(scale) / 2`), and
+       the opposite end of the group may lie up to one step of
+       `(max - min) / (2^bits - 1)` outside the grid, where it is clipped.
+       The last axis must be a multiple of `group_size`.
        #{@params}
            iex> x = EMLX.ones({2, 64}, :float32, :cpu)
            iex> {w, scales, biases} = EMLX.quantize(x, 64, 4)
