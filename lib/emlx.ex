@@ -304,6 +304,36 @@ defmodule EMLX do
   def shm_unlink(name),
     do: raise(ArgumentError, "shm_unlink: the name must be a string, got: #{inspect(name)}")
 
+  if Code.ensure_loaded?(Nx) do
+    ## Nx tensors
+
+    @doc """
+    The `Nx.Tensor` (on `EMLX.Backend`) of an EMLX tensor `{device, ref}`.
+    Needs Nx and `EMLX.Backend`.
+    """
+    def to_nx({device, ref} = tensor) when is_tensor(device, ref), do: EMLX.NxInterop.to_nx(tensor)
+
+    @doc """
+    Quantizes a dense rank-2 `Nx.Tensor`; see `EMLX.Quantization.quantize/2`
+    (options `:type`, `{:s, 2}` / `{:s, 4}` / `{:s, 8}`, and `:group_size`).
+    """
+    def quantize(%Nx.Tensor{} = tensor, opts) when is_list(opts), do: EMLX.Quantization.quantize(tensor, opts)
+
+    @doc """
+    The dense tensor of a quantized `Nx.Tensor` made by `quantize/2`; see
+    `EMLX.Quantization.dequantize/2`.
+    """
+    def dequantize(%Nx.Tensor{} = qw), do: EMLX.Quantization.dequantize(qw)
+
+    @doc """
+    `activation · dequantize(qw)ᵀ` computed on the packed codes; see
+    `EMLX.Quantization.quantized_matmul/2`. Raises `ArgumentError` when
+    `qw` is not quantized or `activation` is.
+    """
+    def quantized_matmul(%Nx.Tensor{} = activation, %Nx.Tensor{} = qw),
+      do: EMLX.Quantization.quantized_matmul(activation, qw)
+  end
+
   ## Memory
 
   @doc """
