@@ -18,8 +18,8 @@ mod sharing;
 mod shm;
 mod tensor;
 
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
-    ops::init_table();
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
+    ops::init_table(env);
     true
 }
 
