@@ -12,7 +12,7 @@ defmodule EMLX.Ops.Quant do
     [
       {:quantize, [tensor: :tensor, group_size: :int, bits: :int],
        """
-       Quantizes a floating-point tensor of rank 2 or more along its last
+       Quantizes a float32, float16 or bfloat16 tensor of rank 2 or more along its last
        axis, in groups of `group_size` consecutive values (MLX's affine mode).
 
        Returns `{w, scales, biases}`:

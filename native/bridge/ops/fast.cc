@@ -105,6 +105,15 @@ Array rope_positions(const Call& c, S s) {
 
 Array sdpa(const Array& q, const Array& k, const Array& v, float scale, const char* mode,
            std::optional<Array> mask, S s) {
+  // MLX divides the query heads by the key/value heads while building the
+  // node: zero KV heads must not reach it (SIGFPE).
+  if (q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4 && k.shape(1) == 0) {
+    if (q.shape(1) != 0) {
+      throw std::invalid_argument("attention: k and v have no heads but q has " +
+                                  std::to_string(q.shape(1)));
+    }
+    return mx::zeros({q.shape(0), 0, q.shape(2), v.shape(3)}, mx::result_type(q, k, v), s);
+  }
   // force_fused stays false: MLX picks its fused kernel where one exists for
   // these shapes (Metal, CUDA) and composes plain ops otherwise (the CPU).
   return mx::fast::scaled_dot_product_attention(q, k, v, scale, mode, std::move(mask),

@@ -58,8 +58,9 @@ const Entry ENTRIES[] = {
      [](const Call& c, S s) -> Out {
        const auto& w = c.arr(0);
        auto p = params(c, 1, 2);
-       if (!mx::issubdtype(w.dtype(), mx::floating)) {
-         bad_arg(c, std::string("w must be a floating-point tensor, got ") + dtype_name(w.dtype()));
+       if (w.dtype() != mx::float32 && w.dtype() != mx::float16 && w.dtype() != mx::bfloat16) {
+         bad_arg(c, std::string("w must be a float32, float16 or bfloat16 tensor, got ") +
+                        dtype_name(w.dtype()));
        }
        if (w.ndim() < 2) bad_arg(c, "w must have at least 2 axes, got shape " + shape_text(w));
        if (w.shape(-1) % p.group_size != 0) {
@@ -71,8 +72,23 @@ const Entry ENTRIES[] = {
     {"dequantize",
      [](const Call& c, S s) -> Out {
        auto p = params(c, 3, 4);
-       check_packed(c, c.arr(0), c.arr(1), c.arr(2));
-       return {mx::dequantize(c.arr(0), c.arr(1), c.arr(2), p.group_size, p.bits, "affine",
+       const auto& w = c.arr(0);
+       check_packed(c, w, c.arr(1), c.arr(2));
+       // MLX cannot reshape an empty packed matrix; its (no) values are known.
+       if (w.size() == 0) {
+         const auto& scales = c.arr(1);
+         auto shape = w.shape();
+         shape.back() = w.shape(-1) * 32 / p.bits;
+         auto groups = scales.shape();
+         groups.back() *= p.group_size;
+         if (groups != shape) {
+           bad_arg(c, "scales " + shape_text(scales) + " do not fit w " + shape_text(w) +
+                          " with group_size " + std::to_string(p.group_size) + " and bits " +
+                          std::to_string(p.bits));
+         }
+         return {mx::zeros(shape, scales.dtype(), s)};
+       }
+       return {mx::dequantize(w, c.arr(1), c.arr(2), p.group_size, p.bits, "affine",
                               std::nullopt, std::nullopt, s)};
      }},
     {"quantized_matmul",
@@ -84,8 +100,12 @@ const Entry ENTRIES[] = {
        if (!mx::issubdtype(x.dtype(), mx::floating)) {
          bad_arg(c, std::string("x must be a floating-point tensor, got ") + dtype_name(x.dtype()));
        }
-       return {mx::quantized_matmul(x, c.arr(1), c.arr(2), c.arr(3), c.flag(4), p.group_size,
-                                    p.bits, "affine", s)};
+       auto out = mx::quantized_matmul(x, c.arr(1), c.arr(2), c.arr(3), c.flag(4), p.group_size,
+                                       p.bits, "affine", s);
+       // MLX's kernels divide by the output or inner size (SIGFPE on 0):
+       // an empty product, or one over an empty inner axis, is built here.
+       if (out.size() == 0 || x.shape(-1) == 0) return {mx::zeros(out.shape(), out.dtype(), s)};
+       return {out};
      }},
 };
 

@@ -43,6 +43,12 @@ defmodule EMLX.API.FastAttentionTest do
     end
   end
 
+  test "no heads at all gives an empty result" do
+    x = EMLX.full(0.5, {1, 0, 2, 4}, :float32, :cpu)
+    out = EMLX.fast_sdpa(x, x, x, 1.0)
+    assert {EMLX.shape(out), EMLX.to_blob(out)} == {{1, 0, 2, 4}, <<>>}
+  end
+
   describe "fast_sdpa_causal/4" do
     test "T_q = T_kv: query i sees keys 0..i" do
       {q, k, v} = qkv(2, 2, 1, 4, 4, 4, 60)

@@ -102,6 +102,7 @@ if Code.ensure_loaded?(Nx) do
     if Code.ensure_loaded?(EMLX.Backend) do
       describe "on EMLX.Backend" do
         defp e(list), do: Nx.tensor(list, type: :f32, backend: {EMLX.Backend, device: :cpu})
+        defp ints(list, backend), do: Nx.tensor(list, type: :s32, backend: backend)
 
         test "the fused ops give the default formulas' values" do
           {q, k, v} = {rand({1, 4, 3, 4}, 12), rand({1, 2, 3, 4}, 13), rand({1, 2, 3, 4}, 14)}
@@ -110,29 +111,29 @@ if Code.ensure_loaded?(Nx) do
           x = rand({2, 8}, 16)
           w = rand({8}, 17)
 
-          pairs = [
-            {&EMLX.Fast.rms_norm(&1.(x), &1.(w), 1.0e-5), 1.0e-5},
-            {&EMLX.Fast.layer_norm(&1.(x), &1.(w), &1.(w), 1.0e-5), 1.0e-5},
-            {&EMLX.Fast.layer_norm(&1.(x), &1.(w), 1.0e-5), 1.0e-5},
-            {&EMLX.Fast.rope(&1.(a), 8, true, 500.0, 1.0, 3), 1.0e-4},
-            {&EMLX.Fast.rope_with_positions(&1.(a), Nx.tensor(ids), 8, false, 500.0, 1.0), 1.0e-4},
-            {&EMLX.Fast.rope_with_freqs(&1.(a), Nx.tensor(ids), 8, true, 1.0, &1.([1.0, 2.0, 4.0, 8.0])), 1.0e-4},
-            {&EMLX.Fast.scaled_dot_product_attention(&1.(q), &1.(k), &1.(v), 0.5), 1.0e-5},
-            {&EMLX.Fast.scaled_dot_product_attention_causal(&1.(q), &1.(k), &1.(v), 0.5), 1.0e-5},
-            {&EMLX.Fast.scaled_dot_product_attention_causal_key_masked(
-               &1.(q),
-               &1.(k),
-               &1.(v),
-               0.5,
-               Nx.tensor([[1, 0, 1]])
-             ), 1.0e-5},
-            {&EMLX.Fast.swiglu(&1.(x), &1.(x)), 1.0e-6}
+          # Each case gets f (floats) and i (integers) for one backend.
+          cases = [
+            {fn f, _ -> EMLX.Fast.rms_norm(f.(x), f.(w), 1.0e-5) end, 1.0e-5},
+            {fn f, _ -> EMLX.Fast.layer_norm(f.(x), f.(w), f.(w), 1.0e-5) end, 1.0e-5},
+            {fn f, _ -> EMLX.Fast.layer_norm(f.(x), f.(w), 1.0e-5) end, 1.0e-5},
+            {fn f, _ -> EMLX.Fast.rope(f.(a), 8, true, 500.0, 1.0, 3) end, 1.0e-4},
+            {fn f, i -> EMLX.Fast.rope_with_positions(f.(a), i.(ids), 8, true, 500.0, 1.0) end, 1.0e-4},
+            {fn f, i -> EMLX.Fast.rope_with_freqs(f.(a), i.(ids), 8, false, 1.0, f.([1.0, 2.0, 4.0, 8.0])) end, 1.0e-4},
+            {fn f, _ -> EMLX.Fast.scaled_dot_product_attention(f.(q), f.(k), f.(v), 0.5) end, 1.0e-5},
+            {fn f, _ -> EMLX.Fast.scaled_dot_product_attention_causal(f.(q), f.(k), f.(v), 0.5) end, 1.0e-5},
+            {fn f, i ->
+               EMLX.Fast.scaled_dot_product_attention_causal_key_masked(f.(q), f.(k), f.(v), 0.5, i.([[1, 0, 1]]))
+             end, 1.0e-5},
+            {fn f, _ -> EMLX.Fast.swiglu(f.(x), f.(x)) end, 1.0e-6}
           ]
 
-          for {fun, tol} <- pairs do
-            fused = fun.(&e/1)
+          emlx = {&e/1, &ints(&1, {EMLX.Backend, device: :cpu})}
+          binary = {&t/1, &ints(&1, Nx.BinaryBackend)}
+
+          for {fun, tol} <- cases do
+            fused = fun.(elem(emlx, 0), elem(emlx, 1))
             assert %EMLX.Backend{} = fused.data
-            assert_close(l(fused), l(fun.(&t/1)), tol)
+            assert_close(l(fused), l(fun.(elem(binary, 0), elem(binary, 1))), tol)
           end
         end
       end

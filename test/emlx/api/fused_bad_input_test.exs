@@ -110,7 +110,29 @@ defmodule EMLX.API.FusedBadInputTest do
     {"quantize group of 0", quote(do: EMLX.quantize(f32({2, 64}), 0, 4)), "group_size must be"},
     {"quantize last axis not a multiple", quote(do: EMLX.quantize(f32({2, 48}), 32, 4)), "multiple of group_size 32"},
     {"quantize rank 1", quote(do: EMLX.quantize(f32({64}), 64, 4)), "at least 2 axes"},
-    {"quantize integers", quote(do: EMLX.quantize(i32({2, 64}), 64, 4)), "must be a floating-point tensor, got int32"},
+    {"quantize float64 (MLX quantizes 16- and 32-bit floats)",
+     quote(do: EMLX.quantize(EMLX.ones({2, 64}, :float64, :cpu), 64, 4)),
+     "float32, float16 or bfloat16 tensor, got float64"},
+    {"sdpa q heads without k/v heads",
+     quote(do: EMLX.fast_sdpa(f32({1, 2, 2, 4}), f32({1, 0, 2, 4}), f32({1, 0, 2, 4}), 1.0)),
+     "k and v have no heads but q has 2"},
+    {"kv attention without kv heads",
+     quote(
+       do:
+         EMLX.kv_cache_attention(
+           q(),
+           f32({1, 2, 0, 4}),
+           f32({1, 2, 0, 4}),
+           f32({1, 5, 0, 4}),
+           f32({1, 5, 0, 4}),
+           0,
+           1.0
+         )
+     ), "no heads"},
+    {"dequantize empty w with scales that do not fit",
+     quote(do: EMLX.dequantize(EMLX.full(0, {0, 8}, :uint32, :cpu), f32({0, 2}), f32({0, 2}), 64, 4)), "do not fit w"},
+    {"quantize integers", quote(do: EMLX.quantize(i32({2, 64}), 64, 4)),
+     "float32, float16 or bfloat16 tensor, got int32"},
     {"quantize bits not an integer", quote(do: EMLX.quantize(f32({2, 64}), 64, 4.0)), "argument 3 must be an integer"},
     {"dequantize with 0 bits", quote(do: EMLX.dequantize(wq(), s(), b(), 64, 0)), "bits must be"},
     {"dequantize float weights", quote(do: EMLX.dequantize(f32({4, 8}), s(), b(), 64, 4)), "packed :uint32"},

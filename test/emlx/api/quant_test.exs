@@ -151,6 +151,22 @@ defmodule EMLX.API.QuantTest do
       assert_close(out, matmul(x, transpose(deq)), 1.0e-4)
     end
 
+    test "empty weights: no output features, or an empty inner axis (a sum of nothing)" do
+      f32 = fn shape -> EMLX.full(0.5, shape, :float32, :cpu) end
+      {w, s, b} = EMLX.quantize(f32.({0, 64}), 64, 4)
+      assert EMLX.shape(EMLX.dequantize(w, s, b, 64, 4)) == {0, 64}
+      out = EMLX.quantized_matmul(f32.({2, 64}), w, s, b)
+      assert {EMLX.shape(out), EMLX.to_blob(out)} == {{2, 0}, <<>>}
+
+      {w, s, b} = EMLX.quantize(f32.({3, 0}), 32, 8)
+      assert EMLX.shape(EMLX.dequantize(w, s, b, 32, 8)) == {3, 0}
+
+      assert EMLX.quantized_matmul(f32.({2, 0}), w, s, b, true, 32, 8) |> to_list() == [
+               [0.0, 0.0, 0.0],
+               [0.0, 0.0, 0.0]
+             ]
+    end
+
     test "an empty batch of activations", c do
       x = EMLX.reshape(tensor([], :float32), {0, 128})
       out = EMLX.quantized_matmul(x, c.wq, c.s, c.b)
