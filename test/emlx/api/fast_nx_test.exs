@@ -104,6 +104,14 @@ if Code.ensure_loaded?(Nx) do
         defp e(list), do: Nx.tensor(list, type: :f32, backend: {EMLX.Backend, device: :cpu})
         defp ints(list, backend), do: Nx.tensor(list, type: :s32, backend: backend)
 
+        test "native_block/3 runs the fused op, or answers :default for tensors of other backends" do
+          block = %EMLX.Fast.Block{op: :swiglu}
+          out = Nx.template({2}, :f32)
+          fused = EMLX.Fast.native_block(block, out, [e([0.0, 30.0]), e([5.0, 2.0])])
+          assert_close(l(fused), [0.0, 60.0], 1.0e-6)
+          assert EMLX.Fast.native_block(block, out, [t([0.0, 30.0]), e([5.0, 2.0])]) == :default
+        end
+
         test "the fused ops give the default formulas' values" do
           {q, k, v} = {rand({1, 4, 3, 4}, 12), rand({1, 2, 3, 4}, 13), rand({1, 2, 3, 4}, 14)}
           a = rand({2, 3, 2, 8}, 15)
