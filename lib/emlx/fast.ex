@@ -497,7 +497,7 @@ if Code.ensure_loaded?(Nx) do
           EMLX.fast_sdpa(q, k, v, a[:scale])
 
         {:sdpa_masked, [q, k, v, mask]} ->
-          EMLX.fast_sdpa_masked(q, k, v, mask, a[:scale])
+          EMLX.fast_sdpa_masked(q, k, v, selection(mask), a[:scale])
 
         {:sdpa_causal, [q, k, v]} ->
           EMLX.fast_sdpa_causal(q, k, v, a[:scale])
@@ -508,6 +508,14 @@ if Code.ensure_loaded?(Nx) do
         {:swiglu, [gate, up]} ->
           EMLX.fast_swiglu(gate, up)
       end
+    end
+
+    # Nx has no boolean type: an integer mask selects (non-zero keeps), so it
+    # becomes MLX's boolean mask; MLX would add any other mask to the scores.
+    defp selection(mask) do
+      if EMLX.scalar_type(mask) in [:float16, :bfloat16, :float32, :float64],
+        do: mask,
+        else: EMLX.astype(mask, :bool)
     end
 
     # Per-token positions with frequencies: every token becomes its own

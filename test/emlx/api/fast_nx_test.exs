@@ -102,7 +102,7 @@ if Code.ensure_loaded?(Nx) do
     if Code.ensure_loaded?(EMLX.Backend) do
       describe "on EMLX.Backend" do
         defp e(list), do: Nx.tensor(list, type: :f32, backend: {EMLX.Backend, device: :cpu})
-        defp ints(list, backend), do: Nx.tensor(list, type: :s32, backend: backend)
+        defp ints(list, backend), do: Nx.tensor(list, type: :u8, backend: backend)
 
         test "native_block/3 runs the fused op, or answers :default for tensors of other backends" do
           block = %EMLX.Fast.Block{op: :swiglu}
@@ -131,6 +131,11 @@ if Code.ensure_loaded?(Nx) do
             {fn f, _ -> EMLX.Fast.scaled_dot_product_attention_causal(f.(q), f.(k), f.(v), 0.5) end, 1.0e-5},
             {fn f, i ->
                EMLX.Fast.scaled_dot_product_attention_causal_key_masked(f.(q), f.(k), f.(v), 0.5, i.([[1, 0, 1]]))
+             end, 1.0e-5},
+            {fn f, i -> EMLX.Fast.scaled_dot_product_attention(f.(q), f.(k), f.(v), 0.5, i.([[[[1, 0, 1]]]])) end,
+             1.0e-5},
+            {fn f, _ ->
+               EMLX.Fast.scaled_dot_product_attention(f.(q), f.(k), f.(v), 0.5, f.([[[[0.0, -1.0, 2.0]]]]))
              end, 1.0e-5},
             {fn f, _ -> EMLX.Fast.swiglu(f.(x), f.(x)) end, 1.0e-6}
           ]
