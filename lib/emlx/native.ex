@@ -57,10 +57,7 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def item(tensor) do
-    {value, _ns} = job(&EMLX.NIF.item(tensor, &1))
-    value
-  end
+  def item(tensor), do: value(&EMLX.NIF.item(tensor, &1))
 
   @doc false
   # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
@@ -78,24 +75,17 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def tensor_data_ptr(tensor), do: job(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+  def tensor_data_ptr(tensor), do: value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
 
   @doc false
-  def tensor_to_shm(tensor, permissions), do: job(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
-
-  # Submits a queue job (`submit` gets the reply tag) and waits for its reply.
-  defp job(submit) do
-    ref = make_ref()
-    :ok = submit.(ref)
-
-    receive do
-      {^ref, reply} -> unwrap(reply)
-    end
-  end
+  def tensor_to_shm(tensor, permissions), do: value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
 
   @doc false
-  def synchronize(queue) do
-    {value, _ns} = job(&EMLX.NIF.queue_synchronize(queue, &1))
+  def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))
+
+  # A job's value, without its timing.
+  defp value(submit) do
+    {value, _ns} = job(submit)
     value
   end
 
