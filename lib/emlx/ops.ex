@@ -13,8 +13,17 @@ defmodule EMLX.Ops do
   #   :scalar             number, :nan/:infinity/:neg_infinity, or Complex
   #   :shape, :axes, :ints, :axis, :int, :float, :bool, :string  passed as is
   # Opts: out: :tensor (default) | :tuple | :list
+  #       defaults: [param: value, ...] for trailing parameters that may be left out
 
-  @families [EMLX.Ops.Creation, EMLX.Ops.Shape, EMLX.Ops.Elementwise, EMLX.Ops.Reduction, EMLX.Ops.Linalg]
+  @families [
+    EMLX.Ops.Creation,
+    EMLX.Ops.Shape,
+    EMLX.Ops.Elementwise,
+    EMLX.Ops.Reduction,
+    EMLX.Ops.Linalg,
+    EMLX.Ops.Fast,
+    EMLX.Ops.Quant
+  ]
 
   @doc false
   def families, do: @families

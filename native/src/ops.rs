@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use rustler::types::list::ListIterator;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
 
@@ -21,18 +20,16 @@ mod atoms {
     rustler::atoms! { nil }
 }
 
-static OP_INDEX: OnceLock<HashMap<String, u32>> = OnceLock::new();
-/// The same index keyed by atom, so a call finds its op without turning the
-/// atom into a string. Atoms live forever, so their terms are stable keys.
-static ATOM_INDEX: OnceLock<HashMap<Atom, u32>> = OnceLock::new();
+/// Op index by atom (keyed by the atom's term, which never changes).
+static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32>> = OnceLock::new();
 
 /// Reads the C++ op table's names once, at NIF load.
-pub fn init_table() {
+pub fn init_table(env: Env) {
     OP_INDEX.get_or_init(|| {
         ffi::op_names()
             .into_iter()
             .enumerate()
-            .map(|(i, name)| (name, i as u32))
+            .filter_map(|(i, name)| Some((Atom::from_str(env, &name).ok()?.as_c_arg(), i as u32)))
             .collect()
     });
 }
@@ -53,28 +50,21 @@ fn op<'a>(
     Ok(run(env, &queue, name, args)?)
 }
 
-fn atom_index(env: Env) -> &'static HashMap<Atom, u32> {
-    ATOM_INDEX.get_or_init(|| {
-        OP_INDEX
-            .get_or_init(HashMap::new)
-            .iter()
-            .filter_map(|(name, &i)| Atom::from_str(env, name).ok().map(|a| (a, i)))
-            .collect()
-    })
-}
-
 fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
-    // The name as text is only needed for error messages.
     let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
-    let index = *atom_index(env)
-        .get(&name)
+    let index = *OP_INDEX
+        .get()
+        .and_then(|t| t.get(&name.as_c_arg()))
         .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
     let queue = &queue.0;
+    if queue.is_closed() {
+        return Err(queue.closed_error());
+    }
     let mut call = ffi::new_call();
-    let list: ListIterator = args
+    let list: Vec<Term> = args
         .decode()
         .map_err(|_| Error::BadArg(format!("{}: arguments must be a list", name_str())))?;
-    for (i, term) in list.enumerate() {
+    for (i, term) in list.into_iter().enumerate() {
         push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
             Error::BadArg(msg) => {
                 Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
@@ -93,11 +83,13 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
 }
 
-/// Runs `f` on a tensor's array, refusing lazy arrays of another queue:
-/// their graph can only be evaluated on their own queue's thread.
+/// Runs `f` on a tensor's array, refusing arrays of another queue that are
+/// not computed yet: a lazy graph can only be evaluated on its own queue's
+/// thread, and one whose evaluation is running there must be waited for
+/// before another queue reads it.
 fn usable(res: &TensorRes, queue_id: u64, f: impl FnOnce(&ffi::Array)) -> Result<()> {
     res.with(|a| {
-        if res.queue.id != queue_id && ffi::is_lazy(a) {
+        if res.queue.id != queue_id && !res.is_ready() {
             return Err(cross_queue());
         }
         f(a);
@@ -143,19 +135,13 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             ffi::push_str(call, s);
         }
         TermType::Tuple => {
-            // The common case, a tensor `{device, ref}`, decodes without
-            // collecting the tuple's elements.
-            if let Ok((_, res)) = term.decode::<(Atom, ResourceArc<TensorRes>)>() {
-                usable(&res, queue_id, |a| ffi::push_array(call, a))?;
+            let items = get_tuple(term).unwrap_or_default();
+            if items.len() == 2 && items[1].get_type() == TermType::Ref {
+                usable(&*decode_tensor(term)?, queue_id, |a| {
+                    ffi::push_array(call, a)
+                })?;
             } else {
-                let items = get_tuple(term).unwrap_or_default();
-                if items.len() == 2 && items[1].get_type() == TermType::Ref {
-                    usable(&*decode_tensor(term)?, queue_id, |a| {
-                        ffi::push_array(call, a)
-                    })?;
-                } else {
-                    push_list(call, items, queue_id, term)?;
-                }
+                push_list(call, items, queue_id, term)?;
             }
         }
         TermType::List => {
@@ -244,6 +230,9 @@ fn copy_blob<'a>(
     shape: &[i64],
     dtype: Atom,
 ) -> NifResult<Term<'a>> {
+    if queue.0.is_closed() {
+        return Err(queue.0.closed_error().into());
+    }
     let dtype = dtype
         .to_term(env)
         .atom_to_string()
@@ -284,11 +273,13 @@ fn itemsize(env: Env, dtype: Atom) -> NifResult<usize> {
     Ok(ffi::itemsize_of(&name).map_err(Error::from)?)
 }
 
-/// Whether `tensor` is an unevaluated node of a queue other than `queue`.
+/// Whether `tensor` belongs to a queue other than `queue` and is not
+/// computed yet (unevaluated, or its evaluation still running).
 #[rustler::nif]
 fn needs_eval_for(queue: ResourceArc<QueueRes>, tensor: Term) -> NifResult<bool> {
     let res = decode_tensor(tensor)?;
-    Ok(res.queue.id != queue.0.id && res.with(ffi::is_lazy)?)
+    res.with(|_| ())?;
+    Ok(res.queue.id != queue.0.id && !res.is_ready())
 }
 
 #[rustler::nif]

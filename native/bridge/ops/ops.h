@@ -28,6 +28,12 @@ using OpTable = std::span<const Entry>;
 // floats, nan/infinity atoms and [re, im] pairs are accepted.
 Array scalar(const Call& c, size_t i, mx::Dtype dtype);
 
+// Throws the ArgumentError-class error "<op>: <msg>".
+[[noreturn]] void bad_arg(const Call& c, const std::string& msg);
+
+// A shape as Elixir prints it, for messages: {2, 3, 4}.
+std::string shape_text(const Array& a);
+
 #define EMLX_UNARY(name, fn) \
   {#name, [](const Call& c, S s) -> Out { return {fn(c.arr(0), s)}; }}
 #define EMLX_BINARY(name, fn) \
@@ -39,5 +45,7 @@ extern const OpTable shape;
 extern const OpTable elementwise;
 extern const OpTable reduction;
 extern const OpTable linalg;
+extern const OpTable fast;
+extern const OpTable quant;
 
 }  // namespace emlx::ops
