@@ -61,6 +61,33 @@ void check_fits(const Array& a, const char* op) {
   }
 }
 
+// For the duration of one op, makes the queue's streams the calling thread's
+// default streams. Ops pass their stream explicitly, but some MLX ops build
+// helper nodes internally on the thread's default stream (gather's index
+// broadcast, fftn's padding, imag of a real array were seen); those nodes
+// must land on the queue's streams too, or the queue thread could not
+// evaluate them. MLX 0.32 keeps default streams per thread, and a BEAM
+// scheduler thread runs one NIF at a time, so this is race-free.
+class DefaultStreams {
+ public:
+  DefaultStreams(const StreamRef& s) {
+    use(to_cpu_stream(s));
+    if (s.device != 0) use(to_stream(s));
+  }
+  ~DefaultStreams() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) mx::set_default_stream(*it);
+  }
+  DefaultStreams(const DefaultStreams&) = delete;
+  DefaultStreams& operator=(const DefaultStreams&) = delete;
+
+ private:
+  void use(mx::Stream stream) {
+    saved_.push_back(mx::default_stream(stream.device));
+    mx::set_default_stream(stream);
+  }
+  std::vector<mx::Stream> saved_;
+};
+
 }  // namespace
 
 namespace ops {
@@ -94,7 +121,10 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   call.op = entry->name;
   call.cpu_stream = to_cpu_stream(s);
   auto list = std::make_unique<ArrayList>();
-  list->items = entry->fn(call, to_stream(s));
+  {
+    DefaultStreams defaults(s);
+    list->items = entry->fn(call, to_stream(s));
+  }
   for (const auto& a : list->items) check_fits(a, entry->name);
   return list;
 }
