@@ -36,10 +36,10 @@ defmodule EMLX.Ops.Linalg do
       # --- decompositions ---
       {:linalg_lu, [tensor: :tensor],
        """
-       The LU decomposition with partial pivoting: `[p, l, u]` where `p`
-       (`:uint32`, one entry per row) is the row permutation with
-       `take(a, p, -2) == l @ u`, `l` is unit lower triangular and `u` upper
-       triangular. Works on non-square matrices.
+       The LU decomposition with partial pivoting: `[p, l, u]`, `l` unit lower
+       triangular, `u` upper triangular and `p` (`:uint32`, one entry per row)
+       the row permutation: row `i` of `a` is row `p[i]` of `l @ u`, that is
+       `take(l @ u, p, -2) == a`. Works on non-square matrices.
 
        #{@cpu}
            iex> a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native, 3.0::float-32-native, 4.0::float-32-native>>, {2, 2}, :float32, :cpu)
