@@ -68,6 +68,9 @@ defmodule EMLX do
   def queue_for({device, ref}) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
   def queue_for([{device, ref} | _]) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
 
+  def queue_for([]),
+    do: raise(ArgumentError, "expected a non-empty list of EMLX tensors ({device, ref}), got: []")
+
   def queue_for(other),
     do: raise(ArgumentError, "expected an EMLX tensor ({device, ref}), got: #{inspect(other)}")
 
