@@ -4,10 +4,10 @@ defmodule EMLX.Ops.Linalg do
   # Entries: see EMLX.Ops. Native twin: native/bridge/ops/linalg.cc.
 
   @cpu """
-  MLX runs this on the CPU only. The op is recorded on the CPU stream of the
-  tensor's command queue (for a GPU queue, a CPU stream that the same queue
-  thread owns), so the result belongs to the same queue and device as the
-  input and evaluates in the same graph. Inputs must be `:float32` or
+  MLX runs this on the CPU only, also for `:gpu` tensors: the op is recorded
+  on a CPU stream that the tensor's command queue thread owns next to its
+  main stream, so the result belongs to the same queue and device as the
+  input and evaluates in the same graph (no copy on unified memory). Inputs must be `:float32` or
   `:float64` matrices: the last two axes, any others are batch axes.
   """
 

@@ -2,11 +2,12 @@
 // mlx::core::linalg.
 //
 // MLX runs its linalg ops on the CPU only (they throw on a GPU stream). They
-// are built on the CPU stream of the command queue (Call::cpu()): a CPU
-// queue's own stream, or for a GPU queue a CPU stream created and owned by
-// that same queue thread. So the result is a tensor of the same queue and
-// device, the queue's thread evaluates the whole graph (GPU and CPU parts
-// together), and no thread ever touches a stream it does not own.
+// are built on the command queue's companion CPU stream (Call::cpu()), which
+// the queue's own thread created next to its main stream. So the result is a
+// tensor of the same queue and device, the queue's thread evaluates the
+// whole graph (main-stream and CPU parts together), and no thread ever
+// touches a stream it does not own. CPU queues have a companion stream too,
+// so this path is the same, and tested, on machines without a GPU.
 #include <cctype>
 #include <sstream>
 

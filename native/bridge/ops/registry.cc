@@ -72,7 +72,7 @@ class DefaultStreams {
  public:
   DefaultStreams(const StreamRef& s) {
     use(to_cpu_stream(s));
-    if (s.device != 0) use(to_stream(s));
+    use(to_stream(s));
   }
   ~DefaultStreams() {
     for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) mx::set_default_stream(*it);

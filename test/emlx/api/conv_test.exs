@@ -33,6 +33,12 @@ defmodule EMLX.API.ConvTest do
     end
   end
 
+  test "a strided (sliced with a step) input" do
+    # every other element of 1..10: 1, 3, 5, 7, 9
+    x = EMLX.slice(EMLX.arange(1, 11, 1, false, :cpu), [0], [10], [2]) |> EMLX.reshape({1, 5, 1})
+    assert_close(EMLX.conv_general(x, diff(:float32), [1], [0], [0], [1], [1], 1), [[[-2.0], [-2.0], [-2.0], [-2.0]]])
+  end
+
   test "channels, output features and feature groups" do
     # x: (1, W=2, C=2) with channels [1, 10], [2, 20]
     x = tensor([[[1.0, 10.0], [2.0, 20.0]]], :float32)

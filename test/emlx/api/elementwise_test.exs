@@ -57,6 +57,14 @@ defmodule EMLX.API.ElementwiseTest do
     end
   end
 
+  test "strided (sliced with a step) inputs" do
+    t = EMLX.slice(tensor([-5, 0, 2, 0, 9, 0], :int32), [0], [6], [2])
+    assert to_list(EMLX.clip(t, tensor(0, :int32), tensor(4, :int32))) == [0, 2, 4]
+    pred = EMLX.slice(tensor([true, false, false, true, true, false], :bool), [0], [6], [2])
+    assert to_list(EMLX.where(pred, t, tensor(0, :int32))) == [-5, 0, 9]
+    assert to_list(EMLX.isclose(t, tensor([-5, 3, 9], :int32), 0.0, 0.5, false)) == [true, false, true]
+  end
+
   describe "isclose and allclose" do
     test "|a - b| <= atol + rtol * |b|, element-wise" do
       a = tensor([1.0, 1.0, 100.0, 0.0], :float32)

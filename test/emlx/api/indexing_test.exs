@@ -40,6 +40,18 @@ defmodule EMLX.API.IndexingTest do
     end
   end
 
+  test "strided (sliced with a step) tensors and indices" do
+    # every other element of 10..19: [10, 12, 14, 16, 18]
+    t = EMLX.slice(EMLX.arange(10, 20, 1, true, :cpu), [0], [10], [2])
+    i = EMLX.slice(tensor([4, 9, -3, 9, 1, 9], :int32), [0], [6], [2])
+    # indices [4, -3, 1] -> clamp [4, 0, 1]
+    assert to_list(EMLX.take(t, i, 0)) == [18, 10, 12]
+    out = EMLX.gather(EMLX.reshape(t, {5, 1}), [i], [0], [1, 1])
+    assert to_list(EMLX.reshape(out, {3})) == [18, 10, 12]
+    upd = EMLX.reshape(tensor([1, 2, 3], :int64), {3, 1})
+    assert to_list(EMLX.scatter_add(t, [i], upd, [0])) == [10, 15, 14, 16, 19]
+  end
+
   describe "take_along_axis" do
     test "picks per row, broadcasting the other axes" do
       t = tensor([[10, 11, 12], [20, 21, 22]], :int64)

@@ -166,6 +166,19 @@ defmodule EMLX.API.LinalgTest do
     end
   end
 
+  test "strided (sliced with a step) matrices" do
+    # rows 0 and 2, columns 0 and 2 of a 3x3: [[0, 2], [6, 8]] + 2I = [[2, 2], [6, 10]]
+    big = EMLX.add(iota({3, 3}, :float32), EMLX.multiply(EMLX.eye(3, 3, :float32, :cpu), tensor(2.0, :float32)))
+    a = EMLX.slice(big, [0, 0], [3, 3], [2, 2])
+    assert to_list(a) == [[2.0, 2.0], [6.0, 10.0]]
+    assert_close(matmul(EMLX.linalg_inv(a), a), [[1.0, 0.0], [0.0, 1.0]], tol(:float32))
+    {q, r} = EMLX.linalg_qr(a)
+    assert_close(matmul(q, r), [[2.0, 2.0], [6.0, 10.0]], tol(:float32))
+    x = EMLX.linalg_solve(a, EMLX.slice(tensor([4.0, 0.0, 16.0], :float32), [0], [3], [2]))
+    # 2 x0 + 2 x1 = 4, 6 x0 + 10 x1 = 16 -> x = [1, 1]
+    assert_close(x, [1.0, 1.0], tol(:float32))
+  end
+
   describe "empty matrices" do
     test "a batch of zero matrices" do
       a = iota({0, 2, 2}, :float32)
@@ -205,6 +218,22 @@ defmodule EMLX.API.LinalgTest do
         out = EMLX.multiply(inv, tensor(2.0, :float32))
         assert EMLX.NIF.tensor_queue_id(out) == queue.id
         assert_close(matmul(out, a), @eye3, tol(:float32))
+      end)
+    end
+
+    test "a lazy input from another queue, and a long chain mixing both streams" do
+      a = EMLX.multiply(tensor(@spd, :float32), tensor(1.0, :float32))
+      queue = EMLX.CommandQueue.new!(:cpu)
+
+      EMLX.CommandQueue.with_queue(queue, fn ->
+        # `a` is an unevaluated tensor of the default queue
+        out =
+          Enum.reduce(1..50, EMLX.linalg_inv(a), fn _, x ->
+            x |> EMLX.linalg_inv() |> EMLX.multiply(tensor(1.0, :float32)) |> EMLX.linalg_inv()
+          end)
+
+        assert EMLX.NIF.tensor_queue_id(out) == queue.id
+        assert_close(matmul(out, a), @eye3, atol: 1.0e-3, rtol: 1.0e-3)
       end)
     end
 

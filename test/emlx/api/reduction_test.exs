@@ -65,6 +65,13 @@ defmodule EMLX.API.ReductionTest do
       assert to_list(EMLX.argsort(t, 0)) == [2, 4, 1, 3, 0]
     end
 
+    test "strided (sliced with a step) inputs" do
+      t = EMLX.slice(tensor([5, 0, 3, 0, 9, 0, 1], :int16), [0], [7], [2])
+      assert to_list(EMLX.sort(t, 0)) == [1, 3, 5, 9]
+      assert to_list(EMLX.argsort(t, 0)) == [3, 1, 0, 2]
+      assert to_list(EMLX.argmax(t, 0, false)) == 2
+    end
+
     test "other dtypes, transposed and empty inputs" do
       for type <- [:uint8, :int64, :float16, :bfloat16, :float64] do
         assert to_list(EMLX.astype(EMLX.sort(tensor([4, 0, 2], type), 0), :int32)) == [0, 2, 4]

@@ -47,6 +47,12 @@ defmodule EMLX.API.SpectralTest do
     assert_close(EMLX.fft2(batch, [2, 2], [1, 2]), [[[10.0, -2.0], [-4.0, 0.0]], [[10.0, -2.0], [-4.0, 0.0]]])
   end
 
+  test "a strided (sliced with a step) input" do
+    # every other element of [1, 9, 0, 9, 0, 9, 0, 9]: a delta of length 4
+    x = EMLX.slice(tensor([1.0, 9.0, 0.0, 9.0, 0.0, 9.0, 0.0, 9.0], :float32), [0], [8], [2])
+    assert_close(EMLX.fft(x, 4, 0), [1.0, 1.0, 1.0, 1.0])
+  end
+
   test "empty and bfloat16 inputs" do
     assert EMLX.shape(EMLX.fft(iota({0, 4}, :float32), 4, 1)) == {0, 4}
     assert_close(EMLX.fft(tensor([1.0, 1.0], :bfloat16), 2, 0), [2.0, 0.0])
