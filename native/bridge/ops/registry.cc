@@ -67,10 +67,12 @@ void check_fits(const Array& a, const char* op) {
 // broadcast, fftn's padding, imag of a real array were seen); those nodes
 // must land on the queue's streams too, or the queue thread could not
 // evaluate them. MLX 0.32 keeps default streams per thread, and a BEAM
-// scheduler thread runs one NIF at a time, so this is race-free.
+// scheduler thread runs one NIF at a time, so this is race-free. A thread
+// that had no default stream keeps ours afterwards (MLX cannot unset one);
+// asking MLX for its default would create a stream on this thread.
 class DefaultStreams {
  public:
-  DefaultStreams(const StreamRef& s) {
+  explicit DefaultStreams(const StreamRef& s) {
     use(to_cpu_stream(s));
     use(to_stream(s));
   }
@@ -82,7 +84,7 @@ class DefaultStreams {
 
  private:
   void use(mx::Stream stream) {
-    saved_.push_back(mx::default_stream(stream.device));
+    if (auto previous = mx::peek_default_stream(stream.device)) saved_.push_back(*previous);
     mx::set_default_stream(stream);
   }
   std::vector<mx::Stream> saved_;
