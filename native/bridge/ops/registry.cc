@@ -13,9 +13,9 @@ namespace emlx {
 
 namespace {
 
-const std::array<const ops::OpTable*, 8> FAMILIES = {
-    &ops::creation, &ops::shape,    &ops::elementwise, &ops::reduction,
-    &ops::indexing, &ops::linalg,   &ops::conv,        &ops::spectral,
+const std::array<const ops::OpTable*, 10> FAMILIES = {
+    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing,
+    &ops::linalg,   &ops::conv,   &ops::spectral,    &ops::fast,      &ops::quant,
 };
 
 const ops::Entry* find(uint32_t index) {
@@ -105,6 +105,19 @@ Array scalar(const Call& c, size_t i, mx::Dtype dtype) {
     }
   }
   return Array(c.f64(i), dtype);
+}
+
+void bad_arg(const Call& c, const std::string& msg) {
+  throw std::invalid_argument(std::string(c.op) + ": " + msg);
+}
+
+std::string shape_text(const Array& a) {
+  std::string out = "{";
+  for (size_t i = 0; i < a.ndim(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(a.shape()[i]);
+  }
+  return out + "}";
 }
 
 }  // namespace ops
