@@ -92,9 +92,10 @@ Array gather(const Call& c, S s) {
   return mx::gather(a, safe, axes, sizes, s);
 }
 
-// Updates are slices: `updates` has the broadcast index shape followed by one
-// slice dimension per axis of the tensor. An update is applied only if its
-// slice fits entirely; the others are dropped.
+// Updates are slices: `updates` has the broadcast index shape (or one that
+// broadcasts to it) followed by one slice dimension per axis of the tensor.
+// An update is applied only if its slice fits entirely; the others are
+// dropped.
 Array scatter(const Call& c, S s, bool add) {
   const char* op = add ? "scatter_add" : "scatter";
   const auto& a = c.arr(0);
@@ -157,7 +158,10 @@ Array scatter(const Call& c, S s, bool add) {
     auto margin = Array(static_cast<int32_t>(a.shape(axes[k])), mx::int32);
     safe.push_back(mx::where(*valid, mx::astype(idx[k], mx::int32, s), margin, s));
   }
-  auto out = mx::scatter(padded, safe, updates, axes, s);
+  // Like scatter_add's, the updates broadcast over the index dimensions.
+  auto full_shape = valid->shape();
+  full_shape.insert(full_shape.end(), updates.shape().begin() + idx_ndim, updates.shape().end());
+  auto out = mx::scatter(padded, safe, mx::broadcast_to(updates, full_shape, s), axes, s);
   return mx::slice(out, mx::Shape(a.ndim(), 0), a.shape(), s);
 }
 

@@ -138,6 +138,15 @@ defmodule EMLX.API.IndexingTest do
       assert to_list(EMLX.scatter(t, [i, j], upd, [0, 1])) == [[0.0, 2.0, 7.0], [8.0, 3.0, 5.0]]
     end
 
+    test "updates broadcast over the index dimensions, in both scatters" do
+      t = tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]], :int32)
+      upd = EMLX.full(0, {1, 1, 3}, :int32, :cpu)
+      assert to_list(EMLX.scatter(t, [tensor([0, 2], :int32)], upd, [0])) == [[0, 0, 0], [4, 5, 6], [0, 0, 0]]
+
+      assert to_list(EMLX.scatter_add(t, [tensor([0, 2], :int32)], EMLX.add(upd, tensor(1, :int32)), [0])) ==
+               [[2, 3, 4], [4, 5, 6], [8, 9, 10]]
+    end
+
     test "empty index lists and empty updates leave the tensor unchanged" do
       t = tensor([1, 2], :uint8)
       upd = EMLX.reshape(tensor([], :uint8), {0, 1})
