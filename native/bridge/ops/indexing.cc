@@ -115,17 +115,19 @@ Array scatter(const Call& c, S s, bool add) {
         << shape_str(updates.shape());
     throw std::invalid_argument(msg.str());
   }
+  for (int j = 0; j < static_cast<int>(a.ndim()); ++j) {
+    if (updates.shape(idx_ndim + j) > a.shape(j)) {
+      std::ostringstream msg;
+      msg << op << ": update slices of size " << updates.shape(idx_ndim + j)
+          << " do not fit in axis " << j << " of size " << a.shape(j);
+      throw std::invalid_argument(msg.str());
+    }
+  }
   std::optional<Array> valid;
   std::vector<int64_t> limit;
   for (size_t k = 0; k < idx.size(); ++k) {
     int64_t n = a.shape(axes[k]);
     int64_t w = updates.shape(idx_ndim + axes[k]);
-    if (w > n) {
-      std::ostringstream msg;
-      msg << op << ": update slices of size " << w << " do not fit in axis " << axes[k]
-          << " of size " << n;
-      throw std::invalid_argument(msg.str());
-    }
     limit.push_back(n - w);
     // In range exactly when clamping leaves the index unchanged.
     auto ok = mx::equal(idx[k], clamp_index(idx[k], 0, n - w, s), s);
