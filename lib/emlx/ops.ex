@@ -14,7 +14,14 @@ defmodule EMLX.Ops do
   #   :shape, :axes, :ints, :axis, :int, :float, :bool, :string  passed as is
   # Opts: out: :tensor (default) | :tuple | :list
 
-  @families [EMLX.Ops.Creation, EMLX.Ops.Shape, EMLX.Ops.Elementwise, EMLX.Ops.Reduction, EMLX.Ops.Linalg]
+  @families [
+    EMLX.Ops.Creation,
+    EMLX.Ops.Shape,
+    EMLX.Ops.Elementwise,
+    EMLX.Ops.Reduction,
+    EMLX.Ops.Linalg,
+    EMLX.Ops.Backend
+  ]
 
   @doc false
   def families, do: @families

@@ -43,13 +43,13 @@ defmodule EMLX.Ops.Shape do
            {3, 2}
        """, []},
       {:copy, [tensor: :tensor],
-     """
-     A new array with the same contents (a separate buffer once evaluated).
+       """
+       A new array with the same contents (a separate buffer once evaluated).
 
-         iex> EMLX.ones({2}, :int32, :cpu) |> EMLX.copy() |> EMLX.to_blob()
-         <<1::32-native, 1::32-native>>
-     """, []},
-    {:squeeze, [tensor: :tensor, axes: :axes],
+           iex> EMLX.ones({2}, :int32, :cpu) |> EMLX.copy() |> EMLX.to_blob()
+           <<1::32-native, 1::32-native>>
+       """, []},
+      {:squeeze, [tensor: :tensor, axes: :axes],
        """
        Removes the given size-1 axes.
 

@@ -39,5 +39,6 @@ extern const OpTable shape;
 extern const OpTable elementwise;
 extern const OpTable reduction;
 extern const OpTable linalg;
+extern const OpTable backend;
 
 }  // namespace emlx::ops

@@ -9,8 +9,9 @@ namespace emlx {
 
 namespace {
 
-const std::array<const ops::OpTable*, 5> FAMILIES = {
-    &ops::creation, &ops::shape, &ops::elementwise, &ops::reduction, &ops::linalg,
+const std::array<const ops::OpTable*, 6> FAMILIES = {
+    &ops::creation, &ops::shape,  &ops::elementwise,
+    &ops::reduction, &ops::linalg, &ops::backend,
 };
 
 const ops::Entry* find(uint32_t index) {

@@ -1,0 +1,194 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.Backend.Creation do
+    @moduledoc false
+    # Creation, conversion and memory callbacks of EMLX.Backend: constants,
+    # iota, eye, binaries, copies between devices and backends, batching,
+    # inspect and pointers.
+
+    alias Nx.Tensor, as: T
+    alias EMLX.Backend, as: B
+    alias EMLX.Backend.{Convert, Storage}
+
+    ## Creation
+
+    def constant(%T{shape: shape, type: type} = out, number, backend_options) do
+      device = Convert.device_option(backend_options)
+      Convert.check_device_type!(device, type)
+
+      number
+      |> EMLX.full(shape, Convert.mlx_type(type), device)
+      |> Convert.to_nx(out)
+    end
+
+    def iota(%T{shape: shape, type: type} = out, axis, backend_options) do
+      device = Convert.device_option(backend_options)
+      Convert.check_device_type!(device, type)
+
+      # Counting in int64 and converting is exact for every type (and rounds
+      # large counts into small float types the way Nx writes them).
+      array =
+        case axis do
+          nil ->
+            EMLX.arange(0, Nx.size(shape), 1, true, device) |> EMLX.reshape(shape)
+
+          axis ->
+            dim = elem(shape, axis)
+            line_shape = Tuple.duplicate(1, tuple_size(shape)) |> put_elem(axis, dim)
+
+            EMLX.arange(0, dim, 1, true, device)
+            |> EMLX.reshape(line_shape)
+            |> EMLX.broadcast_to(shape)
+        end
+
+      array |> EMLX.astype(Convert.mlx_type(type)) |> Convert.to_nx(out)
+    end
+
+    def eye(%T{shape: shape, type: type} = out, backend_options) do
+      device = Convert.device_option(backend_options)
+      Convert.check_device_type!(device, type)
+      rank = tuple_size(shape)
+
+      EMLX.eye(elem(shape, rank - 2), elem(shape, rank - 1), Convert.mlx_type(type), device)
+      |> EMLX.broadcast_to(shape)
+      |> Convert.to_nx(out)
+    end
+
+    ## Binaries
+
+    def from_binary(%T{shape: shape, type: type} = out, binary, backend_options) do
+      device = Convert.device_option(backend_options)
+      Convert.check_device_type!(device, type)
+      expected = Nx.size(shape) * elem(type, 1)
+
+      if bit_size(binary) != expected do
+        raise ArgumentError,
+              "from_binary expects #{expected} bits for a #{inspect(type)} tensor of shape " <>
+                "#{inspect(shape)}, got #{bit_size(binary)} bits"
+      end
+
+      binary
+      |> Storage.from_nx_binary(shape, type, device)
+      |> Convert.to_nx_moved(out)
+    end
+
+    def to_binary(%T{type: type} = tensor, limit) do
+      Storage.to_nx_binary(Convert.from_nx(tensor), type, limit)
+    end
+
+    ## Copies
+
+    def backend_copy(%T{data: %B{ref: {device, _} = ref}} = tensor, EMLX.Backend, opts) do
+      target = Convert.device_option(opts)
+      Convert.check_device_type!(target, tensor.type)
+
+      # MLX arrays are immutable, but a copy must outlive a deallocation of
+      # the original, so it gets its own array (built on the target device).
+      queue = EMLX.CommandQueue.current(target)
+      array = if target == device, do: EMLX.copy(ref), else: EMLX.Native.op(queue, :copy, [ref])
+      Convert.to_nx_moved(array, tensor)
+    end
+
+    def backend_copy(tensor, backend, opts) do
+      backend.from_binary(tensor, to_binary(tensor, Nx.size(tensor)), opts)
+    end
+
+    def backend_transfer(%T{data: %B{ref: {device, _}}} = tensor, EMLX.Backend, opts) do
+      if Convert.device_option(opts) == device do
+        tensor
+      else
+        copy = backend_copy(tensor, EMLX.Backend, opts)
+        backend_deallocate(tensor)
+        copy
+      end
+    end
+
+    def backend_transfer(tensor, backend, opts) do
+      copy = backend_copy(tensor, backend, opts)
+      backend_deallocate(tensor)
+      copy
+    end
+
+    def backend_deallocate(%T{data: %B{ref: ref}}), do: EMLX.deallocate(ref)
+
+    ## Batching
+
+    def to_batched(%T{shape: out_shape} = out, %T{shape: shape} = tensor, opts) do
+      leftover = opts[:leftover]
+      batch = elem(out_shape, 0)
+      total = elem(shape, 0)
+      full = div(total, batch)
+      rest = rem(total, batch)
+      ref = Convert.from_nx(tensor)
+      rank = tuple_size(shape)
+      ends = Tuple.to_list(shape) |> tl()
+
+      # The last, partial batch under leftover: :repeat wraps around to the start.
+      source =
+        if rest != 0 and leftover == :repeat do
+          head = EMLX.slice(ref, List.duplicate(0, rank), [batch - rest | ends], List.duplicate(1, rank))
+          EMLX.concatenate([ref, head], 0)
+        else
+          ref
+        end
+
+      count = if rest != 0 and leftover == :repeat, do: full + 1, else: full
+
+      Stream.map(0..(count - 1)//1, fn i ->
+        source
+        |> EMLX.slice([i * batch | List.duplicate(0, rank - 1)], [(i + 1) * batch | ends], List.duplicate(1, rank))
+        |> Convert.to_nx_moved(out)
+      end)
+    end
+
+    ## Inspect
+
+    def inspect(%T{data: %B{ref: {device, _}}} = tensor, inspect_opts) do
+      limit = if inspect_opts.limit == :infinity, do: :infinity, else: inspect_opts.limit + 1
+      count = if limit == :infinity, do: Nx.size(tensor), else: min(limit, Nx.size(tensor))
+      doc = Nx.Backend.inspect(tensor, to_binary(tensor, count), inspect_opts)
+
+      if Application.get_env(:emlx, :inspect_device, true) do
+        Inspect.Algebra.concat(["EMLX.Backend<#{device}>", Inspect.Algebra.line(), doc])
+      else
+        doc
+      end
+    end
+
+    ## Pointers
+
+    def to_pointer(%T{} = tensor, opts) do
+      opts = Keyword.validate!(opts, mode: :local, permissions: 0o400)
+      ref = Convert.from_nx(tensor)
+
+      case opts[:mode] do
+        :local ->
+          {address, size} = EMLX.Backend.Pointer.data_pointer(ref)
+          %Nx.Pointer{kind: :local, address: address, data_size: size}
+
+        :ipc ->
+          {name, size} = EMLX.Backend.Pointer.to_shm(ref, opts[:permissions])
+          %Nx.Pointer{kind: :ipc, handle: name, data_size: size}
+
+        other ->
+          raise ArgumentError, "to_pointer expects mode: :local or :ipc, got: #{inspect(other)}"
+      end
+    end
+
+    def from_pointer(%Nx.Pointer{} = pointer, type, shape, backend_opts, opts) do
+      device = Convert.device_option(backend_opts)
+      Convert.check_device_type!(device, type)
+      names = opts[:names] || List.duplicate(nil, tuple_size(shape))
+      out = %T{shape: shape, type: type, names: names, data: nil}
+      bytes = div(Nx.size(shape) * elem(type, 1) + 7, 8)
+
+      if pointer.data_size not in [nil, bytes] do
+        raise ArgumentError,
+              "from_pointer: the pointer holds #{pointer.data_size} bytes, but a #{inspect(type)} " <>
+                "tensor of shape #{inspect(shape)} needs #{bytes}"
+      end
+
+      binary = EMLX.Backend.Pointer.read(pointer, bytes)
+      from_binary(out, binary, device: device)
+    end
+  end
+end

@@ -1,0 +1,241 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.Backend.Linalg do
+    @moduledoc false
+    # dot, conv, triangular_solve and the 1-d FFTs of EMLX.Backend.
+    #
+    # * dot: floating and complex types go to MLX's matmul (batch axes
+    #   first, contracted axes together). MLX has no integer matmul, so
+    #   integer dots multiply and sum in the integer type (wrapping exactly
+    #   as Nx does), in chunks that bound the temporary's size.
+    # * conv: MLX's conv_general (channels last); batch groups become
+    #   feature groups, negative padding is applied to the input first.
+    # * triangular_solve and the MLX linalg ops run on the CPU (MLX has them
+    #   there only) in float32 or float64.
+
+    alias Nx.Tensor, as: T
+    alias EMLX.Backend.Convert
+
+    ## dot
+
+    def dot(%T{type: type} = out, left, c1, b1, right, c2, b2) do
+      device = Convert.first_device([left, right])
+      mlx = Convert.mlx_type(type)
+      l = left |> Convert.from_nx(device) |> Convert.astype(mlx)
+      r = right |> Convert.from_nx(device) |> Convert.astype(mlx)
+
+      # left as {batch, m, k}, right as {batch, k, n}.
+      {l3, _} = matrices(l, left.shape, b1, c1, :left)
+      {r3, _} = matrices(r, right.shape, b2, c2, :right)
+
+      product =
+        case type do
+          {kind, _} when kind in [:s, :u] -> int_matmul(l3, r3)
+          _ -> EMLX.matmul(l3, r3)
+        end
+
+      product |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+    end
+
+    # Transposes x to batch ++ free ++ contract (left) or batch ++ contract
+    # ++ free (right) and merges them into a rank-3 array.
+    defp matrices(x, shape, batch, contract, side) do
+      axes = Nx.axes(shape)
+      free = axes -- (batch ++ contract)
+      size = fn list -> Enum.reduce(list, 1, &(elem(shape, &1) * &2)) end
+
+      {perm, dims} =
+        case side do
+          :left -> {batch ++ free ++ contract, {size.(batch), size.(free), size.(contract)}}
+          :right -> {batch ++ contract ++ free, {size.(batch), size.(contract), size.(free)}}
+        end
+
+      x = if perm == axes, do: x, else: EMLX.transpose(x, perm)
+      {EMLX.reshape(x, dims), dims}
+    end
+
+    # Elements of the {batch, rows, k, n} product held at once.
+    @int_chunk 4_194_304
+
+    defp int_matmul(l3, r3) do
+      {b, m, k} = EMLX.shape(l3)
+      {_, _, n} = EMLX.shape(r3)
+      rows = max(div(@int_chunk, max(b * k * n, 1)), 1)
+      r4 = EMLX.reshape(r3, {b, 1, k, n})
+
+      chunks =
+        for start <- 0..(m - 1)//rows do
+          stop = min(start + rows, m)
+          part = EMLX.slice(l3, [0, start, 0], [b, stop, k], [1, 1, 1])
+
+          part
+          |> EMLX.reshape({b, stop - start, k, 1})
+          |> EMLX.multiply(r4)
+          |> EMLX.sum([2], false)
+        end
+
+      case chunks do
+        [] -> EMLX.full(0, {b, m, n}, EMLX.scalar_type(l3), elem(l3, 0))
+        [one] -> one
+        many -> EMLX.concatenate(many, 1)
+      end
+    end
+
+    ## conv
+
+    def conv(%T{type: {:c, _}}, input, kernel, opts) do
+      # Complex conv from real ones: (a + bi) * (c + di) = (ac - bd) + (ad + bc)i.
+      {re_in, im_in} = {Nx.real(input), Nx.imag(input)}
+      {re_k, im_k} = {Nx.real(kernel), Nx.imag(kernel)}
+      re = Nx.subtract(Nx.conv(re_in, re_k, opts), Nx.conv(im_in, im_k, opts))
+      im = Nx.add(Nx.conv(re_in, im_k, opts), Nx.conv(im_in, re_k, opts))
+      Nx.complex(re, im)
+    end
+
+    def conv(%T{type: type} = out, input, kernel, opts) do
+      device = Convert.first_device([input, kernel])
+      compute = conv_type(type)
+      x = input |> Convert.from_nx(device) |> EMLX.astype(compute) |> EMLX.transpose(opts[:input_permutation])
+      k = kernel |> Convert.from_nx(device) |> EMLX.astype(compute) |> EMLX.transpose(opts[:kernel_permutation])
+      rank = tuple_size(input.shape)
+      spatial = rank - 2
+      batch_groups = opts[:batch_group_size]
+      feature_groups = opts[:feature_group_size]
+
+      # Batch groups: the input batch splits into `g` blocks, block j feeding
+      # output feature group j; as channels that is a feature-grouped conv.
+      {x, feature_groups} =
+        if batch_groups > 1 do
+          {n, c} = {elem(EMLX.shape(x), 0), elem(EMLX.shape(x), 1)}
+          rest = x |> EMLX.shape() |> Tuple.to_list() |> Enum.drop(2)
+
+          x =
+            x
+            |> EMLX.reshape(List.to_tuple([batch_groups, div(n, batch_groups), c | rest]))
+            |> EMLX.transpose([1, 0 | Enum.to_list(2..rank)])
+            |> EMLX.reshape(List.to_tuple([div(n, batch_groups), batch_groups * c | rest]))
+
+          {x, batch_groups}
+        else
+          {x, feature_groups}
+        end
+
+      {x, padding, input_dilation} = explicit_padding(x, opts[:padding], opts[:input_dilation])
+
+      channels_last = [0 | Enum.to_list(2..(rank - 1)//1)] ++ [1]
+
+      result =
+        EMLX.transpose(x, channels_last)
+        |> EMLX.conv_general(
+          EMLX.transpose(k, channels_last),
+          opts[:strides],
+          Enum.map(padding, &elem(&1, 0)),
+          Enum.map(padding, &elem(&1, 1)),
+          opts[:kernel_dilation],
+          input_dilation,
+          feature_groups
+        )
+
+      # Back to {batch, features, spatial...}, then Nx's output permutation.
+      channels_first = [0, spatial + 1 | Enum.to_list(1..spatial//1)]
+      inverse = opts[:output_permutation] |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
+
+      result
+      |> EMLX.transpose(channels_first)
+      |> EMLX.transpose(inverse)
+      |> Convert.to_nx(out)
+    end
+
+    # MLX convolves float16, bfloat16, float32 (and float64 on the CPU).
+    defp conv_type({:f, 8}), do: :float16
+    defp conv_type({:f8_e4m3fn, 8}), do: :float16
+    defp conv_type(type), do: Convert.mlx_type(type)
+
+    # MLX takes non-negative padding only: with a negative side, dilate and
+    # pad (or crop) the spatial axes of x here and let MLX add nothing.
+    defp explicit_padding(x, padding, input_dilation) do
+      if Enum.any?(padding, fn {lo, hi} -> lo < 0 or hi < 0 end) do
+        {device, _} = x
+        zero = EMLX.scalar_tensor(0, EMLX.scalar_type(x), device)
+        config = [{0, 0, 0}, {0, 0, 0} | Enum.zip_with(padding, input_dilation, fn {lo, hi}, d -> {lo, hi, d - 1} end)]
+        x = EMLX.Backend.Shape.pad_ref(x, config, zero)
+        {x, Enum.map(padding, fn _ -> {0, 0} end), Enum.map(input_dilation, fn _ -> 1 end)}
+      else
+        {x, padding, input_dilation}
+      end
+    end
+
+    ## triangular_solve
+
+    def triangular_solve(%T{type: type} = out, a, b, opts) do
+      device = Convert.first_device([a, b])
+      compute = linalg_type(type)
+      a = a |> Convert.from_nx(device) |> EMLX.astype(compute)
+      b = b |> Convert.from_nx(device) |> EMLX.astype(compute)
+      lower = opts[:lower]
+
+      {a, lower} =
+        case opts[:transform_a] do
+          :transpose -> {transpose_matrix(a), not lower}
+          _ -> {a, lower}
+        end
+
+      result =
+        if opts[:left_side] do
+          EMLX.linalg_solve_triangular(a, b, not lower)
+        else
+          # x A = b  <=>  A^T x^T = b^T
+          x = EMLX.linalg_solve_triangular(transpose_matrix(a), transpose_matrix(b), lower)
+          transpose_matrix(x)
+        end
+
+      Convert.to_nx(result, out)
+    end
+
+    @doc false
+    # MLX's linalg computes in float32 or float64.
+    def linalg_type({:f, 64}), do: :float64
+    def linalg_type(_), do: :float32
+
+    @doc false
+    # Swaps the last two axes (a vector stays as it is).
+    def transpose_matrix(x) do
+      rank = tuple_size(EMLX.shape(x))
+
+      if rank < 2 do
+        x
+      else
+        axes = Enum.to_list(0..(rank - 3)//1) ++ [rank - 1, rank - 2]
+        EMLX.transpose(x, axes)
+      end
+    end
+
+    ## FFT
+
+    def fft(out, tensor, opts), do: fft_1d(:fft, out, tensor, opts)
+    def ifft(out, tensor, opts), do: fft_1d(:ifft, out, tensor, opts)
+
+    defp fft_1d(op, %T{type: type} = out, tensor, opts) do
+      x = tensor |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type))
+
+      apply(EMLX, op, [x, opts[:length], opts[:axis]])
+      |> zero_below(opts[:eps])
+      |> Convert.to_nx(out)
+    end
+
+    @doc false
+    # Real and imaginary parts with magnitude at most eps become 0 (as
+    # Nx.BinaryBackend does for its FFTs).
+    def zero_below(z, nil), do: z
+
+    def zero_below({device, _} = z, eps) do
+      real_type = z |> EMLX.real() |> EMLX.scalar_type()
+      eps = EMLX.scalar_tensor(eps, real_type, device)
+      zero = EMLX.scalar_tensor(0, real_type, device)
+      clean = fn part -> EMLX.where(EMLX.less_equal(EMLX.abs(part), eps), zero, part) end
+      re = z |> EMLX.real() |> then(clean)
+      im = z |> EMLX.imag() |> then(clean)
+      i = EMLX.scalar_tensor(Complex.new(0.0, 1.0), :complex64, device)
+      EMLX.add(EMLX.astype(re, :complex64), EMLX.multiply(EMLX.astype(im, :complex64), i))
+    end
+  end
+end

@@ -1,0 +1,190 @@
+// MLX ops EMLX.Backend needs beyond the EMLX function API: batched matrix
+// products, slices whose start indices are tensors, real FFTs, and
+// element-wise functions computed in double precision with the C library.
+#include <cmath>
+#include <string>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "mlx/primitives.h"
+#include "ops.h"
+
+#ifdef __clang__
+// Keep a * b + c as two roundings, as Nx computes it (no fused multiply-add).
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+namespace emlx::ops {
+
+namespace {
+
+// --- precise_unary ----------------------------------------------------------
+//
+// MLX's CPU kernels evaluate exp, sin, cos, erf, erfinv and sigmoid of float64
+// arrays with float32 accuracy, and MLX has no cbrt or erfc. This primitive
+// computes them element by element in double precision with the C library,
+// the way Nx.BinaryBackend does (cbrt as Nx defines it, pow(|x|, 1/3) with
+// the sign; erf_inv with Nx's polynomial), and rounds to the array's type.
+// It runs on the CPU only.
+
+enum class Fn { Exp, Sin, Cos, Erf, Erfc, Cbrt, ErfInv, Sigmoid };
+
+Fn parse_fn(const std::string& name) {
+  if (name == "exp") return Fn::Exp;
+  if (name == "sin") return Fn::Sin;
+  if (name == "cos") return Fn::Cos;
+  if (name == "erf") return Fn::Erf;
+  if (name == "erfc") return Fn::Erfc;
+  if (name == "cbrt") return Fn::Cbrt;
+  if (name == "erf_inv") return Fn::ErfInv;
+  if (name == "sigmoid") return Fn::Sigmoid;
+  throw std::invalid_argument("precise_unary: unknown function \"" + name +
+                              "\" (expected exp, sin, cos, erf, erfc, cbrt, erf_inv or sigmoid)");
+}
+
+double erf_inv(double z) {
+  if (z == 1) return INFINITY;
+  if (z == -1) return -INFINITY;
+  if (z == 0) return 0;
+  double w = -std::log((1 - z) * (1 + z));
+  double p;
+  if (w < 5) {
+    w = w - 2.5;
+    p = 2.81022636e-08;
+    p = p * w + 3.43273939e-07;
+    p = p * w + -3.5233877e-06;
+    p = p * w + -4.39150654e-06;
+    p = p * w + 0.00021858087;
+    p = p * w + -0.00125372503;
+    p = p * w + -0.00417768164;
+    p = p * w + 0.246640727;
+    p = p * w + 1.50140941;
+  } else {
+    w = std::sqrt(w) - 3;
+    p = -0.000200214257;
+    p = p * w + 0.000100950558;
+    p = p * w + 0.00134934322;
+    p = p * w + -0.00367342844;
+    p = p * w + 0.00573950773;
+    p = p * w + -0.0076224613;
+    p = p * w + 0.00943887047;
+    p = p * w + 1.00167406;
+    p = p * w + 2.83297682;
+  }
+  return p * z;
+}
+
+double apply_fn(Fn fn, double x) {
+  switch (fn) {
+    case Fn::Exp: return std::exp(x);
+    case Fn::Sin: return std::sin(x);
+    case Fn::Cos: return std::cos(x);
+    case Fn::Erf: return std::erf(x);
+    case Fn::Erfc: return std::erfc(x);
+    case Fn::Cbrt: return x >= 0 ? std::pow(x, 1.0 / 3) : -std::pow(-x, 1.0 / 3);
+    case Fn::ErfInv: return erf_inv(x);
+    case Fn::Sigmoid: return 1.0 / (1.0 + std::exp(-x));
+  }
+  return NAN;
+}
+
+template <typename T>
+void apply_all(Fn fn, const T* in, T* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<T>(apply_fn(fn, static_cast<double>(static_cast<float>(in[i]))));
+  }
+}
+
+template <>
+void apply_all<double>(Fn fn, const double* in, double* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = apply_fn(fn, in[i]);
+}
+
+class PreciseUnary : public mx::UnaryPrimitive {
+ public:
+  PreciseUnary(mx::Stream stream, Fn fn) : mx::UnaryPrimitive(stream), fn_(fn) {}
+
+  void eval_cpu(const std::vector<Array>& inputs, Array& out) override {
+    const auto& in = inputs[0];  // row-contiguous: see precise_unary below
+    out.set_data(mx::allocator::malloc(out.nbytes()));
+    auto& encoder = mx::cpu::get_command_encoder(stream());
+    encoder.set_input_array(in);
+    encoder.set_output_array(out);
+    encoder.dispatch([in = Array::unsafe_weak_copy(in), out = Array::unsafe_weak_copy(out),
+                      fn = fn_]() mutable {
+      size_t n = out.size();
+      switch (out.dtype()) {
+        case mx::float64: apply_all(fn, in.data<double>(), out.data<double>(), n); break;
+        case mx::float32: apply_all(fn, in.data<float>(), out.data<float>(), n); break;
+        case mx::float16:
+          apply_all(fn, in.data<mx::float16_t>(), out.data<mx::float16_t>(), n);
+          break;
+        case mx::bfloat16:
+          apply_all(fn, in.data<mx::bfloat16_t>(), out.data<mx::bfloat16_t>(), n);
+          break;
+        default: break;  // refused when the node was built
+      }
+    });
+  }
+
+  void eval_gpu(const std::vector<Array>&, Array&) override {
+    throw std::invalid_argument("precise_unary runs on the CPU only");
+  }
+
+  const char* name() const override { return "PreciseUnary"; }
+
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return fn_ == static_cast<const PreciseUnary&>(other).fn_;
+  }
+
+  std::vector<mx::Shape> output_shapes(const std::vector<Array>& inputs) override {
+    return {inputs[0].shape()};
+  }
+
+ private:
+  Fn fn_;
+};
+
+Array precise_unary(const Call& c, S s) {
+  const auto& a = c.arr(0);
+  Fn fn = parse_fn(c.str(1));
+  auto dtype = a.dtype();
+  if (dtype != mx::float64 && dtype != mx::float32 && dtype != mx::float16 &&
+      dtype != mx::bfloat16) {
+    throw std::invalid_argument(std::string("precise_unary: expected a real floating-point tensor, got ") +
+                                dtype_name(dtype));
+  }
+  auto stream = mx::to_stream(s);
+  if (stream.device != mx::Device::cpu) {
+    throw std::invalid_argument("precise_unary runs on the CPU only; this tensor is on the GPU");
+  }
+  auto x = mx::contiguous(a, false, stream);
+  return Array(x.shape(), dtype, std::make_shared<PreciseUnary>(stream, fn), {x});
+}
+
+const Entry ENTRIES[] = {
+    // --- backend ---
+    EMLX_BINARY(matmul, mx::matmul),
+    {"dynamic_slice",
+     [](const Call& c, S s) -> Out {
+       return {mx::slice(c.arr(0), c.arr(1), c.axes(2), c.shape(3), s)};
+     }},
+    {"dynamic_slice_update",
+     [](const Call& c, S s) -> Out {
+       return {mx::slice_update(c.arr(0), c.arr(1), c.arr(2), c.axes(3), s)};
+     }},
+    {"rfft",
+     [](const Call& c, S s) -> Out {
+       return {mx::fft::rfft(c.arr(0), c.i32(1), c.i32(2), mx::fft::FFTNorm::Backward, s)};
+     }},
+    {"irfft",
+     [](const Call& c, S s) -> Out {
+       return {mx::fft::irfft(c.arr(0), c.i32(1), c.i32(2), mx::fft::FFTNorm::Backward, s)};
+     }},
+    {"precise_unary", [](const Call& c, S s) -> Out { return {precise_unary(c, s)}; }},
+};
+
+}  // namespace
+
+const OpTable backend{ENTRIES};
+
+}  // namespace emlx::ops
