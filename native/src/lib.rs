@@ -14,8 +14,8 @@ mod queue;
 mod runtime;
 mod tensor;
 
-fn load(_env: rustler::Env, _info: rustler::Term) -> bool {
-    ops::init_table();
+fn load(env: rustler::Env, _info: rustler::Term) -> bool {
+    ops::init_table(env);
     true
 }
 

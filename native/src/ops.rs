@@ -20,15 +20,16 @@ mod atoms {
     rustler::atoms! { nil }
 }
 
-static OP_INDEX: OnceLock<HashMap<String, u32>> = OnceLock::new();
+/// Op index by atom (keyed by the atom's term, which never changes).
+static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32>> = OnceLock::new();
 
 /// Reads the C++ op table's names once, at NIF load.
-pub fn init_table() {
+pub fn init_table(env: Env) {
     OP_INDEX.get_or_init(|| {
         ffi::op_names()
             .into_iter()
             .enumerate()
-            .map(|(i, name)| (name, i as u32))
+            .filter_map(|(i, name)| Some((Atom::from_str(env, &name).ok()?.as_c_arg(), i as u32)))
             .collect()
     });
 }
@@ -50,22 +51,21 @@ fn op<'a>(
 }
 
 fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
-    let name_str = name
-        .to_term(env)
-        .atom_to_string()
-        .map_err(|_| Error::BadArg("op name must be an atom".into()))?;
+    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
     let index = *OP_INDEX
         .get()
-        .and_then(|t| t.get(&name_str))
-        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{name_str}")))?;
+        .and_then(|t| t.get(&name.as_c_arg()))
+        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
     let queue = &queue.0;
     let mut call = ffi::new_call();
     let list: Vec<Term> = args
         .decode()
-        .map_err(|_| Error::BadArg(format!("{name_str}: arguments must be a list")))?;
+        .map_err(|_| Error::BadArg(format!("{}: arguments must be a list", name_str())))?;
     for (i, term) in list.into_iter().enumerate() {
         push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
-            Error::BadArg(msg) => Error::BadArg(format!("{name_str}: argument {}: {msg}", i + 1)),
+            Error::BadArg(msg) => {
+                Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
+            }
             other => other,
         })?;
     }
