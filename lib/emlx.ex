@@ -51,12 +51,18 @@ defmodule EMLX do
     body =
       case opts[:out] do
         :tuple -> quote(do: List.to_tuple(unquote(call)))
+        :list -> quote(do: EMLX.as_list(unquote(call)))
         _ -> call
       end
 
     @doc doc
     def unquote(name)(unquote_splicing(vars)), do: unquote(body)
   end
+
+  @doc false
+  # Ops with a variable number of outputs answer a list even for one.
+  def as_list(outputs) when is_list(outputs), do: outputs
+  def as_list(output), do: [output]
 
   @doc false
   def queue_for({device, ref}) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)

@@ -22,6 +22,10 @@ mx::Stream to_stream(const StreamRef& s) {
   return mx::Stream(s.index, device_of(s.device));
 }
 
+mx::Stream to_cpu_stream(const StreamRef& s) {
+  return mx::Stream(s.cpu_index, mx::Device(mx::Device::cpu));
+}
+
 // --- dtypes ----------------------------------------------------------------
 
 mx::Dtype parse_dtype(const std::string& name) {
@@ -118,7 +122,7 @@ std::vector<int> Call::axes(size_t i) const {
   out.reserve(v.size());
   for (auto x : v) {
     if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
-      bad(i, "a list of axes that fit in 32 bits");
+      bad(i, "a list of integers that fit in 32 bits");
     out.push_back(static_cast<int>(x));
   }
   return out;
@@ -133,6 +137,10 @@ mx::Shape Call::shape(size_t i) const {
   }
   return out;
 }
+mx::Shape Call::int32s(size_t i) const {
+  auto v = axes(i);
+  return mx::Shape(v.begin(), v.end());
+}
 std::vector<double> Call::floats(size_t i) const {
   if (i < args.size()) {
     if (auto* v = std::get_if<std::vector<int64_t>>(&args[i])) {
@@ -142,6 +150,10 @@ std::vector<double> Call::floats(size_t i) const {
   return get<std::vector<double>>(i, "a list of numbers");
 }
 mx::Dtype Call::dtype(size_t i) const { return parse_dtype(str(i)); }
+mx::Stream Call::cpu() const {
+  if (!cpu_stream) throw std::logic_error("internal: op called without a CPU stream");
+  return *cpu_stream;
+}
 
 // --- devices and streams -----------------------------------------------------
 
@@ -155,7 +167,10 @@ int32_t new_stream(int32_t device) {
   return mx::new_stream(d).index;
 }
 
-void synchronize(const StreamRef& s) { mx::synchronize(to_stream(s)); }
+void synchronize(const StreamRef& s) {
+  mx::synchronize(to_stream(s));
+  if (s.cpu_index != s.index || s.device != 0) mx::synchronize(to_cpu_stream(s));
+}
 
 // --- op calls ----------------------------------------------------------------
 

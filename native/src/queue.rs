@@ -131,38 +131,28 @@ impl Queue {
             ));
         }
         let (tx, rx) = bounded::<Job>(CAPACITY);
-        let (ready_tx, ready_rx) = bounded::<Result<i32>>(1);
+        let (ready_tx, ready_rx) = bounded::<Result<StreamRef>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let handle = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
                 LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
-                let created = ffi::new_stream(device.code()).map_err(Error::from);
-                let ok = created.is_ok();
-                let index = created.as_ref().copied().unwrap_or(-1);
+                let created = create_streams(device);
+                let stream = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
-                if ok {
-                    serve(
-                        StreamRef {
-                            index,
-                            device: device.code(),
-                        },
-                        rx,
-                    );
+                if let Some(stream) = stream {
+                    serve(stream, rx);
                 }
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
             })
             .map_err(|e| Error::Queue(format!("cannot start a command queue thread: {e}")))?;
-        let index = ready_rx
+        let stream = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
         Ok(Arc::new(Queue {
             id,
             device,
-            stream: StreamRef {
-                index,
-                device: device.code(),
-            },
+            stream,
             tx,
             closed: AtomicBool::new(false),
             thread: Mutex::new(Some(handle)),
@@ -217,6 +207,23 @@ impl Queue {
     fn closed_error(&self) -> Error {
         Error::Queue(format!("command queue {} is closed", self.id))
     }
+}
+
+/// Creates the queue's streams on the calling (queue) thread: its main stream
+/// and, for a GPU queue, a companion CPU stream for the ops MLX only runs on
+/// the CPU. Both belong to this thread, so this thread can evaluate graphs
+/// that mix them.
+fn create_streams(device: Device) -> Result<StreamRef> {
+    let index = ffi::new_stream(device.code())?;
+    let cpu_index = match device {
+        Device::Cpu => index,
+        Device::Gpu => ffi::new_stream(Device::Cpu.code())?,
+    };
+    Ok(StreamRef {
+        index,
+        device: device.code(),
+        cpu_index,
+    })
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).

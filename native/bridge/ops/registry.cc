@@ -1,6 +1,10 @@
 // The op registry: every family's table, in one index space. Rust reads the
 // names once at load (op_names) and calls ops by index (run_op).
+#include <unistd.h>
+
 #include <array>
+#include <limits>
+#include <sstream>
 
 #include "emlx/native/src/ffi.rs.h"
 #include "ops.h"
@@ -9,9 +13,9 @@ namespace emlx {
 
 namespace {
 
-const std::array<const ops::OpTable*, 6> FAMILIES = {
-    &ops::creation, &ops::shape,  &ops::elementwise,
-    &ops::reduction, &ops::linalg, &ops::backend,
+const std::array<const ops::OpTable*, 9> FAMILIES = {
+    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing,
+    &ops::linalg,   &ops::conv,   &ops::spectral,    &ops::backend,
 };
 
 const ops::Entry* find(uint32_t index) {
@@ -20,6 +24,41 @@ const ops::Entry* find(uint32_t index) {
     index -= family->size();
   }
   return nullptr;
+}
+
+// The machine's physical memory in bytes: no single result may need more.
+size_t physical_memory() {
+  static const size_t bytes = [] {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(size)
+                                 : std::numeric_limits<size_t>::max();
+  }();
+  return bytes;
+}
+
+// MLX does not check that a huge allocation succeeded (the process dies
+// with SIGSEGV at evaluation), so results that cannot fit are refused here,
+// when the op is built, for every op of the table.
+void check_fits(const Array& a, const char* op) {
+  size_t bytes = a.itemsize();
+  bool overflow = false;
+  for (auto d : a.shape()) {
+    overflow = overflow || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes);
+  }
+  if (overflow || bytes > physical_memory()) {
+    std::ostringstream msg;
+    msg << op << ": the result of shape (";
+    for (size_t i = 0; i < a.ndim(); ++i) msg << (i ? ", " : "") << a.shape(i);
+    msg << ") and type " << dtype_name(a.dtype()) << " would need ";
+    if (overflow) {
+      msg << "more than 2^64 bytes";
+    } else {
+      msg << bytes << " bytes";
+    }
+    msg << ", more than this machine's memory (" << physical_memory() << " bytes)";
+    throw std::invalid_argument(msg.str());
+  }
 }
 
 }  // namespace
@@ -53,8 +92,10 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   const auto* entry = find(index);
   if (entry == nullptr) throw std::invalid_argument("unknown op index");
   call.op = entry->name;
+  call.cpu_stream = to_cpu_stream(s);
   auto list = std::make_unique<ArrayList>();
   list->items = entry->fn(call, to_stream(s));
+  for (const auto& a : list->items) check_fits(a, entry->name);
   return list;
 }
 
