@@ -97,13 +97,14 @@ if Code.ensure_loaded?(Nx) do
       t
       |> Convert.from_nx()
       |> EMLX.astype(:float32)
+      |> Linalg.fit_length(s.axis, s.length)
       |> EMLX.rfft(s.length, s.axis)
       |> Linalg.zero_below(s.eps)
       |> Convert.to_nx(out)
     end
 
     defp native(%Nx.Block.IRFFT{} = s, %T{type: type} = out, [%T{type: {:c, 64}} = t]) when type != {:f, 64} do
-      z = t |> Convert.from_nx() |> EMLX.irfft(s.length, s.axis)
+      z = t |> Convert.from_nx() |> Linalg.fit_length(s.axis, div(s.length, 2) + 1) |> EMLX.irfft(s.length, s.axis)
       # As the default implementation: ifft (with its eps) of the Hermitian extension, real part.
       z |> EMLX.astype(:complex64) |> Linalg.zero_below(s.eps) |> EMLX.real() |> Convert.to_nx(out)
     end
@@ -117,16 +118,21 @@ if Code.ensure_loaded?(Nx) do
     defp native(%Nx.Block.LinAlg.Solve{}, out, [a, b]) do
       with_real(a.type, b.type, fn ->
         device = Convert.first_device([a, b])
-        compute = Linalg.linalg_type(out.type)
+        compute = Linalg.linalg_type(out.type, device)
         x = a |> Convert.from_nx(device) |> EMLX.astype(compute)
         y = b |> Convert.from_nx(device) |> EMLX.astype(compute)
-        EMLX.linalg_solve(x, y) |> Convert.to_nx(out)
+        # A batch of vectors (one per matrix) goes in as one-column matrices.
+        {a_rank, b_rank} = {tuple_size(a.shape), tuple_size(b.shape)}
+        y = if b_rank == a_rank - 1, do: EMLX.reshape(y, Tuple.insert_at(b.shape, b_rank, 1)), else: y
+        y |> then(&EMLX.linalg_solve(x, &1)) |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
       end)
     end
 
     defp native(%Nx.Block.LinAlg.QR{mode: :reduced}, {q_out, r_out}, [%T{type: type} = t]) do
       with_real(type, fn ->
         {q, r} = t |> linalg_input() |> EMLX.linalg_qr()
+        # x + 0.0 turns LAPACK's -0.0 entries into 0.0.
+        {q, r} = {EMLX.add(q, zero_like(q)), EMLX.add(r, zero_like(r))}
         {Convert.to_nx(q, q_out), Convert.to_nx(r, r_out)}
       end)
     end
@@ -138,6 +144,10 @@ if Code.ensure_loaded?(Nx) do
         rank = tuple_size(shape)
         values = EMLX.Backend.Shape.reverse_ref(values, [rank - 2])
         vectors = EMLX.Backend.Shape.reverse_ref(vectors, [rank - 1])
+        # Each eigenvector's sign is free: make its largest component positive.
+        at = vectors |> EMLX.abs() |> EMLX.argmax(rank - 2, true)
+        signs = vectors |> EMLX.take_along_axis(at, rank - 2) |> signs_of()
+        vectors = EMLX.multiply(vectors, signs)
         {Convert.to_nx(values, values_out), Convert.to_nx(vectors, vectors_out)}
       end)
     end
@@ -151,6 +161,8 @@ if Code.ensure_loaded?(Nx) do
             do: {u, vt},
             else: {crop(u, u_out.shape), crop(vt, vt_out.shape)}
 
+        # x + 0.0 turns LAPACK's -0.0 entries into 0.0.
+        [u, s, vt] = Enum.map([u, s, vt], &EMLX.add(&1, zero_like(&1)))
         {Convert.to_nx(u, u_out), Convert.to_nx(s, s_out), Convert.to_nx(vt, vt_out)}
       end)
     end
@@ -159,12 +171,12 @@ if Code.ensure_loaded?(Nx) do
       with_real(type, fn ->
         {device, _} = x = linalg_input(t)
         [perm, l, u] = EMLX.linalg_lu(x)
-        # MLX gives A[perm] = L U; Nx wants P with A = P L U: P[j][i] = (j == perm[i]).
+        # MLX gives A[perm] = L U; Nx wants P with A = P L U, so P[j][i] = (i == perm[j]).
         rank = tuple_size(shape)
         n = elem(shape, rank - 1)
-        rows = EMLX.arange(0, n, 1, true, device) |> EMLX.astype(:uint32) |> EMLX.reshape({n, 1})
-        perm = EMLX.reshape(perm, shape |> Tuple.delete_at(rank - 1) |> Tuple.insert_at(rank - 2, 1))
-        p = EMLX.equal(rows, perm)
+        cols = EMLX.arange(0, n, 1, true, device) |> EMLX.astype(:uint32) |> EMLX.reshape({1, n})
+        perm = EMLX.reshape(perm, Tuple.insert_at(Tuple.delete_at(shape, rank - 1), rank - 1, 1))
+        p = EMLX.equal(perm, cols)
         {Convert.to_nx(p, p_out), Convert.to_nx(l, l_out), Convert.to_nx(u, u_out)}
       end)
     end
@@ -178,6 +190,7 @@ if Code.ensure_loaded?(Nx) do
         t
         |> Convert.from_nx()
         |> EMLX.astype(:complex64)
+        |> then(fn x -> Enum.zip_reduce(s.axes, s.lengths, x, &Linalg.fit_length(&3, &1, &2)) end)
         |> then(&apply(EMLX, op, [&1, s.lengths, s.axes]))
         |> Linalg.zero_below(s.eps)
         |> Convert.to_nx(out)
@@ -191,8 +204,17 @@ if Code.ensure_loaded?(Nx) do
     defp with_real(_, _, fun), do: fun.()
 
     defp linalg_input(%T{type: type} = t) do
-      t |> Convert.from_nx() |> EMLX.astype(Linalg.linalg_type(Nx.Type.to_floating(type)))
+      {device, _} = x = Convert.from_nx(t)
+      EMLX.astype(x, Linalg.linalg_type(Nx.Type.to_floating(type), device))
     end
+
+    # -1 where x < 0, else 1.
+    defp signs_of({device, _} = x) do
+      mlx = EMLX.scalar_type(x)
+      EMLX.where(EMLX.less(x, zero_like(x)), EMLX.scalar_tensor(-1, mlx, device), EMLX.scalar_tensor(1, mlx, device))
+    end
+
+    defp zero_like({device, _} = x), do: EMLX.scalar_tensor(0, EMLX.scalar_type(x), device)
 
     # The leading part of x of `shape`.
     defp crop(x, shape) do

@@ -145,7 +145,18 @@ if Code.ensure_loaded?(Nx) do
     def inspect(%T{data: %B{ref: {device, _}}} = tensor, inspect_opts) do
       limit = if inspect_opts.limit == :infinity, do: :infinity, else: inspect_opts.limit + 1
       count = if limit == :infinity, do: Nx.size(tensor), else: min(limit, Nx.size(tensor))
-      doc = Nx.Backend.inspect(tensor, to_binary(tensor, count), inspect_opts)
+
+      doc =
+        case tensor.type do
+          {kind, bits} when bits in [2, 4] ->
+            # Nx.Backend.inspect/3 reads byte-aligned elements: show the
+            # 8-bit integers that hold the values.
+            blob = EMLX.to_blob(Convert.from_nx(tensor), count)
+            Nx.Backend.inspect(%{tensor | type: {kind, 8}}, blob, inspect_opts)
+
+          _ ->
+            Nx.Backend.inspect(tensor, to_binary(tensor, count), inspect_opts)
+        end
 
       if Application.get_env(:emlx, :inspect_device, true) do
         Inspect.Algebra.concat(["EMLX.Backend<#{device}>", Inspect.Algebra.line(), doc])

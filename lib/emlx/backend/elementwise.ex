@@ -27,7 +27,6 @@ if Code.ensure_loaded?(Nx) do
     @plain_unary [
                    :expm1,
                    :log,
-                   :log1p,
                    :tan,
                    :cosh,
                    :sinh,
@@ -49,7 +48,7 @@ if Code.ensure_loaded?(Nx) do
     # Unary ops MLX computes for float64 with float32 accuracy on the CPU:
     # float64 tensors on the CPU go to EMLX.precise_unary/2 (the C library,
     # in double precision), others to the MLX op of the same name.
-    @precise_f64_unary [:exp, :sin, :cos, :sigmoid, :erf, :erf_inv]
+    @precise_f64_unary [:exp, :log1p, :sin, :cos, :sigmoid, :erf, :erf_inv]
 
     # Unary ops with an implementation of their own below.
     @special_unary [

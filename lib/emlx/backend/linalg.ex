@@ -166,35 +166,70 @@ if Code.ensure_loaded?(Nx) do
 
     ## triangular_solve
 
-    def triangular_solve(%T{type: type} = out, a, b, opts) do
+    # Complex systems run in Nx.BinaryBackend (MLX's solver is real-only).
+    def triangular_solve(out, %T{type: {:c, _}} = a, b, opts), do: triangular_solve_binary(out, a, b, opts)
+    def triangular_solve(out, a, %T{type: {:c, _}} = b, opts), do: triangular_solve_binary(out, a, b, opts)
+
+    def triangular_solve(%T{type: type} = out, %T{shape: a_shape} = a, %T{shape: b_shape} = b, opts) do
       device = Convert.first_device([a, b])
-      compute = linalg_type(type)
+      compute = linalg_type(type, device)
       a = a |> Convert.from_nx(device) |> EMLX.astype(compute)
       b = b |> Convert.from_nx(device) |> EMLX.astype(compute)
-      lower = opts[:lower]
+      check_nonsingular!(a, a_shape)
 
+      # op(A): A or its transpose; `lower` says which triangle op(A) uses.
       {a, lower} =
         case opts[:transform_a] do
-          :transpose -> {transpose_matrix(a), not lower}
-          _ -> {a, lower}
+          :transpose -> {transpose_matrix(a), not opts[:lower]}
+          _ -> {a, opts[:lower]}
         end
 
-      result =
-        if opts[:left_side] do
-          EMLX.linalg_solve_triangular(a, b, not lower)
-        else
-          # x A = b  <=>  A^T x^T = b^T
-          x = EMLX.linalg_solve_triangular(transpose_matrix(a), transpose_matrix(b), lower)
-          transpose_matrix(x)
+      # b as matrices {..., m, k}; a vector (one per batch) is one column.
+      vector? = tuple_size(b_shape) == 1 or Tuple.delete_at(b_shape, tuple_size(b_shape) - 1) == batch(a_shape)
+      b = if vector?, do: EMLX.reshape(b, Tuple.insert_at(b_shape, tuple_size(b_shape), 1)), else: b
+
+      x =
+        cond do
+          opts[:left_side] ->
+            EMLX.linalg_solve_triangular(a, b, not lower)
+
+          vector? ->
+            # x op(A) = b for a row vector x: op(A)^T x = b.
+            EMLX.linalg_solve_triangular(transpose_matrix(a), b, lower)
+
+          true ->
+            # X op(A) = B  <=>  op(A)^T X^T = B^T
+            transpose_matrix(EMLX.linalg_solve_triangular(transpose_matrix(a), transpose_matrix(b), lower))
         end
 
-      Convert.to_nx(result, out)
+      x |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+    end
+
+    defp batch(shape), do: shape |> Tuple.delete_at(tuple_size(shape) - 1) |> Tuple.delete_at(tuple_size(shape) - 2)
+
+    # Nx raises for a zero on the diagonal; so does this (it reads one
+    # boolean back from the device).
+    defp check_nonsingular!({device, _} = a, shape) do
+      m = elem(shape, tuple_size(shape) - 1)
+      eye = EMLX.eye(m, m, EMLX.scalar_type(a), device)
+      zero = EMLX.scalar_tensor(0, EMLX.scalar_type(a), device)
+      diagonal = a |> EMLX.multiply(eye) |> EMLX.sum([tuple_size(shape) - 1], false)
+
+      if diagonal |> EMLX.equal(zero) |> EMLX.any(Nx.axes(Tuple.delete_at(shape, 0)), false) |> EMLX.item() do
+        raise ArgumentError, "can't solve for singular matrix"
+      end
+    end
+
+    defp triangular_solve_binary(out, a, b, opts) do
+      EMLX.Backend.Reduction.on_binary_backend(out, [a, b], fn [a, b], binary_out ->
+        Nx.BinaryBackend.triangular_solve(binary_out, a, b, opts)
+      end)
     end
 
     @doc false
-    # MLX's linalg computes in float32 or float64.
-    def linalg_type({:f, 64}), do: :float64
-    def linalg_type(_), do: :float32
+    # The type MLX's linalg (float32 or float64 only) computes `type` in.
+    def linalg_type({:f, 64}, _device), do: :float64
+    def linalg_type(_type, _device), do: :float32
 
     @doc false
     # Swaps the last two axes (a vector stays as it is).
@@ -215,11 +250,35 @@ if Code.ensure_loaded?(Nx) do
     def ifft(out, tensor, opts), do: fft_1d(:ifft, out, tensor, opts)
 
     defp fft_1d(op, %T{type: type} = out, tensor, opts) do
-      x = tensor |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type))
+      x =
+        tensor |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type)) |> fit_length(opts[:axis], opts[:length])
 
       apply(EMLX, op, [x, opts[:length], opts[:axis]])
       |> zero_below(opts[:eps])
       |> Convert.to_nx(out)
+    end
+
+    @doc false
+    # x padded with zeros or cut to n elements along axis. (The FFT ops could
+    # do it, but MLX pads on the calling thread's default stream, which the
+    # command queue cannot evaluate.)
+    def fit_length({device, _} = x, axis, n) do
+      shape = EMLX.shape(x)
+      size = elem(shape, axis)
+      rank = tuple_size(shape)
+
+      cond do
+        size == n ->
+          x
+
+        size < n ->
+          zero = EMLX.scalar_tensor(0, EMLX.scalar_type(x), device)
+          EMLX.pad(x, [axis], [0], [n - size], zero)
+
+        true ->
+          stops = shape |> put_elem(axis, n) |> Tuple.to_list()
+          EMLX.slice(x, List.duplicate(0, rank), stops, List.duplicate(1, rank))
+      end
     end
 
     @doc false

@@ -134,23 +134,24 @@ if Code.ensure_loaded?(Nx) do
 
     ## Slices
 
+    # `lengths` are the extents before striding (the result has
+    # ceil(length / stride) elements along each axis).
     def slice(out, %T{shape: shape} = tensor, starts, lengths, strides) do
       x = Convert.from_nx(tensor)
-      # The extent each slice covers before striding.
-      spans = Enum.zip_with(lengths, strides, fn len, stride -> if len == 0, do: 0, else: (len - 1) * stride + 1 end)
 
       if Enum.all?(starts, &is_integer/1) do
-        starts = clamp_starts(starts, shape, spans)
-        stops = Enum.zip_with(starts, spans, &(&1 + &2))
+        starts = clamp_starts(starts, shape, lengths)
+        stops = Enum.zip_with(starts, lengths, &(&1 + &2))
         x |> EMLX.slice(starts, stops, strides) |> Convert.to_nx_moved(out)
       else
         rank = tuple_size(shape)
-        window = EMLX.dynamic_slice(x, start_tensor(starts, shape, spans, x), Enum.to_list(0..(rank - 1)), spans)
+        axes = Enum.to_list(0..(rank - 1)//1)
+        window = EMLX.dynamic_slice(x, start_tensor(starts, shape, lengths, x), axes, lengths)
 
         window =
           if Enum.all?(strides, &(&1 == 1)),
             do: window,
-            else: EMLX.slice(window, List.duplicate(0, rank), spans, strides)
+            else: EMLX.slice(window, List.duplicate(0, rank), lengths, strides)
 
         Convert.to_nx_moved(window, out)
       end

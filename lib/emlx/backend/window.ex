@@ -7,9 +7,8 @@ if Code.ensure_loaded?(Nx) do
     # identity, view every window through as_strided (no copy: the view has
     # the output's axes followed by the window's) and reduce the window axes.
     # window_reduce with an Elixir function runs in Nx.BinaryBackend (see
-    # EMLX.Backend.Reduction.reduce/5). window_scatter_max/min are EMLX ops;
-    # among equal candidates in a window they pick the first one in
-    # row-major order (XLA's choice).
+    # EMLX.Backend.Reduction.reduce/5). window_scatter_max/min select in
+    # the same windows, the last of equal candidates (as Nx.BinaryBackend).
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.{Convert, Reduction}
@@ -55,6 +54,20 @@ if Code.ensure_loaded?(Nx) do
       dims = padded |> EMLX.shape() |> Tuple.to_list()
       window = Tuple.to_list(window)
 
+      {view_shape, view_strides} = view(dims, window, strides, dilations)
+      out_dims = Enum.take(view_shape, rank)
+
+      if Enum.any?(out_dims ++ window, &(&1 == 0)) do
+        # No windows (or empty ones): nothing to view.
+        EMLX.broadcast_to(EMLX.reshape(init, {}), List.to_tuple(out_dims ++ window))
+      else
+        EMLX.as_strided(padded, List.to_tuple(view_shape), view_strides, 0)
+      end
+    end
+
+    # The as_strided shape (output dims ++ window dims) and element strides
+    # that view every window of a row-major array of `dims`.
+    defp view(dims, window, strides, dilations) do
       out_dims =
         Enum.zip_with([dims, window, strides, dilations], fn [dim, w, s, d] ->
           max(div(dim - (w - 1) * d - 1, s) + 1, 0)
@@ -65,12 +78,7 @@ if Code.ensure_loaded?(Nx) do
       view_strides =
         Enum.zip_with(elem_strides, strides, &(&1 * &2)) ++ Enum.zip_with(elem_strides, dilations, &(&1 * &2))
 
-      if Enum.any?(out_dims ++ window, &(&1 == 0)) do
-        # No windows (or empty ones): nothing to view.
-        EMLX.broadcast_to(EMLX.reshape(init, {}), List.to_tuple(out_dims ++ window))
-      else
-        EMLX.as_strided(padded, List.to_tuple(out_dims ++ window), view_strides, 0)
-      end
+      {out_dims ++ window, view_strides}
     end
 
     defp row_strides(dims) do
@@ -97,15 +105,56 @@ if Code.ensure_loaded?(Nx) do
     def window_scatter_min(out, tensor, source, init_value, window, opts),
       do: window_scatter(:window_scatter_min, out, tensor, source, init_value, window, opts)
 
+    # Pads the tensor with init_value (which takes part in the selection, as
+    # in Nx), picks in every window the position of the last maximum (or
+    # minimum) in row-major order, as Nx.BinaryBackend does, adds the
+    # source values there into a tensor of init_value, and crops the padding
+    # (selections that fell in it are dropped).
     defp window_scatter(op, %T{type: type} = out, tensor, source, init_value, window, opts) do
       device = Convert.first_device([tensor, source, init_value])
-      mlx = Convert.mlx_type(type)
       t = Convert.from_nx(tensor, device)
-      s = source |> Convert.from_nx(device) |> Convert.astype(mlx)
-      init = init_value |> Convert.from_nx(device) |> Convert.astype(mlx)
-      {lows, highs} = Enum.unzip(opts[:padding])
+      t_type = EMLX.scalar_type(t)
+      out_type = Convert.mlx_type(type)
+      init = init_value |> Convert.from_nx(device) |> EMLX.reshape({})
+      padding = opts[:padding]
+      rank = tuple_size(window)
 
-      apply(EMLX, op, [t, s, init, Tuple.to_list(window), lows, highs, opts[:strides]])
+      padded =
+        EMLX.Backend.Shape.pad_ref(t, Enum.map(padding, fn {lo, hi} -> {lo, hi, 0} end), Convert.astype(init, t_type))
+
+      dims = padded |> EMLX.shape() |> Tuple.to_list()
+      total = Enum.product(dims)
+      {view_shape, view_strides} = view(dims, Tuple.to_list(window), opts[:strides], List.duplicate(1, rank))
+      out_dims = Enum.take(view_shape, rank)
+      k = window |> Tuple.to_list() |> Enum.product()
+      flat_shape = List.to_tuple(out_dims ++ [k])
+
+      values = padded |> EMLX.as_strided(List.to_tuple(view_shape), view_strides, 0) |> EMLX.reshape(flat_shape)
+
+      positions =
+        EMLX.arange(0, total, 1, true, device)
+        |> EMLX.as_strided(List.to_tuple(view_shape), view_strides, 0)
+        |> EMLX.reshape(flat_shape)
+
+      arg = if op == :window_scatter_max, do: :argmax, else: :argmin
+      reversed_pick = apply(EMLX, arg, [EMLX.Backend.Shape.reverse_ref(values, [rank]), rank, true])
+      pick = EMLX.subtract(EMLX.scalar_tensor(k - 1, :uint32, device), reversed_pick)
+      flat = positions |> EMLX.take_along_axis(pick, rank) |> EMLX.reshape(List.to_tuple(out_dims))
+
+      updates =
+        source |> Convert.from_nx(device) |> EMLX.astype(out_type) |> EMLX.reshape(List.to_tuple(out_dims ++ [1]))
+
+      summed =
+        EMLX.full(0, {total}, out_type, device)
+        |> EMLX.scatter_add([flat], updates, [0])
+        |> EMLX.reshape(List.to_tuple(dims))
+
+      lows = Enum.map(padding, &elem(&1, 0))
+      stops = Enum.zip_with(lows, Tuple.to_list(tensor.shape), &(&1 + &2))
+
+      summed
+      |> EMLX.slice(lows, stops, List.duplicate(1, rank))
+      |> EMLX.add(Convert.astype(init, out_type))
       |> Convert.to_nx(out)
     end
   end

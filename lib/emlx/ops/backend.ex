@@ -58,7 +58,7 @@ defmodule EMLX.Ops.Backend do
        """, []},
       {:precise_unary, [tensor: :tensor, name: :string],
        """
-       `name` (`"exp"`, `"sin"`, `"cos"`, `"erf"`, `"erfc"`, `"cbrt"`,
+       `name` (`"exp"`, `"log1p"`, `"sin"`, `"cos"`, `"erf"`, `"erfc"`, `"cbrt"`,
        `"erf_inv"` or `"sigmoid"`) of each element, computed in double
        precision with the C library and rounded to the tensor's type (MLX
        computes some of them for float64 with float32 accuracy, and has no

@@ -20,16 +20,17 @@ namespace {
 // --- precise_unary ----------------------------------------------------------
 //
 // MLX's CPU kernels evaluate exp, sin, cos, erf, erfinv and sigmoid of float64
-// arrays with float32 accuracy, and MLX has no cbrt or erfc. This primitive
+// arrays with float32 accuracy (and log1p 1 ulp away from Nx's log(1 + x)), and MLX has no cbrt or erfc. This primitive
 // computes them element by element in double precision with the C library,
 // the way Nx.BinaryBackend does (cbrt as Nx defines it, pow(|x|, 1/3) with
 // the sign; erf_inv with Nx's polynomial), and rounds to the array's type.
 // It runs on the CPU only.
 
-enum class Fn { Exp, Sin, Cos, Erf, Erfc, Cbrt, ErfInv, Sigmoid };
+enum class Fn { Exp, Log1p, Sin, Cos, Erf, Erfc, Cbrt, ErfInv, Sigmoid };
 
 Fn parse_fn(const std::string& name) {
   if (name == "exp") return Fn::Exp;
+  if (name == "log1p") return Fn::Log1p;
   if (name == "sin") return Fn::Sin;
   if (name == "cos") return Fn::Cos;
   if (name == "erf") return Fn::Erf;
@@ -38,7 +39,7 @@ Fn parse_fn(const std::string& name) {
   if (name == "erf_inv") return Fn::ErfInv;
   if (name == "sigmoid") return Fn::Sigmoid;
   throw std::invalid_argument("precise_unary: unknown function \"" + name +
-                              "\" (expected exp, sin, cos, erf, erfc, cbrt, erf_inv or sigmoid)");
+                              "\" (expected exp, log1p, sin, cos, erf, erfc, cbrt, erf_inv or sigmoid)");
 }
 
 double erf_inv(double z) {
@@ -76,6 +77,13 @@ double erf_inv(double z) {
 double apply_fn(Fn fn, double x) {
   switch (fn) {
     case Fn::Exp: return std::exp(x);
+    case Fn::Log1p: {
+      // Kahan's log1p: as accurate as the C library's near 0, and equal to
+      // log(1 + x) (Nx's definition) whenever 1 + x is exact.
+      double u = 1.0 + x;
+      if (u == 1.0 || std::isinf(u)) return u == 1.0 ? x : u;
+      return std::log(u) * (x / (u - 1.0));
+    }
     case Fn::Sin: return std::sin(x);
     case Fn::Cos: return std::cos(x);
     case Fn::Erf: return std::erf(x);
