@@ -69,6 +69,30 @@ defmodule EMLX.Ops.Backend do
            iex> t = EMLX.from_blob(<<1.0::float-64-native>>, {1}, :float64, :cpu)
            iex> EMLX.precise_unary(t, "exp") |> EMLX.to_blob()
            <<2.718281828459045::float-64-native>>
+       """, []},
+      {:from_address, [address: :int, byte_size: :int, shape: :shape, type: :type, device: :device],
+       """
+       A tensor holding a copy of the `byte_size` bytes at `address` in this
+       OS process (as given by `tensor_data_ptr/1`), read as `type` elements
+       of `shape`. The address must point to that many readable bytes: MLX
+       cannot check it, and a wrong address may crash the VM.
+
+           iex> t = EMLX.from_blob(<<1, 2, 3>>, {3}, :uint8, :cpu)
+           iex> {address, 3} = EMLX.tensor_data_ptr(t)
+           iex> EMLX.from_address(address, 3, {3}, :uint8, :cpu) |> EMLX.to_blob()
+           <<1, 2, 3>>
+       """, []},
+      {:from_shm, [name: :string, byte_size: :int, shape: :shape, type: :type, device: :device],
+       """
+       A tensor holding a copy of the first `byte_size` bytes of the POSIX
+       shared-memory segment `name` (as made by `tensor_to_shm/2`), read as
+       `type` elements of `shape`. The segment's name is removed afterwards:
+       a segment is handed over once.
+
+           iex> t = EMLX.from_blob(<<1, 2, 3>>, {3}, :uint8, :cpu)
+           iex> {name, 3} = EMLX.tensor_to_shm(t, 0o600)
+           iex> EMLX.from_shm(name, 3, {3}, :uint8, :cpu) |> EMLX.to_blob()
+           <<1, 2, 3>>
        """, []}
     ]
   end

@@ -1,7 +1,15 @@
 // MLX ops EMLX.Backend needs beyond the EMLX function API: batched matrix
-// products, slices whose start indices are tensors, real FFTs, and
-// element-wise functions computed in double precision with the C library.
+// products, slices whose start indices are tensors, real FFTs, element-wise
+// functions computed in double precision with the C library, and arrays
+// copied from memory addresses and shared-memory segments.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <string>
 
 #include "mlx/backend/cpu/encoder.h"
@@ -169,6 +177,75 @@ Array precise_unary(const Call& c, S s) {
   return Array(x.shape(), dtype, std::make_shared<PreciseUnary>(stream, fn), {x});
 }
 
+// --- arrays from memory (Nx.from_pointer) ------------------------------------
+
+// A `shape` x `dtype` array holding a copy of the `byte_size` bytes at `data`.
+Array copy_of(const void* data, int64_t byte_size, const mx::Shape& shape, mx::Dtype dtype,
+              const char* op) {
+  size_t count = 1;
+  for (auto d : shape) count *= static_cast<size_t>(d);
+  size_t expected = count * mx::size_of(dtype);
+  if (byte_size < 0 || static_cast<size_t>(byte_size) != expected) {
+    throw std::invalid_argument(std::string(op) + ": " + std::to_string(byte_size) +
+                                " bytes given, but the shape and type need " +
+                                std::to_string(expected));
+  }
+  auto buffer = mx::allocator::malloc(expected);
+  if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), data, expected);
+  return Array(std::move(buffer), shape, dtype);
+}
+
+Array from_address(const Call& c) {
+  int64_t address = c.i64(0);
+  int64_t byte_size = c.i64(1);
+  if (address == 0 && byte_size > 0) {
+    throw std::invalid_argument("from_address: the address is NULL");
+  }
+  return copy_of(reinterpret_cast<const void*>(address), byte_size, c.shape(2), c.dtype(3),
+                 "from_address");
+}
+
+// Opens the shared-memory segment `name`, copies its bytes, and removes the
+// name (the segment is handed over exactly once).
+Array from_shm(const Call& c) {
+  const auto& name = c.str(0);
+  int64_t byte_size = c.i64(1);
+  auto shape = c.shape(2);
+  auto dtype = c.dtype(3);
+  int fd = shm_open(name.c_str(), O_RDONLY, 0);
+  if (fd < 0) {
+    int err = errno;
+    std::string msg = "from_shm: cannot open shared memory \"" + name + "\": " + std::strerror(err);
+    if (err == ENOENT || err == EINVAL || err == ENAMETOOLONG) throw std::invalid_argument(msg);
+    throw std::runtime_error(msg);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_size < byte_size) {
+    close(fd);
+    throw std::invalid_argument("from_shm: the segment \"" + name + "\" holds fewer than " +
+                                std::to_string(byte_size) + " bytes");
+  }
+  void* addr = nullptr;
+  if (byte_size > 0) {
+    addr = mmap(nullptr, static_cast<size_t>(byte_size), PROT_READ, MAP_SHARED, fd, 0);
+    if (addr == MAP_FAILED) {
+      int err = errno;
+      close(fd);
+      throw std::runtime_error("from_shm: mmap of \"" + name + "\" failed: " + std::strerror(err));
+    }
+  }
+  close(fd);
+  try {
+    auto out = copy_of(addr, byte_size, shape, dtype, "from_shm");
+    if (addr) munmap(addr, static_cast<size_t>(byte_size));
+    shm_unlink(name.c_str());
+    return out;
+  } catch (...) {
+    if (addr) munmap(addr, static_cast<size_t>(byte_size));
+    throw;
+  }
+}
+
 const Entry ENTRIES[] = {
     // --- backend ---
     EMLX_BINARY(matmul, mx::matmul),
@@ -189,6 +266,8 @@ const Entry ENTRIES[] = {
        return {mx::fft::irfft(c.arr(0), c.i32(1), c.i32(2), mx::fft::FFTNorm::Backward, s)};
      }},
     {"precise_unary", [](const Call& c, S s) -> Out { return {precise_unary(c, s)}; }},
+    {"from_address", [](const Call& c, S) -> Out { return {from_address(c)}; }},
+    {"from_shm", [](const Call& c, S) -> Out { return {from_shm(c)}; }},
 };
 
 }  // namespace
