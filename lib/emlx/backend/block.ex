@@ -181,6 +181,11 @@ if Code.ensure_loaded?(Nx) do
       end)
     end
 
+    # EMLX.Fast's fused ops (when that module is part of the build).
+    defp native(%{__struct__: EMLX.Fast.Block} = block, out, args) do
+      apply(EMLX.Fast, :native_block, [block, out, args])
+    end
+
     defp native(_struct, _out, _args), do: :default
 
     defp fft2(op, s, out, %T{type: type} = t) do

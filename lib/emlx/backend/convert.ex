@@ -69,17 +69,28 @@ if Code.ensure_loaded?(Nx) do
     ## Nx -> MLX
 
     @doc false
-    def from_nx(%T{data: %B{ref: ref}}), do: ref
+    def from_nx(%T{data: %B{quantization_config: nil, ref: ref}}), do: ref
+    def from_nx(%T{data: %B{}} = t), do: quantized!(t)
     def from_nx(%T{} = t), do: from_nx(t, EMLX.default_device())
 
     @doc false
     # Like from_nx/1; a tensor of another backend is copied to `device`.
-    def from_nx(%T{data: %B{ref: ref}}, _device), do: ref
+    def from_nx(%T{data: %B{quantization_config: nil, ref: ref}}, _device), do: ref
+    def from_nx(%T{data: %B{}} = t, _device), do: quantized!(t)
 
     def from_nx(%T{type: type, shape: shape} = t, device) do
       check_device_type!(device, type)
       binary = Nx.to_binary(t)
       Storage.from_nx_binary(binary, shape, type, device)
+    end
+
+    # A quantized tensor (EMLX.Quantization) holds packed codes, not its
+    # values: only the ops that know the packing may read it.
+    defp quantized!(t) do
+      raise ArgumentError,
+            "this operation cannot take a quantized tensor (#{inspect(t.type)} codes made by " <>
+              "EMLX.Quantization.quantize/2): only Nx.dot/2,4,6 with it as the right operand and " <>
+              "EMLX.Quantization.dequantize/1 read it; dequantize it first"
     end
 
     @doc false

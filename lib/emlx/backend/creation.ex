@@ -77,6 +77,20 @@ if Code.ensure_loaded?(Nx) do
 
     ## Copies
 
+    def backend_copy(%T{data: %B{quantization_config: cfg} = data} = tensor, EMLX.Backend, opts) when cfg != nil do
+      # The packed codes and the scales and biases move together.
+      codes =
+        backend_copy(
+          %{tensor | type: data.type, shape: data.shape, data: %{data | quantization_config: nil}},
+          EMLX.Backend,
+          opts
+        )
+
+      scales = backend_copy(cfg.scales, EMLX.Backend, opts)
+      biases = backend_copy(cfg.biases, EMLX.Backend, opts)
+      %{tensor | data: %{codes.data | quantization_config: %{cfg | scales: scales, biases: biases}}}
+    end
+
     def backend_copy(%T{data: %B{ref: {device, _} = ref}} = tensor, EMLX.Backend, opts) do
       target = Convert.device_option(opts)
       Convert.check_device_type!(target, tensor.type)
@@ -142,6 +156,11 @@ if Code.ensure_loaded?(Nx) do
 
     ## Inspect
 
+    def inspect(%T{data: %B{ref: {device, _}, quantization_config: cfg}}, _inspect_opts) when cfg != nil do
+      "EMLX.Backend<#{device}, quantized: #{cfg.bits}-bit codes in groups of #{cfg.group_size}; " <>
+        "EMLX.Quantization.dequantize/1 gives the values>"
+    end
+
     def inspect(%T{data: %B{ref: {device, _}}} = tensor, inspect_opts) do
       limit = if inspect_opts.limit == :infinity, do: :infinity, else: inspect_opts.limit + 1
       count = if limit == :infinity, do: Nx.size(tensor), else: min(limit, Nx.size(tensor))
@@ -167,17 +186,22 @@ if Code.ensure_loaded?(Nx) do
 
     ## Pointers
 
-    def to_pointer(%T{} = tensor, opts) do
+    # The pointer is to MLX's own buffer (:local), or to a shared-memory copy
+    # of it (:ipc, removed by the receiver's from_pointer/5). from_pointer/5
+    # copies the bytes into a new MLX array. Types that MLX stores wider
+    # (f8, 2- and 4-bit integers) have no buffer in Nx's layout and raise.
+    def to_pointer(%T{type: type} = tensor, opts) do
       opts = Keyword.validate!(opts, mode: :local, permissions: 0o400)
+      check_pointer_type!(type)
       ref = Convert.from_nx(tensor)
 
       case opts[:mode] do
         :local ->
-          {address, size} = EMLX.Backend.Pointer.data_pointer(ref)
+          {address, size} = EMLX.tensor_data_ptr(ref)
           %Nx.Pointer{kind: :local, address: address, data_size: size}
 
         :ipc ->
-          {name, size} = EMLX.Backend.Pointer.to_shm(ref, opts[:permissions])
+          {name, size} = EMLX.tensor_to_shm(ref, opts[:permissions])
           %Nx.Pointer{kind: :ipc, handle: name, data_size: size}
 
         other ->
@@ -188,9 +212,11 @@ if Code.ensure_loaded?(Nx) do
     def from_pointer(%Nx.Pointer{} = pointer, type, shape, backend_opts, opts) do
       device = Convert.device_option(backend_opts)
       Convert.check_device_type!(device, type)
+      check_pointer_type!(type)
       names = opts[:names] || List.duplicate(nil, tuple_size(shape))
       out = %T{shape: shape, type: type, names: names, data: nil}
-      bytes = div(Nx.size(shape) * elem(type, 1) + 7, 8)
+      bytes = div(Nx.size(shape) * elem(type, 1), 8)
+      mlx = Convert.mlx_type(type)
 
       if pointer.data_size not in [nil, bytes] do
         raise ArgumentError,
@@ -198,8 +224,29 @@ if Code.ensure_loaded?(Nx) do
                 "tensor of shape #{inspect(shape)} needs #{bytes}"
       end
 
-      binary = EMLX.Backend.Pointer.read(pointer, bytes)
-      from_binary(out, binary, device: device)
+      array =
+        case pointer do
+          %Nx.Pointer{kind: :local, address: address} when is_integer(address) ->
+            EMLX.from_address(address, bytes, shape, mlx, device)
+
+          %Nx.Pointer{kind: :ipc, handle: name} when is_binary(name) ->
+            EMLX.from_shm(name, bytes, shape, mlx, device)
+
+          other ->
+            raise ArgumentError,
+                  "from_pointer expects a :local pointer with an address or an :ipc pointer with a handle, " <>
+                    "got: #{inspect(other)}"
+        end
+
+      Convert.to_nx_moved(array, out)
     end
+
+    defp check_pointer_type!({kind, bits} = type) when bits < 8 or kind == :f8_e4m3fn or type == {:f, 8} do
+      raise ArgumentError,
+            "EMLX.Backend stores #{inspect(type)} tensors in a wider MLX type, so they have no " <>
+              "buffer in Nx's layout to point to; convert them first (Nx.as_type/2)"
+    end
+
+    defp check_pointer_type!(_type), do: :ok
   end
 end

@@ -207,7 +207,9 @@ if Code.ensure_loaded?(Nx) do
       truncated = EMLX.where(EMLX.less(x, zero), EMLX.ceil(x), EMLX.floor(x))
       # x - trunc(x) is exact, so the half-way test is too.
       half = EMLX.greater_equal(EMLX.abs(EMLX.subtract(x, truncated)), scalar_like(x, 0.5))
-      EMLX.where(half, EMLX.add(truncated, EMLX.sign(x)), truncated) |> Convert.to_nx(out)
+      rounded = EMLX.where(half, EMLX.add(truncated, EMLX.sign(x)), truncated)
+      # + 0.0: a result of zero is +0.0, as Nx's integer rounding gives.
+      EMLX.add(rounded, zero) |> Convert.to_nx(out)
     end
 
     def sign(%T{type: {:u, _} = type} = out, tensor) do
@@ -445,11 +447,12 @@ if Code.ensure_loaded?(Nx) do
     def clip(%T{type: type} = out, tensor, min, max) do
       device = Convert.first_device([tensor, min, max])
       x = operand(tensor, type, device)
-      # max(min(x, hi), lo), as Nx defines it (NaN propagates).
-      x
-      |> EMLX.minimum(operand(max, type, device))
-      |> EMLX.maximum(operand(min, type, device))
-      |> Convert.to_nx(out)
+      lo = operand(min, type, device)
+      hi = operand(max, type, device)
+      # As Nx.BinaryBackend compares: x if x > lo, else lo; then that if it
+      # is < hi, else hi (so NaN becomes lo).
+      above = EMLX.where(EMLX.greater(x, lo), x, lo)
+      EMLX.where(EMLX.less(above, hi), above, hi) |> Convert.to_nx(out)
     end
   end
 end

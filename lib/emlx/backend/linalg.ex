@@ -17,6 +17,17 @@ if Code.ensure_loaded?(Nx) do
 
     ## dot
 
+    def dot(_out, %T{data: %EMLX.Backend{quantization_config: cfg}}, _c1, _b1, _right, _c2, _b2) when cfg != nil do
+      raise ArgumentError,
+            "Nx.dot: a quantized tensor can only be the right operand (the weight); " <>
+              "dequantize the left one first (EMLX.Quantization.dequantize/1)"
+    end
+
+    def dot(out, left, c1, [], %T{data: %EMLX.Backend{quantization_config: cfg}} = right, c2, [])
+        when cfg != nil and tuple_size(right.shape) == 2 and c2 in [[0], [1]] do
+      quantized_dot(out, left, c1, right, c2, cfg)
+    end
+
     def dot(%T{type: type} = out, left, c1, b1, right, c2, b2) do
       device = Convert.first_device([left, right])
       mlx = Convert.mlx_type(type)
@@ -34,6 +45,30 @@ if Code.ensure_loaded?(Nx) do
         end
 
       product |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+    end
+
+    # x · W for a quantized weight W (EMLX.Quantization): MLX multiplies by the
+    # packed codes. A weight contracted on its last axis is {out, in} and
+    # goes in transposed (unless its config says otherwise), one contracted
+    # on its first axis is {in, out}.
+    defp quantized_dot(out, left, [axis], right, [weight_axis], cfg) do
+      rank = tuple_size(left.shape)
+      x = Convert.from_nx(left)
+      x = if axis == rank - 1, do: x, else: EMLX.transpose(x, List.delete(Nx.axes(left.shape), axis) ++ [axis])
+      transpose = if is_nil(cfg.transpose), do: weight_axis == 1, else: cfg.transpose
+      %EMLX.Backend{ref: w} = right.data
+
+      x
+      |> EMLX.quantized_matmul(
+        w,
+        Convert.from_nx(cfg.scales),
+        Convert.from_nx(cfg.biases),
+        transpose,
+        cfg.group_size,
+        cfg.bits
+      )
+      |> EMLX.reshape(out.shape)
+      |> Convert.to_nx(out)
     end
 
     # Transposes x to batch ++ free ++ contract (left) or batch ++ contract
