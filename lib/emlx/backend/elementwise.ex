@@ -225,7 +225,13 @@ if Code.ensure_loaded?(Nx) do
       EMLX.where(zero, x, EMLX.divide(x, magnitude)) |> Convert.to_nx(out)
     end
 
-    def sign(%T{type: type} = out, tensor), do: tensor |> operand(type) |> EMLX.sign() |> Convert.to_nx(out)
+    def sign(%T{type: {:s, _} = type} = out, tensor), do: tensor |> operand(type) |> EMLX.sign() |> Convert.to_nx(out)
+
+    # MLX's sign of NaN is 0; Nx's is NaN.
+    def sign(%T{type: type} = out, tensor) do
+      x = operand(tensor, type)
+      EMLX.where(EMLX.is_nan(x), x, EMLX.sign(x)) |> Convert.to_nx(out)
+    end
 
     def real(out, tensor), do: tensor |> operand(nil) |> EMLX.real() |> Convert.to_nx(out)
     def imag(out, tensor), do: tensor |> operand(nil) |> EMLX.imag() |> Convert.to_nx(out)

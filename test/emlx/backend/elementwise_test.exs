@@ -60,7 +60,7 @@ if Code.ensure_loaded?(Nx) do
       test "non-finite inputs" do
         x = bin([:nan, :infinity, :neg_infinity, 0.0, -0.0])
 
-        for op <- [:exp, :sin, :cbrt, :erfc, :sigmoid, :abs, :negate, :floor, :ceil, :round] do
+        for op <- [:exp, :sin, :cbrt, :erfc, :sigmoid, :abs, :negate] do
           check(&apply(Nx, op, [&1]), [x])
           check(&apply(Nx, op, [&1]), [Nx.as_type(x, :f64)])
         end
@@ -68,6 +68,11 @@ if Code.ensure_loaded?(Nx) do
         # sign(±Inf) = tanh(±Inf) = ±1 (Nx.BinaryBackend gives NaN).
         assert Nx.to_flat_list(Nx.sign(emlx(x))) == [:nan, 1.0, -1.0, 0.0, -0.0]
         assert Nx.to_flat_list(Nx.tanh(emlx(x))) == [:nan, 1.0, -1.0, 0.0, -0.0]
+
+        # (Nx.BinaryBackend raises for these.)
+        for op <- [:floor, :ceil, :round] do
+          assert Nx.to_flat_list(apply(Nx, op, [emlx(x)])) == [:nan, :infinity, :neg_infinity, 0.0, 0.0]
+        end
       end
     end
 
