@@ -17,7 +17,8 @@ if Code.ensure_loaded?(Nx) do
       * `EMLX.Backend.Indexing` — gather, indexed add/put, take
       * `EMLX.Backend.Reduction` — reductions, arg-reductions, sort
       * `EMLX.Backend.Window` — window reductions and scatters
-      * `EMLX.Backend.Linalg` — dot, conv, triangular solve, FFT
+      * `EMLX.Backend.Linalg` — dot, triangular solve, FFT
+      * `EMLX.Backend.Conv` — convolutions
       * `EMLX.Backend.Block` — `Nx.block/4`
 
     ## Devices
@@ -75,7 +76,7 @@ if Code.ensure_loaded?(Nx) do
             quantization_config: term()
           }
 
-    alias EMLX.Backend.{Block, Creation, Elementwise, Indexing, Linalg, Reduction, Shape, Window}
+    alias EMLX.Backend.{Block, Conv, Creation, Elementwise, Indexing, Linalg, Reduction, Shape, Window}
 
     # The dispatch table: every Nx.Backend callback, by the section that
     # implements it. `test/emlx/backend/callbacks_test.exs` checks that the
@@ -130,7 +131,8 @@ if Code.ensure_loaded?(Nx) do
        window_reduce: 6,
        window_scatter_max: 6,
        window_scatter_min: 6},
-      {Linalg, dot: 7, conv: 4, triangular_solve: 4, fft: 3, ifft: 3},
+      {Linalg, dot: 7, triangular_solve: 4, fft: 3, ifft: 3},
+      {Conv, conv: 4},
       {Block, block: 4}
     ]
 

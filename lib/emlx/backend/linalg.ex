@@ -1,14 +1,12 @@
 if Code.ensure_loaded?(Nx) do
   defmodule EMLX.Backend.Linalg do
     @moduledoc false
-    # dot, conv, triangular_solve and the 1-d FFTs of EMLX.Backend.
+    # dot, triangular_solve and the 1-d FFTs of EMLX.Backend.
     #
     # * dot: floating and complex types go to MLX's matmul (batch axes
     #   first, contracted axes together). MLX has no integer matmul, so
     #   integer dots multiply and sum in the integer type (wrapping exactly
     #   as Nx does), in chunks that bound the temporary's size.
-    # * conv: MLX's conv_general (channels last); batch groups become
-    #   feature groups, negative padding is applied to the input first.
     # * triangular_solve and the MLX linalg ops run on the CPU (MLX has them
     #   there only) in float32 or float64.
 
@@ -112,90 +110,6 @@ if Code.ensure_loaded?(Nx) do
         [] -> EMLX.full(0, {b, m, n}, EMLX.scalar_type(l3), elem(l3, 0))
         [one] -> one
         many -> EMLX.concatenate(many, 1)
-      end
-    end
-
-    ## conv
-
-    def conv(%T{type: {:c, _}}, input, kernel, opts) do
-      # Complex conv from real ones: (a + bi) * (c + di) = (ac - bd) + (ad + bc)i.
-      {re_in, im_in} = {Nx.real(input), Nx.imag(input)}
-      {re_k, im_k} = {Nx.real(kernel), Nx.imag(kernel)}
-      re = Nx.subtract(Nx.conv(re_in, re_k, opts), Nx.conv(im_in, im_k, opts))
-      im = Nx.add(Nx.conv(re_in, im_k, opts), Nx.conv(im_in, re_k, opts))
-      Nx.complex(re, im)
-    end
-
-    def conv(%T{type: type} = out, input, kernel, opts) do
-      device = Convert.first_device([input, kernel])
-      compute = conv_type(type)
-      x = input |> Convert.from_nx(device) |> EMLX.astype(compute) |> EMLX.transpose(opts[:input_permutation])
-      k = kernel |> Convert.from_nx(device) |> EMLX.astype(compute) |> EMLX.transpose(opts[:kernel_permutation])
-      rank = tuple_size(input.shape)
-      spatial = rank - 2
-      batch_groups = opts[:batch_group_size]
-      feature_groups = opts[:feature_group_size]
-
-      # Batch groups: the input batch splits into `g` blocks, block j feeding
-      # output feature group j; as channels that is a feature-grouped conv.
-      {x, feature_groups} =
-        if batch_groups > 1 do
-          {n, c} = {elem(EMLX.shape(x), 0), elem(EMLX.shape(x), 1)}
-          rest = x |> EMLX.shape() |> Tuple.to_list() |> Enum.drop(2)
-
-          x =
-            x
-            |> EMLX.reshape(List.to_tuple([batch_groups, div(n, batch_groups), c | rest]))
-            |> EMLX.transpose([1, 0 | Enum.to_list(2..rank)])
-            |> EMLX.reshape(List.to_tuple([div(n, batch_groups), batch_groups * c | rest]))
-
-          {x, batch_groups}
-        else
-          {x, feature_groups}
-        end
-
-      {x, padding, input_dilation} = explicit_padding(x, opts[:padding], opts[:input_dilation])
-
-      channels_last = [0 | Enum.to_list(2..(rank - 1)//1)] ++ [1]
-
-      result =
-        EMLX.transpose(x, channels_last)
-        |> EMLX.conv_general(
-          EMLX.transpose(k, channels_last),
-          opts[:strides],
-          Enum.map(padding, &elem(&1, 0)),
-          Enum.map(padding, &elem(&1, 1)),
-          opts[:kernel_dilation],
-          input_dilation,
-          feature_groups
-        )
-
-      # Back to {batch, features, spatial...}, then Nx's output permutation.
-      channels_first = [0, spatial + 1 | Enum.to_list(1..spatial//1)]
-      inverse = opts[:output_permutation] |> Enum.with_index() |> Enum.sort() |> Enum.map(&elem(&1, 1))
-
-      result
-      |> EMLX.transpose(channels_first)
-      |> EMLX.transpose(inverse)
-      |> Convert.to_nx(out)
-    end
-
-    # MLX convolves float16, bfloat16, float32 (and float64 on the CPU).
-    defp conv_type({:f, 8}), do: :float16
-    defp conv_type({:f8_e4m3fn, 8}), do: :float16
-    defp conv_type(type), do: Convert.mlx_type(type)
-
-    # MLX takes non-negative padding only: with a negative side, dilate and
-    # pad (or crop) the spatial axes of x here and let MLX add nothing.
-    defp explicit_padding(x, padding, input_dilation) do
-      if Enum.any?(padding, fn {lo, hi} -> lo < 0 or hi < 0 end) do
-        {device, _} = x
-        zero = EMLX.scalar_tensor(0, EMLX.scalar_type(x), device)
-        config = [{0, 0, 0}, {0, 0, 0} | Enum.zip_with(padding, input_dilation, fn {lo, hi}, d -> {lo, hi, d - 1} end)]
-        x = EMLX.Backend.Shape.pad_ref(x, config, zero)
-        {x, Enum.map(padding, fn _ -> {0, 0} end), Enum.map(input_dilation, fn _ -> 1 end)}
-      else
-        {x, padding, input_dilation}
       end
     end
 

@@ -39,7 +39,14 @@ if Code.ensure_loaded?(Nx) do
           x = Nx.as_type(bin([[3, 1, 3, 0], [2, 2, 1, 2], [0, 5, 5, 1]]), unquote(type))
 
           for op <- [:argmax, :argmin],
-              opts <- [[], [axis: 0], [axis: 1], [axis: 1, keep_axis: true], [tie_break: :high], [axis: 1, tie_break: :high]] do
+              opts <- [
+                [],
+                [axis: 0],
+                [axis: 1],
+                [axis: 1, keep_axis: true],
+                [tie_break: :high],
+                [axis: 1, tie_break: :high]
+              ] do
             check(&apply(Nx, op, [&1, opts]), [x])
           end
         end
