@@ -17,6 +17,8 @@ if Code.ensure_loaded?(Nx) do
       end
 
       for {module, funs} <- EMLX.Backend.__sections__(), {name, arity} <- funs do
+        Code.ensure_loaded!(module)
+
         assert function_exported?(module, name, arity), "#{inspect(module)}.#{name}/#{arity} is missing"
       end
     end
