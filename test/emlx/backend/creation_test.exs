@@ -33,11 +33,20 @@ if Code.ensure_loaded?(Nx) do
         test "on #{inspect(type)}" do
           type = unquote(type)
           {kind, bits} = type
-          assert Nx.to_flat_list(Nx.broadcast(Nx.tensor(1, type: type, backend: @backend), {2, 3})) == List.duplicate(1, 6)
+
+          assert Nx.to_flat_list(Nx.broadcast(Nx.tensor(1, type: type, backend: @backend), {2, 3})) ==
+                   List.duplicate(1, 6)
+
           assert Nx.to_flat_list(Nx.iota({2, 2}, axis: 1, type: type, backend: @backend)) == [0, 1, 0, 1]
           assert Nx.to_flat_list(Nx.eye({2, 2}, type: type, backend: @backend)) == [1, 0, 0, 1]
           # Counting past the range wraps.
-          wrapped = Enum.map(0..7, fn i -> if kind == :s and rem(i, 2 ** bits) >= 2 ** (bits - 1), do: rem(i, 2 ** bits) - 2 ** bits, else: rem(i, 2 ** bits) end)
+          wrapped =
+            Enum.map(0..7, fn i ->
+              if kind == :s and rem(i, 2 ** bits) >= 2 ** (bits - 1),
+                do: rem(i, 2 ** bits) - 2 ** bits,
+                else: rem(i, 2 ** bits)
+            end)
+
           assert Nx.to_flat_list(Nx.iota({8}, type: type, backend: @backend)) == wrapped
         end
       end
@@ -86,7 +95,9 @@ if Code.ensure_loaded?(Nx) do
       end
 
       test "a binary of the wrong size raises" do
-        assert_raise ArgumentError, ~r/expects 96 bits/, fn -> EMLX.Backend.from_binary(Nx.template({3}, :f32), <<1, 2>>, device: :cpu) end
+        assert_raise ArgumentError, ~r/expects 96 bits/, fn ->
+          EMLX.Backend.from_binary(Nx.template({3}, :f32), <<1, 2>>, device: :cpu)
+        end
       end
     end
 
@@ -115,9 +126,15 @@ if Code.ensure_loaded?(Nx) do
       end
 
       test "c128 and unknown devices are refused with a way out" do
-        assert_raise ArgumentError, ~r/complex128.*\{:c, 64\}/s, fn -> Nx.tensor([1.0], type: :c128, backend: @backend) end
+        assert_raise ArgumentError, ~r/complex128.*\{:c, 64\}/s, fn ->
+          Nx.tensor([1.0], type: :c128, backend: @backend)
+        end
+
         assert_raise ArgumentError, ~r/complex128/, fn -> Nx.as_type(emlx(bin([1.0])), :c128) end
-        assert_raise ArgumentError, ~r/unknown EMLX device/, fn -> Nx.tensor(1, backend: {EMLX.Backend, device: :tpu}) end
+
+        assert_raise ArgumentError, ~r/unknown EMLX device/, fn ->
+          Nx.tensor(1, backend: {EMLX.Backend, device: :tpu})
+        end
       end
 
       test "f64 on the GPU is refused, naming the CPU" do
@@ -183,6 +200,5 @@ if Code.ensure_loaded?(Nx) do
       <<part::bitstring-size(^bits), _::bitstring>> = binary
       part
     end
-
   end
 end

@@ -30,7 +30,10 @@ if Code.ensure_loaded?(Nx) do
       pointer = Nx.to_pointer(t)
       assert_raise ArgumentError, ~r/holds 8 bytes/, fn -> Nx.from_pointer(@backend, pointer, :s32, {3}) end
       assert_raise ArgumentError, ~r/mode/, fn -> Nx.to_pointer(t, mode: :shared) end
-      assert_raise ArgumentError, ~r/wider MLX type/, fn -> Nx.to_pointer(Nx.tensor([1.0], type: :f8, backend: @backend)) end
+
+      assert_raise ArgumentError, ~r/wider MLX type/, fn ->
+        Nx.to_pointer(Nx.tensor([1.0], type: :f8, backend: @backend))
+      end
     end
   end
 end
