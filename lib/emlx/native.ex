@@ -62,6 +62,22 @@ defmodule EMLX.Native do
   end
 
   @doc false
+  def tensor_data_ptr(tensor), do: job(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+
+  @doc false
+  def tensor_to_shm(tensor, permissions), do: job(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+
+  # Submits a queue job (`submit` gets the reply tag) and waits for its reply.
+  defp job(submit) do
+    ref = make_ref()
+    :ok = submit.(ref)
+
+    receive do
+      {^ref, reply} -> unwrap(reply)
+    end
+  end
+
+  @doc false
   def synchronize(queue) do
     ref = make_ref()
     :ok = EMLX.NIF.queue_synchronize(queue, ref)

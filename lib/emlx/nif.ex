@@ -35,7 +35,11 @@ defmodule EMLX.NIF do
     reset_peak_memory: 0,
     clear_cache: 0,
     set_cache_limit: 1,
-    set_memory_limit: 1
+    set_memory_limit: 1,
+    # sharing.rs: raw addresses and POSIX shared memory
+    tensor_data_ptr: 2,
+    tensor_to_shm: 3,
+    shm_unlink: 1
   ]
 
   @doc false

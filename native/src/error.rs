@@ -30,6 +30,9 @@ pub enum Error {
     /// The command queue can no longer take work.
     #[error("{0}")]
     Queue(String),
+    /// A failed operating-system call (shared memory), with the OS's reason.
+    #[error("{0}")]
+    Os(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -50,7 +53,7 @@ impl Error {
     fn module(&self) -> Atom {
         match self {
             Error::BadArg(_) | Error::Deallocated => atoms::argument_error(),
-            Error::Mlx(_) | Error::Queue(_) => atoms::nif_error(),
+            Error::Mlx(_) | Error::Queue(_) | Error::Os(_) => atoms::nif_error(),
         }
     }
 

@@ -52,6 +52,19 @@ impl TensorRes {
         self.with(ffi::clone_array)
     }
 
+    /// Swaps in `array`, an equal-valued stand-in for the current one (its
+    /// evaluated, contiguous form), unless the tensor was deallocated.
+    pub fn replace(&self, array: UniquePtr<Array>) -> Result<()> {
+        let mut slot = self.array.write();
+        match slot.as_mut() {
+            Some(current) => {
+                *current = array;
+                Ok(())
+            }
+            None => Err(Error::Deallocated),
+        }
+    }
+
     /// Drops the array now. Returns false if it was already gone.
     pub fn deallocate(&self) -> bool {
         let taken = self.array.write().take();

@@ -39,6 +39,12 @@ void require_integer(const char* op, const char* what, const Array& a);
 // The integer tensor `idx` clamped into [lo, hi] (lo <= hi), in its own dtype.
 Array clamp_index(const Array& idx, int64_t lo, int64_t hi, S s);
 
+// Throws the ArgumentError-class error "<op>: <msg>".
+[[noreturn]] void bad_arg(const Call& c, const std::string& msg);
+
+// A shape as Elixir prints it, for messages: {2, 3, 4}.
+std::string shape_text(const Array& a);
+
 #define EMLX_UNARY(name, fn) \
   {#name, [](const Call& c, S s) -> Out { return {fn(c.arr(0), s)}; }}
 #define EMLX_BINARY(name, fn) \
@@ -53,6 +59,8 @@ extern const OpTable indexing;
 extern const OpTable linalg;
 extern const OpTable conv;
 extern const OpTable spectral;
+extern const OpTable fast;
+extern const OpTable quant;
 extern const OpTable backend;
 
 }  // namespace emlx::ops

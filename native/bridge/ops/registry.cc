@@ -13,9 +13,10 @@ namespace emlx {
 
 namespace {
 
-const std::array<const ops::OpTable*, 9> FAMILIES = {
-    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing,
-    &ops::linalg,   &ops::conv,   &ops::spectral,    &ops::backend,
+const std::array<const ops::OpTable*, 11> FAMILIES = {
+    &ops::creation, &ops::shape,    &ops::elementwise, &ops::reduction,
+    &ops::indexing, &ops::linalg,   &ops::conv,        &ops::spectral,
+    &ops::fast,     &ops::quant,    &ops::backend,
 };
 
 const ops::Entry* find(uint32_t index) {
@@ -76,6 +77,19 @@ Array scalar(const Call& c, size_t i, mx::Dtype dtype) {
     }
   }
   return Array(c.f64(i), dtype);
+}
+
+void bad_arg(const Call& c, const std::string& msg) {
+  throw std::invalid_argument(std::string(c.op) + ": " + msg);
+}
+
+std::string shape_text(const Array& a) {
+  std::string out = "{";
+  for (size_t i = 0; i < a.ndim(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(a.shape()[i]);
+  }
+  return out + "}";
 }
 
 }  // namespace ops
