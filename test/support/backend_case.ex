@@ -24,6 +24,9 @@ if Code.ensure_loaded?(Nx) do
     def emlx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> emlx() |> List.to_tuple()
     def emlx(other), do: other
 
+    @doc "Whether `type` is a floating-point (or complex) type."
+    def float?({kind, _}), do: kind in [:f, :bf, :c, :f8_e4m3fn]
+
     @doc "A Nx.BinaryBackend tensor."
     def bin(data, opts \\ []), do: Nx.tensor(data, Keyword.put(opts, :backend, Nx.BinaryBackend))
 

@@ -246,6 +246,28 @@ Array from_shm(const Call& c) {
   }
 }
 
+// --- real FFTs ----------------------------------------------------------------
+
+// `a` padded with zeros or cut to `n` elements along `axis`, on stream `s`
+// (MLX's FFTs pad on the calling thread's default stream otherwise, which
+// the command queue's thread cannot evaluate).
+Array fit_length(const Array& a, int n, int axis, S s) {
+  if (axis < 0) axis += a.ndim();
+  if (axis < 0 || axis >= static_cast<int>(a.ndim())) {
+    throw std::invalid_argument("rfft/irfft: axis out of range for a tensor of rank " +
+                                std::to_string(a.ndim()));
+  }
+  if (n < 1) throw std::invalid_argument("rfft/irfft: the length must be positive");
+  int size = a.shape(axis);
+  if (size == n) return a;
+  if (size < n) {
+    return mx::pad(a, {axis}, {0}, {n - size}, mx::zeros({}, a.dtype(), s), "constant", s);
+  }
+  mx::Shape start(a.ndim(), 0), stop = a.shape();
+  stop[axis] = n;
+  return mx::slice(a, start, stop, s);
+}
+
 const Entry ENTRIES[] = {
     // --- backend ---
     EMLX_BINARY(matmul, mx::matmul),
@@ -259,11 +281,15 @@ const Entry ENTRIES[] = {
      }},
     {"rfft",
      [](const Call& c, S s) -> Out {
-       return {mx::fft::rfft(c.arr(0), c.i32(1), c.i32(2), mx::fft::FFTNorm::Backward, s)};
+       int n = c.i32(1), axis = c.i32(2);
+       auto a = fit_length(c.arr(0), n, axis, s);
+       return {mx::fft::rfft(a, n, axis, mx::fft::FFTNorm::Backward, s)};
      }},
     {"irfft",
      [](const Call& c, S s) -> Out {
-       return {mx::fft::irfft(c.arr(0), c.i32(1), c.i32(2), mx::fft::FFTNorm::Backward, s)};
+       int n = c.i32(1), axis = c.i32(2);
+       auto a = fit_length(c.arr(0), n / 2 + 1, axis, s);
+       return {mx::fft::irfft(a, n, axis, mx::fft::FFTNorm::Backward, s)};
      }},
     {"precise_unary", [](const Call& c, S s) -> Out { return {precise_unary(c, s)}; }},
     {"from_address", [](const Call& c, S) -> Out { return {from_address(c)}; }},

@@ -40,13 +40,7 @@ if Code.ensure_loaded?(Nx) do
           assert Nx.to_flat_list(Nx.iota({2, 2}, axis: 1, type: type, backend: @backend)) == [0, 1, 0, 1]
           assert Nx.to_flat_list(Nx.eye({2, 2}, type: type, backend: @backend)) == [1, 0, 0, 1]
           # Counting past the range wraps.
-          wrapped =
-            Enum.map(0..7, fn i ->
-              if kind == :s and rem(i, 2 ** bits) >= 2 ** (bits - 1),
-                do: rem(i, 2 ** bits) - 2 ** bits,
-                else: rem(i, 2 ** bits)
-            end)
-
+          wrapped = Enum.map(0..7, &wrap(&1, kind, bits))
           assert Nx.to_flat_list(Nx.iota({8}, type: type, backend: @backend)) == wrapped
         end
       end
@@ -193,6 +187,12 @@ if Code.ensure_loaded?(Nx) do
         assert d in [:cpu, :gpu]
         assert_raise ArgumentError, fn -> EMLX.Backend.init(foo: 1) end
       end
+    end
+
+    # `i` as a `bits`-bit integer of `kind` (two's complement).
+    defp wrap(i, kind, bits) do
+      r = rem(i, 2 ** bits)
+      if kind == :s and r >= 2 ** (bits - 1), do: r - 2 ** bits, else: r
     end
 
     # The first `bits` bits of a bitstring.
