@@ -167,6 +167,15 @@ if Code.ensure_loaded?(Nx) do
       end)
     end
 
+    defp native(%Nx.Block.LinAlg.Determinant{}, out, [%T{type: type, shape: shape} = t]) do
+      # MLX's determinant of an empty matrix is undefined: Nx's is 1.
+      if elem(shape, tuple_size(shape) - 1) == 0 do
+        :default
+      else
+        with_real(type, fn -> t |> linalg_input() |> EMLX.linalg_det() |> Convert.to_nx(out) end)
+      end
+    end
+
     defp native(%Nx.Block.LinAlg.LU{}, {p_out, l_out, u_out}, [%T{type: type, shape: shape} = t]) do
       with_real(type, fn ->
         {device, _} = x = linalg_input(t)

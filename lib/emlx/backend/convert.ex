@@ -50,10 +50,6 @@ if Code.ensure_loaded?(Nx) do
     def mlx_type(type), do: EMLX.Types.mlx_type(type)
 
     @doc false
-    # The Nx type an MLX array of `mlx` holds natively (bool -> u8).
-    def nx_type(mlx), do: EMLX.Types.nx_type(mlx)
-
-    @doc false
     def check_device_type!(:gpu, {:f, 64}),
       do:
         raise(
@@ -109,7 +105,7 @@ if Code.ensure_loaded?(Nx) do
     @doc false
     def to_nx({device, ref} = array) when is_atom(device) and is_reference(ref) do
       mlx = EMLX.scalar_type(array)
-      to_nx(array, Nx.template(EMLX.shape(array), nx_type(mlx)))
+      to_nx(array, Nx.template(EMLX.shape(array), EMLX.Types.nx_type(mlx)))
     end
 
     @doc false
@@ -138,22 +134,5 @@ if Code.ensure_loaded?(Nx) do
       array = astype(array, mlx_type(type))
       %T{out | data: %B{ref: array, shape: shape, type: type}}
     end
-
-    ## Scalars
-
-    @doc false
-    # An MLX scalar of `type` holding `number` on `device`.
-    def scalar(number, type, device) do
-      EMLX.scalar_tensor(number, mlx_type(type), device)
-    end
-
-    @doc false
-    # The number held by a scalar tensor (or a number).
-    def to_number(n) when is_number(n), do: n
-    def to_number(%T{} = t), do: t |> from_nx() |> EMLX.item() |> bool_to_int()
-
-    defp bool_to_int(true), do: 1
-    defp bool_to_int(false), do: 0
-    defp bool_to_int(x), do: x
   end
 end

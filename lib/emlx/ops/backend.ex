@@ -70,6 +70,15 @@ defmodule EMLX.Ops.Backend do
            iex> EMLX.precise_unary(t, "exp") |> EMLX.to_blob()
            <<2.718281828459045::float-64-native>>
        """, []},
+      {:linalg_det, [tensor: :tensor],
+       """
+       The determinants of the square matrices in the last two axes (float32
+       or float64; computed on the CPU, as MLX's linalg runs there).
+
+           iex> t = EMLX.from_blob(<<2.0::float-32-native, 1.0::float-32-native, 1.0::float-32-native, 3.0::float-32-native>>, {2, 2}, :float32, :cpu)
+           iex> EMLX.linalg_det(t) |> EMLX.item()
+           5.0
+       """, []},
       {:from_address, [address: :int, byte_size: :int, shape: :shape, type: :type, device: :device],
        """
        A tensor holding a copy of the `byte_size` bytes at `address` in this

@@ -1,6 +1,7 @@
 // MLX ops EMLX.Backend needs beyond the EMLX function API: batched matrix
 // products, slices whose start indices are tensors, real FFTs, element-wise
-// functions computed in double precision with the C library, and arrays
+// functions computed in double precision with the C library, determinants,
+// and arrays
 // copied from memory addresses and shared-memory segments.
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -292,6 +293,19 @@ const Entry ENTRIES[] = {
        return {mx::fft::irfft(a, n, axis, mx::fft::FFTNorm::Backward, s)};
      }},
     {"precise_unary", [](const Call& c, S s) -> Out { return {precise_unary(c, s)}; }},
+    {"linalg_det",
+     [](const Call& c, S) -> Out {
+       const auto& a = c.arr(0);
+       if (a.dtype() != mx::float32 && a.dtype() != mx::float64) {
+         throw std::invalid_argument(std::string("linalg_det: expected float32 or float64, got ") +
+                                     dtype_name(a.dtype()));
+       }
+       if (a.ndim() < 2 || a.shape(-1) != a.shape(-2) || a.shape(-1) == 0) {
+         throw std::invalid_argument("linalg_det: expected non-empty square matrices, got shape " +
+                                     shape_str(a.shape()));
+       }
+       return {mx::linalg::det(a, c.cpu())};
+     }},
     {"from_address", [](const Call& c, S) -> Out { return {from_address(c)}; }},
     {"from_shm", [](const Call& c, S) -> Out { return {from_shm(c)}; }},
 };
