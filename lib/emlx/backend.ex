@@ -50,6 +50,37 @@ if Code.ensure_loaded?(Nx) do
     0, `Inf` to the largest and `-Inf` to the smallest integer (as `Nx`
     documents) and saturates finite values outside the integer range.
 
+    Results are computed in the output type Nx gives; where MLX rounds
+    differently from `Nx.BinaryBackend` it is said here. `bf16` results are
+    rounded to nearest (`Nx.BinaryBackend` truncates). `float64` math on the
+    CPU runs at full precision: `exp`, `sin`, `cos`, `erf`, `erfc`, `erf_inv`,
+    `sigmoid`, `log1p` and `cbrt` come from the C library (see
+    `EMLX.precise_unary/2`), as MLX computes some of them with float32
+    accuracy.
+
+    ## Semantics Nx leaves open
+
+      * Integer division by zero gives -1 for `quotient` and the dividend for
+        `remainder` (XLA's convention; `Nx.BinaryBackend` raises); `pow` with
+        a negative integer exponent gives the truncated result (0, or ±1 for
+        bases ±1); shifts by a negative amount or by the bit width or more
+        shift every bit out.
+      * Out-of-range indices never read or write outside a tensor: `gather`,
+        `take` and `take_along_axis` clamp them, `indexed_add` and
+        `indexed_put` drop their updates (as XLA does; `Nx.BinaryBackend`
+        raises). Dynamic slice starts are clamped as Nx documents.
+      * `window_scatter_max`/`_min` pick the last of equal candidates, as
+        `Nx.BinaryBackend` does; `sign` of a complex number is `z / |z|`.
+      * `triangular_solve` raises `ArgumentError` for a zero on the diagonal
+        (reading one boolean back); MLX's linalg runs on the CPU, and
+        triangular systems of CPU tensors are solved in float64.
+
+    ## Binaries
+
+    `to_binary/2` gives a binary over MLX's evaluated buffer (no copy for
+    types MLX holds natively); `from_binary/3` copies the binary once into an
+    MLX buffer.
+
     ## Arbitrary reducers
 
     `Nx.reduce/4` and `Nx.window_reduce/5` take an Elixir function that MLX

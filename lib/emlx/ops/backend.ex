@@ -20,7 +20,7 @@ defmodule EMLX.Ops.Backend do
        """
        A slice of `slice_size` starting, along each of `axes`, at the index
        held by `tensor_starts` (a 1-d integer tensor with one start per
-       axis). The starts must leave the slice inside the tensor.
+       axis). Starts are clamped so that the slice fits in the tensor.
 
            iex> t = EMLX.arange(0, 6, 1, true, :cpu)
            iex> starts = EMLX.from_blob(<<2::32-native>>, {1}, :int32, :cpu)
@@ -30,7 +30,8 @@ defmodule EMLX.Ops.Backend do
       {:dynamic_slice_update, [tensor: :tensor, tensor_updates: :tensor, tensor_starts: :tensor, axes: :axes],
        """
        `tensor` with `tensor_updates` written at the start indices held by
-       `tensor_starts` (one per axis in `axes`).
+       `tensor_starts` (one per axis in `axes`), clamped so that the update
+       fits in the tensor.
 
            iex> t = EMLX.full(0, {4}, :int32, :cpu)
            iex> update = EMLX.full(7, {2}, :int32, :cpu)

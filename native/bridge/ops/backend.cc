@@ -247,6 +247,59 @@ Array from_shm(const Call& c) {
   }
 }
 
+// --- slices at tensor offsets -------------------------------------------------
+
+// The start indices (1-d integer tensor, one per axis of `axes`) clamped so
+// that a block of `sizes` (the sizes along those axes) fits in `a`: MLX
+// does not check them, and reading past the end would leave the buffer.
+Array safe_starts(const char* op, const Array& a, const Array& starts, const std::vector<int>& axes,
+                  const std::vector<int>& sizes, S s) {
+  require_integer(op, "the start indices", starts);
+  if (starts.ndim() != 1 || starts.shape(0) != static_cast<int>(axes.size())) {
+    throw std::invalid_argument(std::string(op) + ": expected one start index per axis (" +
+                                std::to_string(axes.size()) + "), got shape " +
+                                shape_str(starts.shape()));
+  }
+  std::vector<int64_t> highs;
+  for (size_t k = 0; k < axes.size(); ++k) {
+    int axis = axis_index(op, axes[k], a.ndim());
+    int64_t high = static_cast<int64_t>(a.shape(axis)) - sizes[k];
+    if (sizes[k] < 0 || high < 0) {
+      throw std::invalid_argument(std::string(op) + ": a block of size " + std::to_string(sizes[k]) +
+                                  " does not fit in axis " + std::to_string(axis) + " of size " +
+                                  std::to_string(a.shape(axis)));
+    }
+    highs.push_back(high);
+  }
+  auto hi = Array(highs.begin(), {static_cast<int>(highs.size())}, mx::int64);
+  auto start64 = mx::astype(starts, mx::int64, s);
+  return mx::minimum(mx::maximum(start64, mx::zeros({}, mx::int64, s), s), hi, s);
+}
+
+Array dynamic_slice(const Call& c, S s) {
+  const auto& a = c.arr(0);
+  auto axes = c.axes(2);
+  auto size = c.shape(3);
+  if (size.size() != axes.size()) {
+    throw std::invalid_argument("dynamic_slice: give one slice size per axis");
+  }
+  std::vector<int> sizes(size.begin(), size.end());
+  return mx::slice(a, safe_starts("dynamic_slice", a, c.arr(1), axes, sizes, s), axes, size, s);
+}
+
+Array dynamic_slice_update(const Call& c, S s) {
+  const auto& a = c.arr(0);
+  const auto& update = c.arr(1);
+  auto axes = c.axes(3);
+  if (update.ndim() != a.ndim()) {
+    throw std::invalid_argument("dynamic_slice_update: the update must have the tensor's rank");
+  }
+  std::vector<int> sizes;
+  for (auto axis : axes) sizes.push_back(update.shape(axis_index("dynamic_slice_update", axis, a.ndim())));
+  auto starts = safe_starts("dynamic_slice_update", a, c.arr(2), axes, sizes, s);
+  return mx::slice_update(a, update, starts, axes, s);
+}
+
 // --- real FFTs ----------------------------------------------------------------
 
 // `a` padded with zeros or cut to `n` elements along `axis`, on stream `s`
@@ -272,14 +325,9 @@ Array fit_length(const Array& a, int n, int axis, S s) {
 const Entry ENTRIES[] = {
     // --- backend ---
     EMLX_BINARY(matmul, mx::matmul),
-    {"dynamic_slice",
-     [](const Call& c, S s) -> Out {
-       return {mx::slice(c.arr(0), c.arr(1), c.axes(2), c.shape(3), s)};
-     }},
+    {"dynamic_slice", [](const Call& c, S s) -> Out { return {dynamic_slice(c, s)}; }},
     {"dynamic_slice_update",
-     [](const Call& c, S s) -> Out {
-       return {mx::slice_update(c.arr(0), c.arr(1), c.arr(2), c.axes(3), s)};
-     }},
+     [](const Call& c, S s) -> Out { return {dynamic_slice_update(c, s)}; }},
     {"rfft",
      [](const Call& c, S s) -> Out {
        int n = c.i32(1), axis = c.i32(2);
