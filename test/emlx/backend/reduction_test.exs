@@ -107,6 +107,18 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
+    describe "all_close (a native block)" do
+      test "tolerances, NaN handling and mixed types" do
+        a = bin([1.0, 2.0, :nan, 1.0e10])
+        b = bin([1.0, 2.00001, :nan, 1.00001e10])
+        check(&Nx.all_close(&1, &2), [a, b])
+        check(&Nx.all_close(&1, &2, equal_nan: true), [a, b])
+        check(&Nx.all_close(&1, &2, equal_nan: true, rtol: 1.0e-7, atol: 0.0), [a, b])
+        check(&Nx.all_close(&1, &2), [bin([1, 2, 3]), bin([1.0, 2.0, 3.0], type: :f64)])
+        check(&Nx.all_close(&1, &2), [bin([Complex.new(1, 1)]), bin([Complex.new(1, 1.0000001)])])
+      end
+    end
+
     describe "cumulative ops" do
       for type <- [{:s, 32}, {:u, 8}, {:f, 32}, {:f, 64}, {:bf, 16}] do
         test "on #{inspect(type)}" do
