@@ -21,7 +21,8 @@ defmodule EMLX.NIF do
     deallocate: 1,
     is_tensor_ref: 1,
     # runtime.rs: queues, jobs answered by message, memory
-    queue_new: 1,
+    queue_new: 3,
+    queue_make_default: 1,
     queue_close: 1,
     queue_info: 1,
     queue_synchronize: 2,

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <unordered_set>
+
+#include "mlx/primitives.h"
 
 #include "emlx/native/src/ffi.rs.h"
 
@@ -254,17 +257,69 @@ rust::String dtype_of(const Array& a) { return rust::String(dtype_name(a.dtype()
 size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string(dtype))); }
 size_t nbytes_of(const Array& a) { return a.nbytes(); }
 bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
+bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
-void eval_list(const ArrayList& list) { mx::eval(list.items); }
+namespace {
+
+// Primitives whose output shares its input's buffer (no allocation of its
+// own, whatever its logical size).
+bool is_view(const Array& a) {
+  static const std::unordered_set<std::string> views = {
+      "AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims", "Flatten",
+      "Reshape",   "Slice",     "Squeeze",       "Transpose",  "Unflatten", "View"};
+  return a.has_primitive() && views.count(a.primitive().name()) > 0;
+}
+
+void refuse_if_too_big(const Array& a, size_t limit) {
+  if (a.nbytes() <= limit || is_view(a)) return;
+  std::ostringstream msg;
+  msg << "cannot evaluate: an array of shape [";
+  for (size_t i = 0; i < a.shape().size(); ++i) msg << (i ? ", " : "") << a.shape()[i];
+  msg << "] and type " << dtype_name(a.dtype()) << " needs " << a.nbytes()
+      << " bytes, more than MLX's memory limit of " << limit
+      << " bytes (see EMLX.set_memory_limit/1)";
+  throw std::runtime_error(msg.str());
+}
+
+// MLX's CPU allocator hands back a null buffer when malloc fails and its
+// kernels then write through it: a segfault that would take the whole VM
+// down. So before evaluating, every array the evaluation would allocate is
+// checked against MLX's memory limit (0.8 x RAM on the CPU by default), and
+// an impossible one is refused with an exception instead. The walk visits
+// only the unevaluated part of the graph, each node once.
+void check_allocations(const std::vector<Array>& outputs) {
+  size_t limit = mx::get_memory_limit();
+  if (limit == 0) return;
+  std::vector<const Array*> stack;
+  std::unordered_set<std::uintptr_t> seen;
+  for (const auto& o : outputs) stack.push_back(&o);
+  while (!stack.empty()) {
+    const Array* a = stack.back();
+    stack.pop_back();
+    if (a->status() != Array::Status::unscheduled || !seen.insert(a->id()).second) continue;
+    refuse_if_too_big(*a, limit);
+    for (const auto& sib : a->siblings()) refuse_if_too_big(sib, limit);
+    for (const auto& in : a->inputs()) stack.push_back(&in);
+  }
+}
+
+void guarded_eval(const std::vector<Array>& outputs) {
+  check_allocations(outputs);
+  mx::eval(outputs);
+}
+
+}  // namespace
+
+void eval_list(const ArrayList& list) { guarded_eval(list.items); }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
   Array out = a;
-  mx::eval(out);
+  guarded_eval({out});
   if (!out.flags().row_contiguous) {
     out = mx::contiguous(out, false, to_stream(s));
-    mx::eval(out);
+    guarded_eval({out});
   }
   out.wait();
   return std::make_unique<Array>(std::move(out));

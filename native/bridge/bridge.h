@@ -136,6 +136,10 @@ rust::String dtype_of(const Array& a);
 size_t itemsize_of(rust::Str dtype);
 size_t nbytes_of(const Array& a);
 bool is_lazy(const Array& a);
+// Whether MLX marks the array's data as computed. Only a plain read of its
+// status: MLX's is_available() would also mutate the array, which is not
+// safe while its queue may be evaluating it.
+bool is_ready(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 void eval_list(const ArrayList& list);

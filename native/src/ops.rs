@@ -57,6 +57,9 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
         .and_then(|t| t.get(&name.as_c_arg()))
         .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
     let queue = &queue.0;
+    if queue.is_closed() {
+        return Err(queue.closed_error());
+    }
     let mut call = ffi::new_call();
     let list: Vec<Term> = args
         .decode()
@@ -80,11 +83,13 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
 }
 
-/// Runs `f` on a tensor's array, refusing lazy arrays of another queue:
-/// their graph can only be evaluated on their own queue's thread.
+/// Runs `f` on a tensor's array, refusing arrays of another queue that are
+/// not computed yet: a lazy graph can only be evaluated on its own queue's
+/// thread, and one whose evaluation is running there must be waited for
+/// before another queue reads it.
 fn usable(res: &TensorRes, queue_id: u64, f: impl FnOnce(&ffi::Array)) -> Result<()> {
     res.with(|a| {
-        if res.queue.id != queue_id && ffi::is_lazy(a) {
+        if res.queue.id != queue_id && !res.is_ready() {
             return Err(cross_queue());
         }
         f(a);
@@ -225,6 +230,9 @@ fn copy_blob<'a>(
     shape: &[i64],
     dtype: Atom,
 ) -> NifResult<Term<'a>> {
+    if queue.0.is_closed() {
+        return Err(queue.0.closed_error().into());
+    }
     let dtype = dtype
         .to_term(env)
         .atom_to_string()
@@ -265,11 +273,13 @@ fn itemsize(env: Env, dtype: Atom) -> NifResult<usize> {
     Ok(ffi::itemsize_of(&name).map_err(Error::from)?)
 }
 
-/// Whether `tensor` is an unevaluated node of a queue other than `queue`.
+/// Whether `tensor` belongs to a queue other than `queue` and is not
+/// computed yet (unevaluated, or its evaluation still running).
 #[rustler::nif]
 fn needs_eval_for(queue: ResourceArc<QueueRes>, tensor: Term) -> NifResult<bool> {
     let res = decode_tensor(tensor)?;
-    Ok(res.queue.id != queue.0.id && res.with(ffi::is_lazy)?)
+    res.with(|_| ())?;
+    Ok(res.queue.id != queue.0.id && !res.is_ready())
 }
 
 #[rustler::nif]

@@ -2,39 +2,101 @@
 //! `eval`, `item`, `to_blob`; plus queue management and MLX memory stats.
 //!
 //! Each job NIF takes a tag (an Elixir reference) and returns `:ok` at once;
-//! the queue later sends `{tag, :ok | {:ok, value} | {:error, {module, msg}}}`.
+//! the queue later sends `{tag, :ok | {:ok, value} | {:error, {module, msg}},
+//! run_ns}`, `run_ns` being the time the job ran on the queue thread.
+//!
+//! A job runs on the queue that built its tensor. An *evaluated* tensor whose
+//! queue has closed is read on its device's default queue instead; an
+//! unevaluated one can no longer be evaluated and its jobs fail.
 
-use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::error::Error;
 use crate::ffi;
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
-use crate::tensor::{decode_tensor, BlobRes, QueueRes};
+use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes};
 
 mod atoms {
-    rustler::atoms! { ok, nan, infinity, neg_infinity }
+    rustler::atoms! {
+        ok, done, nan, infinity, neg_infinity,
+        id, device, stream, closed, running, pending, capacity,
+        completed, failed, dropped, cancelled, busy_ns,
+    }
 }
 
+/// Starts a queue on `device` whose channel holds up to `capacity` waiting
+/// jobs. With an `owner` pid the queue closes when that process exits.
 #[rustler::nif]
-fn queue_new(env: Env, device: Atom) -> NifResult<Term> {
-    let queue = Queue::start(Device::from_atom(device)?)?;
+fn queue_new(
+    env: Env,
+    device: Atom,
+    owner: Option<LocalPid>,
+    capacity: Option<usize>,
+) -> NifResult<Term> {
+    let capacity = capacity.unwrap_or(queue::DEFAULT_CAPACITY);
+    let queue = Queue::start(Device::from_atom(device)?, capacity)?;
+    if let Some(pid) = owner {
+        if let Err(e) = queue.watch_owner(env, &pid) {
+            queue.join();
+            return Err(e.into());
+        }
+    }
     Ok(ResourceArc::new(QueueRes(queue)).encode(env))
 }
 
+/// Makes `queue` its device's default: it serves reads of evaluated tensors
+/// whose own queue has closed.
+#[rustler::nif]
+fn queue_make_default(queue: ResourceArc<QueueRes>) -> Atom {
+    queue.0.make_default();
+    atoms::ok()
+}
+
+/// Closes the queue (waiting jobs get an error reply) and waits for its
+/// thread to finish the running job and end.
 #[rustler::nif(schedule = "DirtyIo")]
 fn queue_close(queue: ResourceArc<QueueRes>) -> Atom {
     queue.0.join();
     atoms::ok()
 }
 
+/// A map describing the queue (or the queue of a tensor) and counting its
+/// jobs.
 #[rustler::nif]
-fn queue_info(queue: ResourceArc<QueueRes>) -> (u64, Atom, i32, bool) {
-    let q = &queue.0;
-    (q.id, q.device.atom(), q.stream.index, q.is_closed())
+fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
+    let q = match queue.decode::<ResourceArc<QueueRes>>() {
+        Ok(res) => res.0.clone(),
+        Err(_) => decode_tensor(queue)?.queue.clone(),
+    };
+    let s = &q.stats;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).encode(env);
+    let pairs = [
+        (atoms::id(), q.id.encode(env)),
+        (atoms::device(), q.device.atom().encode(env)),
+        (atoms::stream(), q.stream.index.encode(env)),
+        (atoms::closed(), q.is_closed().encode(env)),
+        (
+            atoms::running(),
+            s.running.load(Ordering::SeqCst).encode(env),
+        ),
+        (atoms::pending(), q.pending().encode(env)),
+        (atoms::capacity(), q.capacity.encode(env)),
+        (atoms::completed(), n(&s.completed)),
+        (atoms::failed(), n(&s.failed)),
+        (atoms::dropped(), n(&s.dropped)),
+        (atoms::cancelled(), n(&s.cancelled)),
+        (atoms::busy_ns(), n(&s.busy_ns)),
+    ];
+    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
+    let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
+    Term::map_from_term_arrays(env, &keys, &values)
 }
 
-/// Replies `{tag, :ok}` once every job sent to the queue before has finished
-/// and its stream has drained.
+/// Replies `{tag, :ok, run_ns}` once every job sent to the queue before has
+/// finished and its stream has drained.
 #[rustler::nif]
 fn queue_synchronize<'a>(
     env: Env<'a>,
@@ -67,31 +129,48 @@ fn gpu_available() -> bool {
     ffi::gpu_available()
 }
 
-/// Evaluates every tensor of `tensors` (all of one queue) on that queue.
+/// Evaluates the tensors of `tensors` that are not computed yet (all of one
+/// queue) on that queue: unevaluated ones, and ones whose evaluation is
+/// still running there (the job then waits for it). Returns `:done` without
+/// a job (and without a reply) when every tensor is ready, `:ok` when a
+/// reply will come.
 #[rustler::nif]
 fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<Atom> {
     let mut list = ffi::new_list();
-    let mut owner: Option<std::sync::Arc<Queue>> = None;
+    let mut flags = Vec::new();
+    let mut owner: Option<Arc<Queue>> = None;
+    let mut any_lazy = false;
     for t in tensors {
         let res = decode_tensor(t)?;
+        if res.is_ready() {
+            res.with(|_| ())?;
+            continue;
+        }
+        res.with(|a| {
+            any_lazy |= ffi::is_lazy(a);
+            ffi::list_push(list.pin_mut(), a);
+        })?;
+        flags.push(res.ready_flag());
         match &owner {
             Some(q) if q.id != res.queue.id => {
                 return Err(Error::BadArg(
-                    "eval: all tensors evaluated together must belong to one command queue".into(),
+                    "eval: tensors evaluated together must belong to one command queue; \
+                     evaluate each queue's tensors separately"
+                        .into(),
                 )
                 .into())
             }
             _ => owner = Some(res.queue.clone()),
         }
-        res.with(|a| ffi::list_push(list.pin_mut(), a))?;
     }
     let Some(queue) = owner else {
-        return Ok(atoms::ok());
+        return Ok(atoms::done());
     };
-    queue.submit(
+    queue.serving(any_lazy)?.submit(
         ReplyTo::new(env, tag),
         Box::new(move |_stream| {
             ffi::eval_list(&list)?;
+            mark_ready(&flags);
             Ok(Reply::Ok)
         }),
     )?;
@@ -104,10 +183,13 @@ fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<At
 fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
-    res.queue.submit(
+    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let flag = res.ready_flag();
+    queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
             let s = ffi::item_of(&array, stream)?;
+            mark_ready(&[flag]);
             Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
         }),
     )?;
@@ -148,10 +230,13 @@ fn to_blob<'a>(
 ) -> NifResult<Atom> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
-    res.queue.submit(
+    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let flag = res.ready_flag();
+    queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
             let ready = ffi::readable(&array, stream)?;
+            mark_ready(&[flag]);
             let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
             let total = ffi::nbytes_of(&ready);
             let len = match limit {

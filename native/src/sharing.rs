@@ -11,13 +11,13 @@ use crate::error::Error;
 use crate::ffi;
 use crate::queue::{Reply, ReplyTo};
 use crate::shm;
-use crate::tensor::{decode_tensor, TensorRes};
+use crate::tensor::{decode_tensor, mark_ready, TensorRes};
 
 mod atoms {
     rustler::atoms! { ok }
 }
 
-/// Sends `{tag, {:ok, {address, byte_size}}}` for the tensor's evaluated,
+/// Sends `{tag, {:ok, {address, byte_size}}, run_ns}` for the tensor's evaluated,
 /// row-contiguous buffer. A strided view is replaced, inside the tensor, by
 /// its contiguous copy (same values), so the tensor itself keeps the buffer
 /// the address points into alive until it is garbage-collected or
@@ -27,10 +27,13 @@ fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResu
     let res: ResourceArc<TensorRes> = decode_tensor(tensor)?;
     let array = res.handle()?;
     let owner = res.clone();
-    res.queue.submit(
+    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let flag = res.ready_flag();
+    queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
             let ready = ffi::readable(&array, stream)?;
+            mark_ready(&[flag]);
             let len = ffi::nbytes_of(&ready);
             let address = if len == 0 {
                 0
@@ -46,7 +49,7 @@ fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResu
     Ok(atoms::ok())
 }
 
-/// Sends `{tag, {:ok, {name, byte_size}}}`: a new shared-memory segment
+/// Sends `{tag, {:ok, {name, byte_size}}, run_ns}`: a new shared-memory segment
 /// named `name`, holding a copy of the tensor's bytes in row-major order,
 /// created with permission bits `permissions`.
 #[rustler::nif]
@@ -64,10 +67,13 @@ fn tensor_to_shm<'a>(
     }
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
-    res.queue.submit(
+    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let flag = res.ready_flag();
+    queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
             let ready = ffi::readable(&array, stream)?;
+            mark_ready(&[flag]);
             let bytes = ffi::data_bytes(&ready)?;
             let name = shm::create_with(bytes, permissions)?;
             let len = bytes.len() as u64;

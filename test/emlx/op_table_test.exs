@@ -11,6 +11,7 @@ defmodule EMLX.OpTableTest do
   end
 
   test "every table entry is an exported, documented EMLX function" do
+    Code.ensure_loaded!(EMLX)
     {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(EMLX)
 
     for {name, params, _doc, _opts} <- EMLX.Ops.table() do
