@@ -172,7 +172,7 @@ int32_t new_stream(int32_t device) {
 
 void synchronize(const StreamRef& s) {
   mx::synchronize(to_stream(s));
-  if (s.cpu_index != s.index || s.device != 0) mx::synchronize(to_cpu_stream(s));
+  mx::synchronize(to_cpu_stream(s));
 }
 
 // --- op calls ----------------------------------------------------------------

@@ -65,9 +65,9 @@ class Call {
                            std::vector<Array>, std::vector<double>, uint64_t>;
   std::vector<Arg> args;
   mutable const char* op = "";
-  // The CPU stream of the queue the op is built for (its own stream for a
-  // CPU queue, a companion CPU stream owned by the same thread for a GPU
-  // queue). Set by run_op; ops that MLX runs only on the CPU use it.
+  // The companion CPU stream of the queue the op is built for, owned by the
+  // same thread as its main stream. Set by run_op; ops that MLX runs only on
+  // the CPU use it.
   mutable std::optional<mx::Stream> cpu_stream;
 
   size_t size() const { return args.size(); }

@@ -9,8 +9,7 @@
 mod bridge {
     /// A command queue's MLX streams by value: `index` on `device` (0 for
     /// the CPU, 1 for the GPU), and `cpu_index`, a CPU stream created by the
-    /// same thread for ops MLX runs only on the CPU (linalg). For a CPU queue
-    /// `cpu_index == index`.
+    /// same thread for ops MLX runs only on the CPU (linalg).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     struct StreamRef {
         index: i32,

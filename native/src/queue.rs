@@ -358,15 +358,14 @@ impl Queue {
 }
 
 /// Creates the queue's streams on the calling (queue) thread: its main stream
-/// and, for a GPU queue, a companion CPU stream for the ops MLX only runs on
-/// the CPU. Both belong to this thread, so this thread can evaluate graphs
-/// that mix them.
+/// and a companion CPU stream for the ops MLX only runs on the CPU (linalg).
+/// Both belong to this thread, so this thread can evaluate graphs that mix
+/// them. A CPU queue gets a companion too, so that the path a GPU queue
+/// takes (a graph over two streams of one thread) runs, and is tested,
+/// everywhere.
 fn create_streams(device: Device) -> Result<StreamRef> {
     let index = ffi::new_stream(device.code())?;
-    let cpu_index = match device {
-        Device::Cpu => index,
-        Device::Gpu => ffi::new_stream(Device::Cpu.code())?,
-    };
+    let cpu_index = ffi::new_stream(Device::Cpu.code())?;
     Ok(StreamRef {
         index,
         device: device.code(),

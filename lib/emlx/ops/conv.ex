@@ -21,8 +21,8 @@ defmodule EMLX.Ops.Conv do
        `tensor_kernel` is (C_out, spatial…, C_in / feature_group_count), the
        result is (N, spatial…, C_out). The lists have one entry per spatial
        axis (an empty list means all 1, or all 0 for paddings); strides and
-       dilations must be positive, paddings non-negative. Floating-point
-       types only.
+       dilations must be positive; a negative padding crops the input.
+       Floating-point types only.
 
            iex> x = EMLX.arange(1, 5, 1, false, :cpu) |> EMLX.reshape({1, 4, 1})
            iex> k = EMLX.ones({1, 2, 1}, :float32, :cpu)

@@ -60,8 +60,9 @@ defmodule EMLX.Ops.Indexing do
       {:scatter, [tensor: :tensor, indices: :tensors, tensor_updates: :tensor, axes: :axes],
        """
        A copy of `tensor` with slices replaced by `tensor_updates`, which has the
-       broadcast shape of `indices` (one integer tensor per entry of `axes`)
-       followed by one slice dimension per axis of `tensor`. Where several
+       broadcast shape of `indices` (one integer tensor per entry of `axes`),
+       or a shape that broadcasts to it, followed by one slice dimension per
+       axis of `tensor`. Where several
        updates hit one position, which one wins is unspecified.
 
        #{@writes}

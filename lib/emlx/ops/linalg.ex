@@ -4,10 +4,10 @@ defmodule EMLX.Ops.Linalg do
   # Entries: see EMLX.Ops. Native twin: native/bridge/ops/linalg.cc.
 
   @cpu """
-  MLX runs this on the CPU only. The op is recorded on the CPU stream of the
-  tensor's command queue (for a GPU queue, a CPU stream that the same queue
-  thread owns), so the result belongs to the same queue and device as the
-  input and evaluates in the same graph. Inputs must be `:float32` or
+  MLX runs this on the CPU only, also for `:gpu` tensors: the op is recorded
+  on a CPU stream that the tensor's command queue thread owns next to its
+  main stream, so the result belongs to the same queue and device as the
+  input and evaluates in the same graph (no copy on unified memory). Inputs must be `:float32` or
   `:float64` matrices: the last two axes, any others are batch axes.
   """
 
@@ -36,10 +36,10 @@ defmodule EMLX.Ops.Linalg do
       # --- decompositions ---
       {:linalg_lu, [tensor: :tensor],
        """
-       The LU decomposition with partial pivoting: `[p, l, u]` where `p`
-       (`:uint32`, one entry per row) is the row permutation with
-       `take(a, p, -2) == l @ u`, `l` is unit lower triangular and `u` upper
-       triangular. Works on non-square matrices.
+       The LU decomposition with partial pivoting: `[p, l, u]`, `l` unit lower
+       triangular, `u` upper triangular and `p` (`:uint32`, one entry per row)
+       the row permutation: row `i` of `a` is row `p[i]` of `l @ u`, that is
+       `take(l @ u, p, -2) == a`. Works on non-square matrices.
 
        #{@cpu}
            iex> a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native, 3.0::float-32-native, 4.0::float-32-native>>, {2, 2}, :float32, :cpu)

@@ -92,9 +92,10 @@ Array gather(const Call& c, S s) {
   return mx::gather(a, safe, axes, sizes, s);
 }
 
-// Updates are slices: `updates` has the broadcast index shape followed by one
-// slice dimension per axis of the tensor. An update is applied only if its
-// slice fits entirely; the others are dropped.
+// Updates are slices: `updates` has the broadcast index shape (or one that
+// broadcasts to it) followed by one slice dimension per axis of the tensor.
+// An update is applied only if its slice fits entirely; the others are
+// dropped.
 Array scatter(const Call& c, S s, bool add) {
   const char* op = add ? "scatter_add" : "scatter";
   const auto& a = c.arr(0);
@@ -114,17 +115,19 @@ Array scatter(const Call& c, S s, bool add) {
         << shape_str(updates.shape());
     throw std::invalid_argument(msg.str());
   }
+  for (int j = 0; j < static_cast<int>(a.ndim()); ++j) {
+    if (updates.shape(idx_ndim + j) > a.shape(j)) {
+      std::ostringstream msg;
+      msg << op << ": update slices of size " << updates.shape(idx_ndim + j)
+          << " do not fit in axis " << j << " of size " << a.shape(j);
+      throw std::invalid_argument(msg.str());
+    }
+  }
   std::optional<Array> valid;
   std::vector<int64_t> limit;
   for (size_t k = 0; k < idx.size(); ++k) {
     int64_t n = a.shape(axes[k]);
     int64_t w = updates.shape(idx_ndim + axes[k]);
-    if (w > n) {
-      std::ostringstream msg;
-      msg << op << ": update slices of size " << w << " do not fit in axis " << axes[k]
-          << " of size " << n;
-      throw std::invalid_argument(msg.str());
-    }
     limit.push_back(n - w);
     // In range exactly when clamping leaves the index unchanged.
     auto ok = mx::equal(idx[k], clamp_index(idx[k], 0, n - w, s), s);
@@ -157,7 +160,10 @@ Array scatter(const Call& c, S s, bool add) {
     auto margin = Array(static_cast<int32_t>(a.shape(axes[k])), mx::int32);
     safe.push_back(mx::where(*valid, mx::astype(idx[k], mx::int32, s), margin, s));
   }
-  auto out = mx::scatter(padded, safe, updates, axes, s);
+  // Like scatter_add's, the updates broadcast over the index dimensions.
+  auto full_shape = valid->shape();
+  full_shape.insert(full_shape.end(), updates.shape().begin() + idx_ndim, updates.shape().end());
+  auto out = mx::scatter(padded, safe, mx::broadcast_to(updates, full_shape, s), axes, s);
   return mx::slice(out, mx::Shape(a.ndim(), 0), a.shape(), s);
 }
 

@@ -2,11 +2,13 @@
 // mlx::core::linalg.
 //
 // MLX runs its linalg ops on the CPU only (they throw on a GPU stream). They
-// are built on the CPU stream of the command queue (Call::cpu()): a CPU
-// queue's own stream, or for a GPU queue a CPU stream created and owned by
-// that same queue thread. So the result is a tensor of the same queue and
-// device, the queue's thread evaluates the whole graph (GPU and CPU parts
-// together), and no thread ever touches a stream it does not own.
+// are built on the command queue's companion CPU stream (Call::cpu()), which
+// the queue's own thread created next to its main stream. So the result is a
+// tensor of the same queue and device, the queue's thread evaluates the
+// whole graph (main-stream and CPU parts together), and no thread ever
+// touches a stream it does not own. CPU queues have a companion stream too,
+// so this path is the same, and tested, on machines without a GPU.
+#include <cctype>
 #include <sstream>
 
 #include "ops.h"
@@ -77,6 +79,23 @@ Out lu(const Call& c) {
   return {p, mx::zeros(with({m, k}), a.dtype(), s), mx::zeros(with({k, n}), a.dtype(), s)};
 }
 
+// MLX reports an output subscript missing from the inputs only through a
+// confusing internal error, so that case is checked here.
+const std::string& einsum_spec(const Call& c, size_t i) {
+  const auto& spec = c.str(i);
+  auto arrow = spec.find("->");
+  if (arrow != std::string::npos) {
+    auto inputs = spec.substr(0, arrow);
+    for (char ch : spec.substr(arrow + 2)) {
+      if (std::isalpha(static_cast<unsigned char>(ch)) && inputs.find(ch) == std::string::npos) {
+        throw std::invalid_argument(std::string("einsum: output subscript '") + ch +
+                                    "' does not appear in the inputs of \"" + spec + "\"");
+      }
+    }
+  }
+  return spec;
+}
+
 std::string uplo(const Call& c, size_t i) {
   const auto& v = c.str(i);
   if (v != "L" && v != "U") {
@@ -94,7 +113,9 @@ const Entry ENTRIES[] = {
        return {mx::tensordot(c.arr(0), c.arr(1), c.axes(2), c.axes(3), s)};
      }},
     {"einsum",
-     [](const Call& c, S s) -> Out { return {mx::einsum(c.str(2), {c.arr(0), c.arr(1)}, s)}; }},
+     [](const Call& c, S s) -> Out {
+       return {mx::einsum(einsum_spec(c, 2), {c.arr(0), c.arr(1)}, s)};
+     }},
 
     // --- decompositions and solvers (CPU stream) ---
     {"linalg_lu", [](const Call& c, S) -> Out { return lu(c); }},

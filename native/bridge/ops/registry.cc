@@ -14,9 +14,8 @@ namespace emlx {
 namespace {
 
 const std::array<const ops::OpTable*, 11> FAMILIES = {
-    &ops::creation, &ops::shape,    &ops::elementwise, &ops::reduction,
-    &ops::indexing, &ops::linalg,   &ops::conv,        &ops::spectral,
-    &ops::fast,     &ops::quant,    &ops::backend,
+    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing, &ops::linalg,
+    &ops::conv,     &ops::spectral, &ops::fast,     &ops::quant,     &ops::backend,
 };
 
 const ops::Entry* find(uint32_t index) {
@@ -61,6 +60,35 @@ void check_fits(const Array& a, const char* op) {
     throw std::invalid_argument(msg.str());
   }
 }
+
+// For the duration of one op, makes the queue's streams the calling thread's
+// default streams. Ops pass their stream explicitly, but some MLX ops build
+// helper nodes internally on the thread's default stream (gather's index
+// broadcast, fftn's padding, imag of a real array were seen); those nodes
+// must land on the queue's streams too, or the queue thread could not
+// evaluate them. MLX 0.32 keeps default streams per thread, and a BEAM
+// scheduler thread runs one NIF at a time, so this is race-free. A thread
+// that had no default stream keeps ours afterwards (MLX cannot unset one);
+// asking MLX for its default would create a stream on this thread.
+class DefaultStreams {
+ public:
+  explicit DefaultStreams(const StreamRef& s) {
+    use(to_cpu_stream(s));
+    use(to_stream(s));
+  }
+  ~DefaultStreams() {
+    for (auto it = saved_.rbegin(); it != saved_.rend(); ++it) mx::set_default_stream(*it);
+  }
+  DefaultStreams(const DefaultStreams&) = delete;
+  DefaultStreams& operator=(const DefaultStreams&) = delete;
+
+ private:
+  void use(mx::Stream stream) {
+    if (auto previous = mx::peek_default_stream(stream.device)) saved_.push_back(*previous);
+    mx::set_default_stream(stream);
+  }
+  std::vector<mx::Stream> saved_;
+};
 
 }  // namespace
 
@@ -108,7 +136,10 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   call.op = entry->name;
   call.cpu_stream = to_cpu_stream(s);
   auto list = std::make_unique<ArrayList>();
-  list->items = entry->fn(call, to_stream(s));
+  {
+    DefaultStreams defaults(s);
+    list->items = entry->fn(call, to_stream(s));
+  }
   for (const auto& a : list->items) check_fits(a, entry->name);
   return list;
 }

@@ -40,6 +40,16 @@ Array as_strided(const Call& c, S s) {
                         static_cast<size_t>(offset), s);
 }
 
+Array pad(const Call& c, S s) {
+  const auto& value = c.arr(4);
+  if (value.size() != 1) {
+    throw std::invalid_argument("pad: the pad value must be a one-element tensor, got shape " +
+                                shape_str(value.shape()));
+  }
+  return mx::pad(c.arr(0), c.axes(1), c.int32s(2), c.int32s(3), mx::reshape(value, {}, s),
+                 "constant", s);
+}
+
 Array slice(const Call& c, S s) {
   auto strides = c.int32s(3);
   for (auto st : strides) {
@@ -59,11 +69,7 @@ const Entry ENTRIES[] = {
     {"squeeze", [](const Call& c, S s) -> Out { return {mx::squeeze(c.arr(0), c.axes(1), s)}; }},
     {"copy", [](const Call& c, S s) -> Out { return {mx::copy(c.arr(0), s)}; }},
     {"as_strided", [](const Call& c, S s) -> Out { return {as_strided(c, s)}; }},
-    {"pad",
-     [](const Call& c, S s) -> Out {
-       return {mx::pad(c.arr(0), c.axes(1), c.int32s(2), c.int32s(3), c.arr(4), "constant",
-                       s)};
-     }},
+    {"pad", [](const Call& c, S s) -> Out { return {pad(c, s)}; }},
     {"slice", [](const Call& c, S s) -> Out { return {slice(c, s)}; }},
     {"slice_update",
      [](const Call& c, S s) -> Out {

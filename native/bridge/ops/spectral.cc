@@ -7,6 +7,8 @@ namespace emlx::ops {
 
 namespace {
 
+const auto BACKWARD = mx::fft::FFTNorm::Backward;
+
 const Array& fft_input(const Call& c, const char* op) {
   const auto& a = c.arr(0);
   if (a.dtype() == mx::float64) {
@@ -16,8 +18,6 @@ const Array& fft_input(const Call& c, const char* op) {
   }
   return a;
 }
-
-const auto BACKWARD = mx::fft::FFTNorm::Backward;
 
 const Entry ENTRIES[] = {
     {"fft",
