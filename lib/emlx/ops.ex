@@ -27,7 +27,8 @@ defmodule EMLX.Ops do
     EMLX.Ops.Conv,
     EMLX.Ops.Spectral,
     EMLX.Ops.Fast,
-    EMLX.Ops.Quant
+    EMLX.Ops.Quant,
+    EMLX.Ops.Backend
   ]
 
   @doc false

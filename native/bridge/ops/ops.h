@@ -61,5 +61,6 @@ extern const OpTable conv;
 extern const OpTable spectral;
 extern const OpTable fast;
 extern const OpTable quant;
+extern const OpTable backend;
 
 }  // namespace emlx::ops

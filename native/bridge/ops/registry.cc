@@ -14,9 +14,9 @@ namespace emlx {
 
 namespace {
 
-const std::array<const ops::OpTable*, 10> FAMILIES = {
-    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing,
-    &ops::linalg,   &ops::conv,   &ops::spectral,    &ops::fast,      &ops::quant,
+const std::array<const ops::OpTable*, 11> FAMILIES = {
+    &ops::creation, &ops::shape,  &ops::elementwise, &ops::reduction, &ops::indexing, &ops::linalg,
+    &ops::conv,     &ops::spectral, &ops::fast,     &ops::quant,     &ops::backend,
 };
 
 const ops::Entry* find(uint32_t index) {

@@ -310,6 +310,24 @@ defmodule EMLX.API.ListTest do
       f when f in [:fft2, :ifft2] ->
         [m, [2, 2], [0, 1]]
 
+      # The backend family (lib/emlx/ops/backend.ex), not in the seed list.
+      :dynamic_slice ->
+        [m, idx, [0, 1], [1, 1]]
+
+      :dynamic_slice_update ->
+        [m, tensor([[5.0]], :float32), idx, [0, 1]]
+
+      :precise_unary ->
+        [m, "exp"]
+
+      :from_address ->
+        {address, 16} = EMLX.tensor_data_ptr(m)
+        [address, 16, {2, 2}, :float32, :cpu]
+
+      :from_shm ->
+        {name, 16} = EMLX.tensor_to_shm(m, 0o600)
+        [name, 16, {2, 2}, :float32, :cpu]
+
       _ ->
         Enum.map(params, fn {_, kind} -> sample(kind) end)
     end
