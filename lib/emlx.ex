@@ -11,7 +11,16 @@ defmodule EMLX do
   Types are MLX dtype atoms (`:float32`, `:bfloat16`, `:int64`, `:bool`, …)
   or, as a convenience, Nx type tuples (`{:f, 32}`); see `EMLX.Types`.
   Bad arguments raise `ArgumentError`; failures inside MLX raise
-  `EMLX.NIFError` with MLX's message.
+  `EMLX.NIFError` with MLX's message. A result that could not fit in the
+  machine's memory is refused when the op is built.
+
+  Indexing never touches memory outside a tensor: `take/3`,
+  `take_along_axis/3` and `gather/4` clamp out-of-range (and negative)
+  indices into range, `scatter/4` and `scatter_add/4` drop updates that do
+  not fit, as XLA does. MLX's linear algebra (`linalg_*`, `tri_inv/2`) runs
+  on the CPU only: those ops are recorded on a CPU stream owned by the
+  tensor's command queue, so their results stay on the queue (and device)
+  of their input.
 
       iex> a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native>>, {2}, :float32, :cpu)
       iex> EMLX.add(a, a) |> EMLX.to_blob()
@@ -51,6 +60,7 @@ defmodule EMLX do
     body =
       case opts[:out] do
         :tuple -> quote(do: List.to_tuple(unquote(call)))
+        :list -> quote(do: EMLX.as_list(unquote(call)))
         _ -> call
       end
 
@@ -68,8 +78,16 @@ defmodule EMLX do
   end
 
   @doc false
+  # Ops with a variable number of outputs answer a list even for one.
+  def as_list(outputs) when is_list(outputs), do: outputs
+  def as_list(output), do: [output]
+
+  @doc false
   def queue_for({device, ref}) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
   def queue_for([{device, ref} | _]) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
+
+  def queue_for([]),
+    do: raise(ArgumentError, "expected a non-empty list of EMLX tensors ({device, ref}), got: []")
 
   def queue_for(other),
     do: raise(ArgumentError, "expected an EMLX tensor ({device, ref}), got: #{inspect(other)}")

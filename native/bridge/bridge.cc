@@ -25,6 +25,10 @@ mx::Stream to_stream(const StreamRef& s) {
   return mx::Stream(s.index, device_of(s.device));
 }
 
+mx::Stream to_cpu_stream(const StreamRef& s) {
+  return mx::Stream(s.cpu_index, mx::Device(mx::Device::cpu));
+}
+
 // --- dtypes ----------------------------------------------------------------
 
 mx::Dtype parse_dtype(const std::string& name) {
@@ -121,7 +125,7 @@ std::vector<int> Call::axes(size_t i) const {
   out.reserve(v.size());
   for (auto x : v) {
     if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
-      bad(i, "a list of axes that fit in 32 bits");
+      bad(i, "a list of integers that fit in 32 bits");
     out.push_back(static_cast<int>(x));
   }
   return out;
@@ -136,6 +140,10 @@ mx::Shape Call::shape(size_t i) const {
   }
   return out;
 }
+mx::Shape Call::int32s(size_t i) const {
+  auto v = axes(i);
+  return mx::Shape(v.begin(), v.end());
+}
 std::vector<double> Call::floats(size_t i) const {
   if (i < args.size()) {
     if (auto* v = std::get_if<std::vector<int64_t>>(&args[i])) {
@@ -145,6 +153,10 @@ std::vector<double> Call::floats(size_t i) const {
   return get<std::vector<double>>(i, "a list of numbers");
 }
 mx::Dtype Call::dtype(size_t i) const { return parse_dtype(str(i)); }
+mx::Stream Call::cpu() const {
+  if (!cpu_stream) throw std::logic_error("internal: op called without a CPU stream");
+  return *cpu_stream;
+}
 
 // --- devices and streams -----------------------------------------------------
 
@@ -158,7 +170,10 @@ int32_t new_stream(int32_t device) {
   return mx::new_stream(d).index;
 }
 
-void synchronize(const StreamRef& s) { mx::synchronize(to_stream(s)); }
+void synchronize(const StreamRef& s) {
+  mx::synchronize(to_stream(s));
+  mx::synchronize(to_cpu_stream(s));
+}
 
 // --- op calls ----------------------------------------------------------------
 
@@ -246,19 +261,19 @@ bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
-namespace {
-
 // Primitives whose output shares its input's buffer (no allocation of its
 // own, whatever its logical size).
-bool is_view(const Array& a) {
+bool allocates(const Array& a) {
   static const std::unordered_set<std::string> views = {
       "AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims", "Flatten",
       "Reshape",   "Slice",     "Squeeze",       "Transpose",  "Unflatten", "View"};
-  return a.has_primitive() && views.count(a.primitive().name()) > 0;
+  return !(a.has_primitive() && views.count(a.primitive().name()) > 0);
 }
 
+namespace {
+
 void refuse_if_too_big(const Array& a, size_t limit) {
-  if (a.nbytes() <= limit || is_view(a)) return;
+  if (a.nbytes() <= limit || !allocates(a)) return;
   std::ostringstream msg;
   msg << "cannot evaluate: an array of shape [";
   for (size_t i = 0; i < a.shape().size(); ++i) msg << (i ? ", " : "") << a.shape()[i];

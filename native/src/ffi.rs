@@ -7,11 +7,14 @@
 
 #[cxx::bridge(namespace = "emlx")]
 mod bridge {
-    /// An MLX stream by value: `device` is 0 for the CPU, 1 for the GPU.
+    /// A command queue's MLX streams by value: `index` on `device` (0 for
+    /// the CPU, 1 for the GPU), and `cpu_index`, a CPU stream created by the
+    /// same thread for ops MLX runs only on the CPU (linalg).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     struct StreamRef {
         index: i32,
         device: i32,
+        cpu_index: i32,
     }
 
     /// A scalar read back from a 0-d array. `kind`: 0 signed integer,

@@ -191,9 +191,12 @@ fn push_list(
     }
     let mut list = ffi::new_list();
     for item in items {
-        usable(&*decode_tensor(item)?, queue_id, |a| {
-            ffi::list_push(list.pin_mut(), a)
+        let tensor = decode_tensor(item).map_err(|_| {
+            Error::BadArg(format!(
+                "expected a list of integers, of numbers or of tensors, got: {whole:?}"
+            ))
         })?;
+        usable(&tensor, queue_id, |a| ffi::list_push(list.pin_mut(), a))?;
     }
     ffi::push_arrays(call, &list);
     Ok(())

@@ -194,7 +194,7 @@ impl Queue {
             ));
         }
         let (tx, rx) = bounded::<Job>(capacity);
-        let (ready_tx, ready_rx) = bounded::<Result<i32>>(1);
+        let (ready_tx, ready_rx) = bounded::<Result<StreamRef>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
         let closed = Arc::new(RwLock::new(false));
@@ -204,14 +204,10 @@ impl Queue {
         let spawned = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
-                let created = ffi::new_stream(device.code()).map_err(Error::from);
-                let index = created.as_ref().copied().ok();
+                let created = create_streams(device);
+                let stream = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
-                if let Some(index) = index {
-                    let stream = StreamRef {
-                        index,
-                        device: device.code(),
-                    };
+                if let Some(stream) = stream {
                     serve(stream, rx, &thread_stats, &thread_closed);
                 }
                 thread_stats.running.store(false, Ordering::SeqCst);
@@ -227,16 +223,13 @@ impl Queue {
                 )));
             }
         };
-        let index = ready_rx
+        let stream = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
         Ok(Arc::new(Queue {
             id,
             device,
-            stream: StreamRef {
-                index,
-                device: device.code(),
-            },
+            stream,
             capacity,
             stats,
             tx,
@@ -362,6 +355,22 @@ impl Queue {
             _ => Err(self.closed_error()),
         }
     }
+}
+
+/// Creates the queue's streams on the calling (queue) thread: its main stream
+/// and a companion CPU stream for the ops MLX only runs on the CPU (linalg).
+/// Both belong to this thread, so this thread can evaluate graphs that mix
+/// them. A CPU queue gets a companion too, so that the path a GPU queue
+/// takes (a graph over two streams of one thread) runs, and is tested,
+/// everywhere.
+fn create_streams(device: Device) -> Result<StreamRef> {
+    let index = ffi::new_stream(device.code())?;
+    let cpu_index = ffi::new_stream(Device::Cpu.code())?;
+    Ok(StreamRef {
+        index,
+        device: device.code(),
+        cpu_index,
+    })
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).

@@ -179,18 +179,23 @@ defmodule EMLX.QueueFaultTest do
   end
 
   describe "jobs that fail inside MLX" do
-    test "an allocation MLX cannot make raises EMLX.NIFError and the queue serves the next job" do
+    test "jobs MLX fails at evaluation raise EMLX.NIFError and the queue serves the next job" do
       q = CommandQueue.new!(:cpu)
-      # 2^40 float32 elements: 4 TiB. MLX's CPU allocator would hand back a
+      # A singular matrix: LAPACK's LU fails inside MLX, on the queue thread.
+      singular = CommandQueue.with_queue(q, fn -> EMLX.linalg_inv(EMLX.full(0.0, {2, 2}, :float32, :cpu)) end)
+      assert_raise EMLX.NIFError, ~r/LU factorization failed/, fn -> EMLX.eval(singular) end
+
+      # 2^40 float32 elements (4 TiB) as a broadcast view is fine, but reading
+      # it back needs a contiguous copy: MLX's CPU allocator would hand back a
       # null buffer (and crash the VM); the eval guard refuses it instead.
-      huge = CommandQueue.with_queue(q, fn -> EMLX.ones({1_048_576, 1_048_576}, :float32, :cpu) end)
-      error = assert_raise EMLX.NIFError, fn -> EMLX.eval(huge) end
+      view =
+        CommandQueue.with_queue(q, fn ->
+          EMLX.ones({1}, :float32, :cpu) |> EMLX.broadcast_to({1_048_576, 1_048_576})
+        end)
+
+      error = assert_raise EMLX.NIFError, fn -> EMLX.to_blob(view, 1) end
       assert error.message =~ "4398046511104 bytes"
       assert error.message =~ "memory limit"
-
-      assert_raise EMLX.NIFError, ~r/memory limit/, fn ->
-        CommandQueue.with_queue(q, fn -> EMLX.to_blob(EMLX.add(huge, huge), 1) end)
-      end
 
       assert EMLX.to_blob(CommandQueue.with_queue(q, fn -> EMLX.add(ints(q, [20]), ints(q, [22])) end)) ==
                int_blob([42])

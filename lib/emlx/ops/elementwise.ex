@@ -94,6 +94,52 @@ defmodule EMLX.Ops.Elementwise do
          """, []}
       end
 
-    unary ++ binary
+    unary ++ binary ++ selection()
+  end
+
+  defp selection do
+    [
+      {:clip, [tensor: :tensor, tensor_min: :tensor, tensor_max: :tensor],
+       """
+       Limits the elements to `[tensor_min, tensor_max]` (tensors that broadcast
+       against `tensor`); either bound may be `nil`, not both.
+
+           iex> t = EMLX.arange(0, 5, 1, true, :cpu)
+           iex> lo = EMLX.scalar_tensor(1, :int64, :cpu)
+           iex> hi = EMLX.scalar_tensor(3, :int64, :cpu)
+           iex> EMLX.clip(t, lo, hi) |> EMLX.to_blob()
+           <<1::64-native, 1::64-native, 2::64-native, 3::64-native, 3::64-native>>
+       """, []},
+      {:where, [tensorPred: :tensor, tensorTrue: :tensor, tensorFalse: :tensor],
+       """
+       Element-wise `tensorTrue` where `tensorPred` is non-zero, else
+       `tensorFalse`, with broadcasting.
+
+           iex> pred = EMLX.from_blob(<<1, 0>>, {2}, :bool, :cpu)
+           iex> a = EMLX.full(1, {2}, :int32, :cpu)
+           iex> b = EMLX.full(2, {2}, :int32, :cpu)
+           iex> EMLX.where(pred, a, b) |> EMLX.to_blob()
+           <<1::32-native, 2::32-native>>
+       """, []},
+      {:isclose, [tensorA: :tensor, tensorB: :tensor, rtol: :float, atol: :float, equal_nan: :bool],
+       """
+       Element-wise `abs(a - b) <= atol + rtol * abs(b)`, as booleans; NaNs
+       compare equal only when `equal_nan` is true.
+
+           iex> a = EMLX.scalar_tensor(1.0, :float32, :cpu)
+           iex> b = EMLX.scalar_tensor(1.05, :float32, :cpu)
+           iex> EMLX.isclose(a, b, 0.1, 0.0, false) |> EMLX.item()
+           true
+       """, []},
+      {:allclose, [tensorA: :tensor, tensorB: :tensor, rtol: :float, atol: :float, equal_nan: :bool],
+       """
+       A boolean 0-d tensor: whether `isclose/5` holds for every element.
+
+           iex> a = EMLX.full(1.0, {3}, :float32, :cpu)
+           iex> b = EMLX.full(1.5, {3}, :float32, :cpu)
+           iex> EMLX.allclose(a, b, 1.0e-5, 1.0e-8, false) |> EMLX.item()
+           false
+       """, []}
+    ]
   end
 end

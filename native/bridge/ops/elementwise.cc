@@ -77,6 +77,25 @@ const Entry ENTRIES[] = {
     EMLX_BINARY(less_equal, mx::less_equal),
     EMLX_BINARY(logical_and, mx::logical_and),
     EMLX_BINARY(logical_or, mx::logical_or),
+    // --- selection and comparison ---
+    {"clip",
+     [](const Call& c, S s) -> Out {
+       auto bound = [&](size_t i) -> std::optional<Array> {
+         if (c.none(i)) return std::nullopt;
+         return c.arr(i);
+       };
+       return {mx::clip(c.arr(0), bound(1), bound(2), s)};
+     }},
+    {"where",
+     [](const Call& c, S s) -> Out { return {mx::where(c.arr(0), c.arr(1), c.arr(2), s)}; }},
+    {"isclose",
+     [](const Call& c, S s) -> Out {
+       return {mx::isclose(c.arr(0), c.arr(1), c.f64(2), c.f64(3), c.flag(4), s)};
+     }},
+    {"allclose",
+     [](const Call& c, S s) -> Out {
+       return {mx::allclose(c.arr(0), c.arr(1), c.f64(2), c.f64(3), c.flag(4), s)};
+     }},
     {"logical_xor",
      [](const Call& c, S s) -> Out {
        return {mx::not_equal(mx::astype(c.arr(0), mx::bool_, s),
