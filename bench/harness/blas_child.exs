@@ -5,6 +5,7 @@
 #   run KEY INNER   -> "ok <ns>"     (INNER matmuls, each evaluated)
 #   quit
 {:ok, _} = Application.ensure_all_started(:emlx)
+Code.ensure_loaded!(EMLX)
 
 defmodule Bench.BlasChild do
   def loop(state) do

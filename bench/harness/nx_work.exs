@@ -46,7 +46,7 @@ defmodule Bench.NxWork do
   defp type("bfloat16"), do: :bf16
 
   def force(%Nx.Tensor{data: %{__struct__: mod}} = t) when mod != Nx.BinaryBackend do
-    if function_exported?(mod, :from_nx, 1) and function_exported?(EMLX, :eval, 1) do
+    if Code.ensure_loaded?(mod) and function_exported?(mod, :from_nx, 1) do
       EMLX.eval(mod.from_nx(t))
     else
       Nx.to_binary(t)

@@ -23,6 +23,9 @@ defmodule Bench.Workloads do
 
   @doc "All workloads for a context (device, reference drivers, what is loaded)."
   def all(ctx) do
+    # function_exported?/3 does not load modules: load the ones asked about.
+    Code.ensure_loaded!(EMLX)
+
     [
       dispatch(ctx, :build),
       dispatch(ctx, :eval),
