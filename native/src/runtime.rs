@@ -17,7 +17,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use crate::error::Error;
 use crate::ffi;
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
-use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes};
+use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
 mod atoms {
     rustler::atoms! {
@@ -177,10 +177,16 @@ fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<At
     Ok(atoms::ok())
 }
 
-/// Sends `{tag, {:ok, number}}`: an integer, a float (or :nan,
-/// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
-#[rustler::nif]
-fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+/// Submits a job on `tensor`'s queue that evaluates it, marks it ready and
+/// answers with what `work` makes of the array (`readable` gives the
+/// evaluated, row-contiguous form). Shared by every job NIF that reads one
+/// tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
+pub fn read_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    tag: Term<'a>,
+    work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
+) -> NifResult<Atom> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
     let queue = res.queue.serving(ffi::is_lazy(&array))?;
@@ -188,12 +194,41 @@ fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
-            let s = ffi::item_of(&array, stream)?;
+            let reply = work(ReadArgs {
+                array: &array,
+                stream,
+                owner: &res,
+            })?;
             mark_ready(&[flag]);
-            Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
+            Ok(reply)
         }),
     )?;
     Ok(atoms::ok())
+}
+
+/// What a read job's work gets: the tensor's array (possibly lazy), the
+/// queue's stream, and the tensor resource itself.
+pub struct ReadArgs<'j> {
+    pub array: &'j ffi::Array,
+    pub stream: &'j ffi::StreamRef,
+    pub owner: &'j ResourceArc<TensorRes>,
+}
+
+impl ReadArgs<'_> {
+    /// The array evaluated and row-contiguous.
+    pub fn readable(&self) -> crate::error::Result<cxx::UniquePtr<ffi::Array>> {
+        Ok(ffi::readable(self.array, self.stream)?)
+    }
+}
+
+/// Sends `{tag, {:ok, number}}`: an integer, a float (or :nan,
+/// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
+#[rustler::nif]
+fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    read_job(env, tensor, tag, |job| {
+        let s = ffi::item_of(job.array, job.stream)?;
+        Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
+    })
 }
 
 fn float_term(env: Env, x: f64) -> Term {
@@ -228,28 +263,19 @@ fn to_blob<'a>(
     limit: Option<u64>,
     tag: Term<'a>,
 ) -> NifResult<Atom> {
-    let res = decode_tensor(tensor)?;
-    let array = res.handle()?;
-    let queue = res.queue.serving(ffi::is_lazy(&array))?;
-    let flag = res.ready_flag();
-    queue.submit(
-        ReplyTo::new(env, tag),
-        Box::new(move |stream| {
-            let ready = ffi::readable(&array, stream)?;
-            mark_ready(&[flag]);
-            let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
-            let total = ffi::nbytes_of(&ready);
-            let len = match limit {
-                Some(n) => (n as usize).saturating_mul(itemsize).min(total),
-                None => total,
-            };
-            let blob = ResourceArc::new(BlobRes(ready));
-            Ok(Reply::Term(Box::new(move |env| {
-                blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
-            })))
-        }),
-    )?;
-    Ok(atoms::ok())
+    read_job(env, tensor, tag, move |job| {
+        let ready = job.readable()?;
+        let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
+        let total = ffi::nbytes_of(&ready);
+        let len = match limit {
+            Some(n) => (n as usize).saturating_mul(itemsize).min(total),
+            None => total,
+        };
+        let blob = ResourceArc::new(BlobRes(ready));
+        Ok(Reply::Term(Box::new(move |env| {
+            blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
+        })))
+    })
 }
 
 #[rustler::nif]

@@ -5,13 +5,13 @@
 //! Both jobs evaluate the tensor, so they run on the tensor's own queue and
 //! answer by message, like `to_blob`.
 
-use rustler::{Atom, Env, NifResult, ResourceArc, Term};
+use rustler::{Atom, Env, NifResult, Term};
 
 use crate::error::Error;
 use crate::ffi;
-use crate::queue::{Reply, ReplyTo};
+use crate::queue::Reply;
+use crate::runtime::read_job;
 use crate::shm;
-use crate::tensor::{decode_tensor, mark_ready, TensorRes};
 
 mod atoms {
     rustler::atoms! { ok }
@@ -24,29 +24,19 @@ mod atoms {
 /// deallocated.
 #[rustler::nif]
 fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
-    let res: ResourceArc<TensorRes> = decode_tensor(tensor)?;
-    let array = res.handle()?;
-    let owner = res.clone();
-    let queue = res.queue.serving(ffi::is_lazy(&array))?;
-    let flag = res.ready_flag();
-    queue.submit(
-        ReplyTo::new(env, tag),
-        Box::new(move |stream| {
-            let ready = ffi::readable(&array, stream)?;
-            mark_ready(&[flag]);
-            let len = ffi::nbytes_of(&ready);
-            let address = if len == 0 {
-                0
-            } else {
-                ffi::data_bytes(&ready)?.as_ptr() as u64
-            };
-            owner.replace(ready)?;
-            Ok(Reply::Term(Box::new(move |env| {
-                rustler::Encoder::encode(&(address, len as u64), env)
-            })))
-        }),
-    )?;
-    Ok(atoms::ok())
+    read_job(env, tensor, tag, |job| {
+        let ready = job.readable()?;
+        let len = ffi::nbytes_of(&ready);
+        let address = if len == 0 {
+            0
+        } else {
+            ffi::data_bytes(&ready)?.as_ptr() as u64
+        };
+        job.owner.replace(ready)?;
+        Ok(Reply::Term(Box::new(move |env| {
+            rustler::Encoder::encode(&(address, len as u64), env)
+        })))
+    })
 }
 
 /// Sends `{tag, {:ok, {name, byte_size}}, run_ns}`: a new shared-memory segment
@@ -65,24 +55,15 @@ fn tensor_to_shm<'a>(
         ))
         .into());
     }
-    let res = decode_tensor(tensor)?;
-    let array = res.handle()?;
-    let queue = res.queue.serving(ffi::is_lazy(&array))?;
-    let flag = res.ready_flag();
-    queue.submit(
-        ReplyTo::new(env, tag),
-        Box::new(move |stream| {
-            let ready = ffi::readable(&array, stream)?;
-            mark_ready(&[flag]);
-            let bytes = ffi::data_bytes(&ready)?;
-            let name = shm::create_with(bytes, permissions)?;
-            let len = bytes.len() as u64;
-            Ok(Reply::Term(Box::new(move |env| {
-                rustler::Encoder::encode(&(name, len), env)
-            })))
-        }),
-    )?;
-    Ok(atoms::ok())
+    read_job(env, tensor, tag, move |job| {
+        let ready = job.readable()?;
+        let bytes = ffi::data_bytes(&ready)?;
+        let name = shm::create_with(bytes, permissions)?;
+        let len = bytes.len() as u64;
+        Ok(Reply::Term(Box::new(move |env| {
+            rustler::Encoder::encode(&(name, len), env)
+        })))
+    })
 }
 
 /// Removes a shared-memory segment's name; a missing segment is fine.

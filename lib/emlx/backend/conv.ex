@@ -121,7 +121,7 @@ if Code.ensure_loaded?(Nx) do
           max(div(dim - (w - 1) * d - 1, s) + 1, 0)
         end)
 
-      [s_n, s_c | s_dims] = row_strides([n, c | dims])
+      [s_n, s_c | s_dims] = Convert.row_strides([n, c | dims])
       view_shape = [n | out_dims] ++ [c | window]
 
       view_strides =
@@ -144,14 +144,6 @@ if Code.ensure_loaded?(Nx) do
       |> EMLX.matmul(kernels)
       |> EMLX.transpose([1, 0, 2])
       |> EMLX.reshape(List.to_tuple([n | out_dims] ++ [o]))
-    end
-
-    defp row_strides(dims) do
-      dims
-      |> Enum.reverse()
-      |> Enum.map_reduce(1, fn dim, acc -> {acc, acc * dim} end)
-      |> elem(0)
-      |> Enum.reverse()
     end
   end
 end

@@ -134,5 +134,15 @@ if Code.ensure_loaded?(Nx) do
       array = astype(array, mlx_type(type))
       %T{out | data: %B{ref: array, shape: shape, type: type}}
     end
+
+    @doc false
+    # Row-major strides, in elements, of a tensor with dimensions `dims`.
+    def row_strides(dims) do
+      dims
+      |> Enum.reverse()
+      |> Enum.map_reduce(1, fn dim, acc -> {acc, acc * dim} end)
+      |> elem(0)
+      |> Enum.reverse()
+    end
   end
 end

@@ -8,14 +8,12 @@ if Code.ensure_loaded?(Nx) do
     # merged input type for comparisons) before the MLX op runs, so MLX's
     # own type promotion never decides a result type.
     #
-    # Integer corner cases MLX leaves to the hardware (which would kill the
-    # VM with SIGFPE, loop forever, or depend on the CPU) are defined here:
-    #   * quotient by 0 gives -1 (all bits set), remainder by 0 the dividend
-    #     (XLA's convention); MIN / -1 wraps to MIN.
-    #   * pow with a negative integer exponent gives the truncated real
-    #     result: 1 for base 1, ±1 for base -1, 0 otherwise.
-    #   * shifts by a negative amount or by at least the bit width shift
-    #     every bit out (0, or -1 for a right shift of a negative number).
+    # Integer corner cases MLX leaves to the hardware (quotient and
+    # remainder by 0 and MIN / -1, pow with a negative exponent, shifts out
+    # of range) are defined by the native ops themselves, with the
+    # semantics Nx's backend needs (see EMLX.quotient/2, EMLX.remainder/2,
+    # EMLX.pow/2, EMLX.left_shift/2, EMLX.right_shift/2). Only remainder's
+    # sign differs here: Nx's follows the dividend.
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
@@ -73,6 +71,10 @@ if Code.ensure_loaded?(Nx) do
       subtract: :subtract,
       multiply: :multiply,
       divide: :divide,
+      pow: :pow,
+      quotient: :quotient,
+      left_shift: :left_shift,
+      right_shift: :right_shift,
       atan2: :atan2,
       min: :minimum,
       max: :maximum,
@@ -88,7 +90,7 @@ if Code.ensure_loaded?(Nx) do
     @logical_binary [:logical_and, :logical_or, :logical_xor]
 
     # Binary ops with an implementation of their own below.
-    @special_binary [:pow, :remainder, :quotient, :left_shift, :right_shift]
+    @special_binary [:remainder]
 
     @doc false
     def unary_ops, do: Keyword.keys(@plain_unary) ++ @precise_f64_unary ++ @special_unary
@@ -302,94 +304,15 @@ if Code.ensure_loaded?(Nx) do
 
     ## Special binary ops
 
-    def pow(%T{type: {kind, _} = type} = out, left, right) when kind in [:s, :u] do
-      {base, exp} = operands(left, right, type)
-
-      if kind == :u do
-        EMLX.pow(base, exp) |> Convert.to_nx(out)
-      else
-        zero = scalar_like(exp, 0)
-        negative = EMLX.less(exp, zero)
-        positive_pow = EMLX.pow(base, EMLX.where(negative, zero, exp))
-        odd = EMLX.not_equal(EMLX.bitwise_and(exp, scalar_like(exp, 1)), zero)
-        one = scalar_like(base, 1)
-        minus_one = scalar_like(base, -1)
-
-        truncated =
-          EMLX.where(
-            EMLX.equal(base, one),
-            one,
-            EMLX.where(EMLX.equal(base, minus_one), EMLX.where(odd, minus_one, one), zero)
-          )
-
-        EMLX.where(negative, truncated, positive_pow) |> Convert.to_nx(out)
-      end
-    end
-
-    def pow(%T{type: type} = out, left, right) do
-      {l, r} = operands(left, right, type)
-      EMLX.pow(l, r) |> Convert.to_nx(out)
-    end
-
-    # Nx's remainder takes the sign of the dividend (C's fmod / Erlang's rem);
-    # MLX's takes the sign of the divisor.
-    def remainder(%T{type: {kind, _} = type} = out, left, right) when kind in [:s, :u] do
-      {a, b} = operands(left, right, type)
-      {safe_b, zero_divisor} = safe_divisor(b, kind)
-      r = fix_remainder_sign(a, safe_b, EMLX.remainder(a, safe_b))
-      EMLX.where(zero_divisor, a, r) |> Convert.to_nx(out)
-    end
-
+    # Nx's remainder takes the sign of the dividend (C's fmod / Erlang's
+    # rem); EMLX.remainder/2 takes the sign of the divisor. The integer
+    # corner cases (x % 0 = x, MIN % -1 = 0) are the same in both.
     def remainder(%T{type: type} = out, left, right) do
       {a, b} = operands(left, right, type)
-      fix_remainder_sign(a, b, EMLX.remainder(a, b)) |> Convert.to_nx(out)
-    end
-
-    defp fix_remainder_sign(a, b, r) do
+      r = EMLX.remainder(a, b)
       zero = scalar_like(r, 0)
       wrong = EMLX.logical_and(EMLX.not_equal(r, zero), EMLX.not_equal(EMLX.less(r, zero), EMLX.less(a, zero)))
-      EMLX.where(wrong, EMLX.subtract(r, b), r)
-    end
-
-    def quotient(%T{type: {kind, _} = type} = out, left, right) do
-      {a, b} = operands(left, right, type)
-      {safe_b, zero_divisor} = safe_divisor(b, kind)
-      q = EMLX.quotient(a, safe_b)
-      q = if kind == :s, do: EMLX.where(EMLX.equal(b, scalar_like(b, -1)), EMLX.negate(a), q), else: q
-      EMLX.where(zero_divisor, scalar_like(q, -1), q) |> Convert.to_nx(out)
-    end
-
-    # A divisor with 0 (and, for signed types, -1: MIN / -1 traps) replaced
-    # by 1, and the mask of zero divisors.
-    defp safe_divisor(b, kind) do
-      zero_divisor = EMLX.equal(b, scalar_like(b, 0))
-
-      trap =
-        if kind == :s, do: EMLX.logical_or(zero_divisor, EMLX.equal(b, scalar_like(b, -1))), else: zero_divisor
-
-      {EMLX.where(trap, scalar_like(b, 1), b), zero_divisor}
-    end
-
-    def left_shift(%T{type: {_, bits} = type} = out, left, right) do
-      {a, n} = operands(left, right, type)
-      width = storage_bits(a, bits)
-      {safe_n, out_of_range} = shift_amount(n, width)
-      EMLX.where(out_of_range, scalar_like(a, 0), EMLX.left_shift(a, safe_n)) |> Convert.to_nx(out)
-    end
-
-    def right_shift(%T{type: {_, bits} = type} = out, left, right) do
-      {a, n} = operands(left, right, type)
-      width = storage_bits(a, bits)
-      {safe_n, out_of_range} = shift_amount(n, width)
-      fill = EMLX.where(EMLX.less(a, scalar_like(a, 0)), scalar_like(a, -1), scalar_like(a, 0))
-      EMLX.where(out_of_range, fill, EMLX.right_shift(a, safe_n)) |> Convert.to_nx(out)
-    end
-
-    defp storage_bits(ref, _bits), do: ref |> EMLX.scalar_type() |> EMLX.Types.nx_type() |> elem(1)
-
-    defp shift_amount(n, width) do
-      out_of_range = EMLX.logical_or(EMLX.less(n, scalar_like(n, 0)), EMLX.greater_equal(n, scalar_like(n, width)))
-      {EMLX.where(out_of_range, scalar_like(n, 0), n), out_of_range}
+      EMLX.where(wrong, EMLX.subtract(r, b), r) |> Convert.to_nx(out)
     end
 
     ## Types

@@ -73,20 +73,12 @@ if Code.ensure_loaded?(Nx) do
           max(div(dim - (w - 1) * d - 1, s) + 1, 0)
         end)
 
-      elem_strides = row_strides(dims)
+      elem_strides = Convert.row_strides(dims)
 
       view_strides =
         Enum.zip_with(elem_strides, strides, &(&1 * &2)) ++ Enum.zip_with(elem_strides, dilations, &(&1 * &2))
 
       {out_dims ++ window, view_strides}
-    end
-
-    defp row_strides(dims) do
-      dims
-      |> Enum.reverse()
-      |> Enum.map_reduce(1, fn dim, acc -> {acc, acc * dim} end)
-      |> elem(0)
-      |> Enum.reverse()
     end
 
     ## window_reduce with an Elixir function

@@ -69,6 +69,80 @@ defmodule EMLX.Ops.Elementwise do
     logical_xor: {"logical exclusive or", {:int32, 1, 1, false}}
   ]
 
+  # Integer corner cases the native ops define (elementwise.cc) instead of
+  # leaving them to the hardware; appended to those ops' docs. Each rule
+  # applies in the type the op computes in (the operands' promoted type).
+  @integer_notes [
+    quotient: """
+    Integer corner cases are defined: dividing by zero gives -1 (all bits
+    set, so the largest value of an unsigned type), and `MIN / -1` wraps
+    to `MIN`. Floats divide as IEEE 754 does and round the quotient down.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.quotient(int32.(7), int32.(0)) |> EMLX.item()
+        -1
+        iex> EMLX.quotient(int32.(-2_147_483_648), int32.(-1)) |> EMLX.item()
+        -2147483648
+        iex> uint8 = &EMLX.scalar_tensor(&1, :uint8, :cpu)
+        iex> EMLX.quotient(uint8.(7), uint8.(0)) |> EMLX.item()
+        255
+    """,
+    remainder: """
+    The result is 0 or has the divisor's sign (`-7 % 3` is 2). Integer
+    corner cases are defined: the remainder of a division by zero is the
+    dividend (XLA's convention), and `MIN % -1` is 0. Floats follow
+    IEEE 754 (NaN for a zero divisor).
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.remainder(int32.(-7), int32.(3)) |> EMLX.item()
+        2
+        iex> EMLX.remainder(int32.(-7), int32.(0)) |> EMLX.item()
+        -7
+        iex> EMLX.remainder(int32.(-2_147_483_648), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    pow: """
+    A negative integer exponent gives the real result truncated toward
+    zero: 1 for base 1, 1 or -1 for base -1 (by the exponent's parity), 0
+    for any other base. Floats follow IEEE 754.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.pow(int32.(-1), int32.(-3)) |> EMLX.item()
+        -1
+        iex> EMLX.pow(int32.(1), int32.(-2)) |> EMLX.item()
+        1
+        iex> EMLX.pow(int32.(2), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    left_shift: """
+    Shifting by a negative amount or by the bit width (of the operands'
+    promoted type) or more shifts every bit out and gives 0. Booleans shift
+    as `:uint8`.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.left_shift(int32.(1), int32.(31)) |> EMLX.item()
+        -2147483648
+        iex> EMLX.left_shift(int32.(1), int32.(32)) |> EMLX.item()
+        0
+        iex> EMLX.left_shift(int32.(1), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    right_shift: """
+    Signed types shift arithmetically (the sign fills in). Shifting by a
+    negative amount or by the bit width (of the operands' promoted type) or
+    more shifts every bit out and gives 0, or -1 for a negative signed
+    number. Booleans shift as `:uint8`.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.right_shift(int32.(-8), int32.(1)) |> EMLX.item()
+        -4
+        iex> EMLX.right_shift(int32.(-8), int32.(40)) |> EMLX.item()
+        -1
+        iex> EMLX.right_shift(int32.(8), int32.(-1)) |> EMLX.item()
+        0
+    """
+  ]
+
   def table do
     unary =
       for {name, {what, {type, input, expected}}} <- @unary do
@@ -91,10 +165,17 @@ defmodule EMLX.Ops.Elementwise do
              iex> b = EMLX.scalar_tensor(#{inspect(b)}, #{inspect(type)}, :cpu)
              iex> EMLX.#{name}(a, b) |> EMLX.item()
              #{inspect(expected)}
-         """, []}
+         """ <> integer_notes(name), []}
       end
 
     unary ++ binary ++ selection()
+  end
+
+  defp integer_notes(name) do
+    case Keyword.fetch(@integer_notes, name) do
+      {:ok, notes} -> "\n" <> notes
+      :error -> ""
+    end
   end
 
   defp selection do

@@ -198,6 +198,45 @@ if Code.ensure_loaded?(Nx) do
         assert Nx.to_flat_list(Nx.remainder(u, Nx.tensor([0, 0], type: :u8))) == [5, 0]
       end
 
+      test "integer corner cases in s8, s16, s64 and u64 (now defined by the native ops)" do
+        # {type, MIN, MAX, bits}
+        for {type, min, max, bits} <- [
+              {:s8, -128, 127, 8},
+              {:s16, -32_768, 32_767, 16},
+              {:s64, -9_223_372_036_854_775_808, 9_223_372_036_854_775_807, 64}
+            ] do
+          a = emlx(Nx.tensor([7, -7, min, min, max], type: type))
+          b = Nx.tensor([0, 0, -1, 0, -1], type: type)
+          assert Nx.to_flat_list(Nx.quotient(a, b)) == [-1, -1, min, -1, -max]
+          # Nx's remainder has the dividend's sign.
+          assert Nx.to_flat_list(Nx.remainder(a, b)) == [7, -7, 0, min, 0]
+
+          assert Nx.to_flat_list(Nx.remainder(emlx(Nx.tensor([-7, 7], type: type)), Nx.tensor([3, -3], type: type))) ==
+                   [-1, 1]
+
+          pow = Nx.pow(emlx(Nx.tensor([1, -1, -1, 2], type: type)), Nx.tensor([min, -3, min, -1], type: type))
+          assert Nx.to_flat_list(pow) == [1, -1, 1, 0]
+
+          x = emlx(Nx.tensor([3, -3], type: type))
+          n = Nx.tensor([-1, bits], type: type)
+          assert Nx.to_flat_list(Nx.left_shift(x, n)) == [0, 0]
+          assert Nx.to_flat_list(Nx.right_shift(x, n)) == [0, -1]
+        end
+
+        max = 18_446_744_073_709_551_615
+        u = emlx(Nx.tensor([7, max, 3], type: :u64))
+        assert Nx.to_flat_list(Nx.quotient(u, Nx.tensor([0, 0, 2], type: :u64))) == [max, max, 1]
+        assert Nx.to_flat_list(Nx.remainder(u, Nx.tensor([0, 0, 2], type: :u64))) == [7, max, 1]
+
+        assert Nx.to_flat_list(Nx.left_shift(u, Nx.tensor([64, 200, 63], type: :u64))) == [
+                 0,
+                 0,
+                 9_223_372_036_854_775_808
+               ]
+
+        assert Nx.to_flat_list(Nx.right_shift(u, Nx.tensor([64, max, 1], type: :u64))) == [0, 0, 1]
+      end
+
       test "pow: integers, negative integer exponents, floats, complex" do
         check(&Nx.pow/2, [bin([2, 3, -2, 0, 5], type: :s32), bin([10, 3, 3, 0, 1], type: :s32)])
         check(&Nx.pow/2, [bin([2, 3], type: :u8), bin([7, 5], type: :u8)])
