@@ -90,11 +90,15 @@ defmodule EMLX.Native do
   end
 
   # Submits a job tagged with a fresh reference and waits for its reply:
-  # `{value, run_ns}`, or raises the error the queue reported.
+  # `{value, run_ns}`, or raises the error the queue reported. A read of an
+  # already-evaluated tensor is answered by the NIF itself ({:done, value}).
   defp job(submit) do
     ref = make_ref()
-    :ok = submit.(ref)
-    await(ref)
+
+    case submit.(ref) do
+      :ok -> await(ref)
+      {:done, value} -> {value, 0}
+    end
   end
 
   defp await(ref) do

@@ -336,12 +336,16 @@ rust::Slice<const uint8_t> data_bytes(const Array& a) {
   return rust::Slice<const uint8_t>(a.data<uint8_t>(), a.nbytes());
 }
 
-Scalar item_of(const Array& in, const StreamRef& s) {
-  if (in.size() != 1) {
+bool is_row_contiguous(const Array& a) { return a.flags().row_contiguous; }
+
+Scalar scalar_of(const Array& a) {
+  if (a.size() != 1) {
     throw std::invalid_argument("item: the tensor must have exactly one element, it has " +
-                                std::to_string(in.size()));
+                                std::to_string(a.size()));
   }
-  auto a = *readable(in, s);
+  if (a.status() == Array::Status::unscheduled) {
+    throw std::logic_error("scalar_of needs an evaluated array");
+  }
   Scalar out{2, 0, 0, 0.0, 0.0};
   switch (a.dtype()) {
     case mx::bool_: out.kind = 4; out.ival = a.item<bool>(); break;

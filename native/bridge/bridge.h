@@ -148,7 +148,9 @@ bool is_ready(const Array& a);
 void eval_list(const ArrayList& list);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
-Scalar item_of(const Array& a, const StreamRef& s);
+bool is_row_contiguous(const Array& a);
+// The value of an evaluated one-element array.
+Scalar scalar_of(const Array& a);
 
 // --- memory ----------------------------------------------------------------
 size_t active_memory();

@@ -71,7 +71,8 @@ mod bridge {
         fn eval_list(list: &ArrayList) -> Result<()>;
         fn readable(a: &Array, s: &StreamRef) -> Result<UniquePtr<Array>>;
         fn data_bytes(a: &Array) -> Result<&[u8]>;
-        fn item_of(a: &Array, s: &StreamRef) -> Result<Scalar>;
+        fn is_row_contiguous(a: &Array) -> bool;
+        fn scalar_of(a: &Array) -> Result<Scalar>;
 
         fn active_memory() -> usize;
         fn peak_memory() -> usize;

@@ -178,17 +178,34 @@ fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<At
 }
 
 /// Submits a job on `tensor`'s queue that evaluates it, marks it ready and
-/// answers with what `work` makes of the array (`readable` gives the
-/// evaluated, row-contiguous form). Shared by every job NIF that reads one
-/// tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
+/// answers with what `work` makes of the array. Shared by every job NIF that
+/// reads one tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
+///
+/// With `inline_when_ready`, a tensor already evaluated (and row-contiguous)
+/// is answered right here, without a trip through the queue: the NIF returns
+/// `{:done, value}` instead of `:ok`. Only cheap work may ask for that (it
+/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer.
 pub fn read_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
     tag: Term<'a>,
+    inline_when_ready: bool,
     work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
-) -> NifResult<Atom> {
+) -> NifResult<Term<'a>> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
+    if inline_when_ready && res.is_ready() && ffi::is_row_contiguous(&array) {
+        let reply = work(ReadArgs {
+            array: &array,
+            stream: &res.queue.stream,
+            owner: &res,
+            evaluated: true,
+        })?;
+        return Ok(match reply {
+            Reply::Ok => atoms::done().encode(env),
+            Reply::Term(f) => (atoms::done(), f(env)).encode(env),
+        });
+    }
     let queue = res.queue.serving(ffi::is_lazy(&array))?;
     let flag = res.ready_flag();
     queue.submit(
@@ -198,12 +215,13 @@ pub fn read_job<'a>(
                 array: &array,
                 stream,
                 owner: &res,
+                evaluated: false,
             })?;
             mark_ready(&[flag]);
             Ok(reply)
         }),
     )?;
-    Ok(atoms::ok())
+    Ok(atoms::ok().encode(env))
 }
 
 /// What a read job's work gets: the tensor's array (possibly lazy), the
@@ -212,11 +230,16 @@ pub struct ReadArgs<'j> {
     pub array: &'j ffi::Array,
     pub stream: &'j ffi::StreamRef,
     pub owner: &'j ResourceArc<TensorRes>,
+    /// Already evaluated and row-contiguous (the inline path): nothing to run.
+    evaluated: bool,
 }
 
 impl ReadArgs<'_> {
     /// The array evaluated and row-contiguous.
     pub fn readable(&self) -> crate::error::Result<cxx::UniquePtr<ffi::Array>> {
+        if self.evaluated {
+            return Ok(ffi::clone_array(self.array));
+        }
         Ok(ffi::readable(self.array, self.stream)?)
     }
 }
@@ -224,9 +247,10 @@ impl ReadArgs<'_> {
 /// Sends `{tag, {:ok, number}}`: an integer, a float (or :nan,
 /// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
 #[rustler::nif]
-fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
-    read_job(env, tensor, tag, |job| {
-        let s = ffi::item_of(job.array, job.stream)?;
+fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, true, |job| {
+        let ready = job.readable()?;
+        let s = ffi::scalar_of(&ready)?;
         Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
     })
 }
@@ -262,8 +286,8 @@ fn to_blob<'a>(
     tensor: Term<'a>,
     limit: Option<u64>,
     tag: Term<'a>,
-) -> NifResult<Atom> {
-    read_job(env, tensor, tag, move |job| {
+) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, true, move |job| {
         let ready = job.readable()?;
         let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
         let total = ffi::nbytes_of(&ready);

@@ -23,8 +23,8 @@ mod atoms {
 /// the address points into alive until it is garbage-collected or
 /// deallocated.
 #[rustler::nif]
-fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
-    read_job(env, tensor, tag, |job| {
+fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, false, |job| {
         let ready = job.readable()?;
         let len = ffi::nbytes_of(&ready);
         let address = if len == 0 {
@@ -48,14 +48,14 @@ fn tensor_to_shm<'a>(
     tensor: Term<'a>,
     permissions: u32,
     tag: Term<'a>,
-) -> NifResult<Atom> {
+) -> NifResult<Term<'a>> {
     if permissions > 0o777 {
         return Err(Error::BadArg(format!(
             "tensor_to_shm: permissions must be Unix mode bits between 0 and 0o777, got {permissions}"
         ))
         .into());
     }
-    read_job(env, tensor, tag, move |job| {
+    read_job(env, tensor, tag, false, move |job| {
         let ready = job.readable()?;
         let bytes = ffi::data_bytes(&ready)?;
         let name = shm::create_with(bytes, permissions)?;

@@ -214,6 +214,33 @@ defmodule EMLX.CommandQueueTest do
     end
   end
 
+  describe "reading evaluated tensors" do
+    test "item and to_blob of an evaluated tensor answer without a queue job" do
+      q = CommandQueue.new!(:cpu)
+      t = CommandQueue.with_queue(q, fn -> EMLX.add(ints(q, [20, 1]), ints(q, [22, 1])) end)
+      s = CommandQueue.with_queue(q, fn -> EMLX.sum(t, [0], false) end)
+      # The first reads evaluate, on the queue.
+      assert EMLX.to_blob(t) == int_blob([42, 2])
+      assert EMLX.item(s) == 44
+      jobs = CommandQueue.info(q).completed
+      assert jobs == 2
+
+      assert EMLX.to_blob(t) == int_blob([42, 2])
+      assert EMLX.to_blob(t, 1) == int_blob([42])
+      assert EMLX.item(s) == 44
+      assert CommandQueue.info(q).completed == jobs
+    end
+
+    test "a non-contiguous view of an evaluated tensor still goes through its queue" do
+      q = CommandQueue.new!(:cpu)
+      m = CommandQueue.with_queue(q, fn -> EMLX.reshape(ints(q, [1, 2, 3, 4]), {2, 2}) end)
+      EMLX.eval(m)
+      jobs = CommandQueue.info(q).completed
+      assert EMLX.to_blob(CommandQueue.with_queue(q, fn -> EMLX.transpose(m, [1, 0]) end)) == int_blob([1, 3, 2, 4])
+      assert CommandQueue.info(q).completed == jobs + 1
+    end
+  end
+
   describe "capacity" do
     test "a full queue refuses jobs with a clear error and recovers" do
       q = CommandQueue.new!(:cpu, capacity: 2)
@@ -223,7 +250,7 @@ defmodule EMLX.CommandQueueTest do
       {accepted, error} =
         Enum.reduce_while(1..1000, {[], nil}, fn _, {acc, _} ->
           try do
-            {:cont, {[submit_blob(small) | acc], nil}}
+            {:cont, {[submit_blob(queued(q, small)) | acc], nil}}
           rescue
             e in EMLX.NIFError -> {:halt, {acc, e}}
           end

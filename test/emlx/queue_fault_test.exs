@@ -51,7 +51,7 @@ defmodule EMLX.QueueFaultTest do
           lazy = CommandQueue.with_queue(q, fn -> EMLX.add(ready, ready) end)
 
           slow = submit_eval(slow_tensor(q))
-          waiting = for _ <- 1..5, do: submit_blob(ready)
+          waiting = for _ <- 1..5, do: submit_blob(queued(q, ready))
           Process.exit(owner, :kill)
 
           # The slow job was running (or about to): it ends either way.
@@ -218,7 +218,7 @@ defmodule EMLX.QueueFaultTest do
     test "bad input found on the queue thread raises ArgumentError; the queue goes on" do
       q = CommandQueue.new!(:cpu)
       v = ints(q, [1, 2, 3])
-      error = assert_raise ArgumentError, fn -> EMLX.item(v) end
+      error = assert_raise ArgumentError, fn -> EMLX.item(queued(q, v)) end
       assert error.message =~ "exactly one element"
       assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.sum(v, [0], false) end)) == 6
       assert CommandQueue.info(q).failed == 1
@@ -239,7 +239,7 @@ defmodule EMLX.QueueFaultTest do
         q = CommandQueue.new!(:cpu)
         ready = ints(q, [5])
         slow = submit_eval(slow_tensor(q))
-        waiting = for _ <- 1..10, do: submit_blob(ready)
+        waiting = for _ <- 1..10, do: submit_blob(queued(q, ready))
 
         assert CommandQueue.close(q) == :ok
         # close/1 returns once the thread has ended.

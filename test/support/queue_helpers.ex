@@ -5,12 +5,19 @@ defmodule EMLX.QueueHelpers do
 
   alias EMLX.CommandQueue
 
-  @doc "Sends a to_blob job for `t`; returns the tag its reply will carry."
+  @doc """
+  Sends a to_blob job for `t`; returns the tag its reply will carry. `t`
+  must be unevaluated: an evaluated tensor is read by the NIF itself,
+  without a job (see `queued/1`).
+  """
   def submit_blob(t) do
     ref = make_ref()
     :ok = EMLX.NIF.to_blob(t, nil, ref)
     ref
   end
+
+  @doc "An unevaluated copy of `t` on queue `q`, so reading it takes a job."
+  def queued(q, t), do: CommandQueue.with_queue(q, fn -> EMLX.copy(t) end)
 
   @doc "Sends an eval job for `t` (which must be unevaluated)."
   def submit_eval(t) do
