@@ -38,5 +38,6 @@ tar xf "$tarball"
 cd "$(find . -maxdepth 1 -mindepth 1 -type d | head -n 1)"
 make compile >/dev/null
 make install PREFIX="$prefix" >/dev/null
+cd /
 rm -rf "$work"
 "$prefix/bin/elixir" --version | tail -n 1

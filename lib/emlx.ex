@@ -11,7 +11,16 @@ defmodule EMLX do
   Types are MLX dtype atoms (`:float32`, `:bfloat16`, `:int64`, `:bool`, …)
   or, as a convenience, Nx type tuples (`{:f, 32}`); see `EMLX.Types`.
   Bad arguments raise `ArgumentError`; failures inside MLX raise
-  `EMLX.NIFError` with MLX's message.
+  `EMLX.NIFError` with MLX's message. A result that could not fit in the
+  machine's memory is refused when the op is built.
+
+  Indexing never touches memory outside a tensor: `take/3`,
+  `take_along_axis/3` and `gather/4` clamp out-of-range (and negative)
+  indices into range, `scatter/4` and `scatter_add/4` drop updates that do
+  not fit, as XLA does. MLX's linear algebra (`linalg_*`, `tri_inv/2`) runs
+  on the CPU only: those ops are recorded on a CPU stream owned by the
+  tensor's command queue, so their results stay on the queue (and device)
+  of their input.
 
       iex> a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native>>, {2}, :float32, :cpu)
       iex> EMLX.add(a, a) |> EMLX.to_blob()
@@ -51,16 +60,34 @@ defmodule EMLX do
     body =
       case opts[:out] do
         :tuple -> quote(do: List.to_tuple(unquote(call)))
+        :list -> quote(do: EMLX.as_list(unquote(call)))
         _ -> call
       end
 
+    # opts[:defaults]: trailing parameters that may be left out.
+    head =
+      for {{param, _kind}, var} <- Enum.zip(params, vars) do
+        case Keyword.fetch(opts[:defaults] || [], param) do
+          {:ok, default} -> quote(do: unquote(var) \\ unquote(Macro.escape(default)))
+          :error -> var
+        end
+      end
+
     @doc doc
-    def unquote(name)(unquote_splicing(vars)), do: unquote(body)
+    def unquote(name)(unquote_splicing(head)), do: unquote(body)
   end
+
+  @doc false
+  # Ops with a variable number of outputs answer a list even for one.
+  def as_list(outputs) when is_list(outputs), do: outputs
+  def as_list(output), do: [output]
 
   @doc false
   def queue_for({device, ref}) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
   def queue_for([{device, ref} | _]) when is_tensor(device, ref), do: EMLX.CommandQueue.current(device)
+
+  def queue_for([]),
+    do: raise(ArgumentError, "expected a non-empty list of EMLX tensors ({device, ref}), got: []")
 
   def queue_for(other),
     do: raise(ArgumentError, "expected an EMLX tensor ({device, ref}), got: #{inspect(other)}")
@@ -223,6 +250,106 @@ defmodule EMLX do
       nil -> if EMLX.NIF.gpu_available(), do: :gpu, else: :cpu
       device -> device
     end
+  end
+
+  ## Sharing memory outside MLX
+
+  @doc """
+  `{address, byte_size}` of the tensor's data: the address of its first
+  byte in MLX's buffer, after evaluating it on its command queue.
+
+  The data is row-major and contiguous: a transposed or strided view is
+  first replaced, inside the tensor, by its contiguous copy (same values).
+  The address stays valid while the tensor is alive and not deallocated
+  (`deallocate/1`): keep a reference to the tensor for as long as anything
+  reads the address. MLX arrays are immutable, so nothing may write there.
+  On Apple silicon the memory is shared by CPU and GPU; with MLX's CUDA
+  build the address belongs to MLX's CUDA allocator. An empty tensor gives
+  `{0, 0}`.
+
+      iex> t = EMLX.ones({2, 3}, :float32, :cpu)
+      iex> {address, size} = EMLX.tensor_data_ptr(t)
+      iex> {address > 0, size}
+      {true, 24}
+  """
+  def tensor_data_ptr({device, ref} = tensor) when is_tensor(device, ref),
+    do: EMLX.Native.tensor_data_ptr(tensor)
+
+  def tensor_data_ptr(other), do: raise(ArgumentError, not_a_tensor(:tensor_data_ptr, other))
+
+  @doc """
+  Copies the tensor's bytes (row-major, evaluated on its command queue) into
+  a new POSIX shared-memory segment and returns `{name, byte_size}`.
+
+  `permissions` is the segment's Unix mode, such as `0o600` (`0o400` for
+  read-only). `name` (a string starting with `/`) is what another process
+  passes to `shm_open`; on Linux the segment is also visible as
+  `/dev/shm/<name without the slash>`. The segment outlives the call and
+  this process until someone unlinks it: the receiver, or `shm_unlink/1`.
+  MLX arrays are immutable, so this is always a copy.
+
+      iex> t = EMLX.from_blob(<<1, 2, 3>>, {3}, :uint8, :cpu)
+      iex> {name, 3} = EMLX.tensor_to_shm(t, 0o600)
+      iex> EMLX.shm_unlink(name)
+      :ok
+  """
+  def tensor_to_shm({device, ref} = tensor, permissions)
+      when is_tensor(device, ref) and is_integer(permissions) and permissions in 0..0o777,
+      do: EMLX.Native.tensor_to_shm(tensor, permissions)
+
+  def tensor_to_shm({device, ref}, permissions) when is_tensor(device, ref),
+    do:
+      raise(
+        ArgumentError,
+        "tensor_to_shm: permissions must be Unix mode bits (an integer from 0 to 0o777), got: #{inspect(permissions)}"
+      )
+
+  def tensor_to_shm(other, _permissions), do: raise(ArgumentError, not_a_tensor(:tensor_to_shm, other))
+
+  defp not_a_tensor(function, other),
+    do: "#{function}: expected an EMLX tensor ({device, ref}), got: #{inspect(other)}"
+
+  @doc """
+  Removes the name of a shared-memory segment made by `tensor_to_shm/2`, so
+  the memory is freed once nobody has it open. A name that no longer exists
+  (the receiver already unlinked it) is fine: returns `:ok` all the same.
+
+      iex> EMLX.shm_unlink("/emlx-never-created")
+      :ok
+  """
+  def shm_unlink(name) when is_binary(name), do: EMLX.NIF.shm_unlink(name)
+
+  def shm_unlink(name),
+    do: raise(ArgumentError, "shm_unlink: the name must be a string, got: #{inspect(name)}")
+
+  if Code.ensure_loaded?(Nx) do
+    ## Nx tensors
+
+    @doc """
+    The `Nx.Tensor` (on `EMLX.Backend`) of an EMLX tensor `{device, ref}`.
+    Needs Nx and `EMLX.Backend`.
+    """
+    def to_nx({device, ref} = tensor) when is_tensor(device, ref), do: EMLX.NxInterop.to_nx(tensor)
+
+    @doc """
+    Quantizes a dense rank-2 `Nx.Tensor`; see `EMLX.Quantization.quantize/2`
+    (options `:type`, `{:s, 2}` / `{:s, 4}` / `{:s, 8}`, and `:group_size`).
+    """
+    def quantize(%Nx.Tensor{} = tensor, opts) when is_list(opts), do: EMLX.Quantization.quantize(tensor, opts)
+
+    @doc """
+    The dense tensor of a quantized `Nx.Tensor` made by `quantize/2`; see
+    `EMLX.Quantization.dequantize/2`.
+    """
+    def dequantize(%Nx.Tensor{} = qw), do: EMLX.Quantization.dequantize(qw)
+
+    @doc """
+    `activation · dequantize(qw)ᵀ` computed on the packed codes; see
+    `EMLX.Quantization.quantized_matmul/2`. Raises `ArgumentError` when
+    `qw` is not quantized or `activation` is.
+    """
+    def quantized_matmul(%Nx.Tensor{} = activation, %Nx.Tensor{} = qw),
+      do: EMLX.Quantization.quantized_matmul(activation, qw)
   end
 
   ## Memory

@@ -1,7 +1,9 @@
 defmodule EMLX.Native do
   @moduledoc false
   # How Elixir calls the NIF: lazy ops (with the cross-queue rule), and jobs
-  # that a command queue answers by message.
+  # that a command queue answers by message. A job NIF returns at once; the
+  # queue thread later sends `{tag, result, run_ns}` to the caller, where
+  # `run_ns` is the time the job ran on the queue thread.
 
   @doc false
   # Runs a lazy op on `queue`. A lazy input built on another queue can only
@@ -32,46 +34,97 @@ defmodule EMLX.Native do
   end
 
   @doc false
+  # Evaluates `tensors` on their queue; emits the [:emlx, :eval, _] span.
   def eval(tensors) do
-    ref = make_ref()
-    :ok = EMLX.NIF.eval(tensors, ref)
+    if EMLX.Telemetry.enabled?() do
+      EMLX.Telemetry.span([:emlx, :eval], eval_metadata(tensors), fn ->
+        {:ok, ns} = do_eval(tensors)
+        {:ok, %{mlx_duration: to_native(ns)}, %{}}
+      end)
+    else
+      {:ok, _ns} = do_eval(tensors)
+      :ok
+    end
+  end
 
-    receive do
-      {^ref, reply} -> unwrap(reply)
+  defp do_eval(tensors) do
+    ref = make_ref()
+
+    case EMLX.NIF.eval(tensors, ref) do
+      :done -> {:ok, 0}
+      :ok -> await(ref)
     end
   end
 
   @doc false
-  def item(tensor) do
-    ref = make_ref()
-    :ok = EMLX.NIF.item(tensor, ref)
-
-    receive do
-      {^ref, reply} -> unwrap(reply)
-    end
-  end
+  def item(tensor), do: value(&EMLX.NIF.item(tensor, &1))
 
   @doc false
+  # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
   def to_blob(tensor, limit) do
-    ref = make_ref()
-    :ok = EMLX.NIF.to_blob(tensor, limit, ref)
-
-    receive do
-      {^ref, reply} -> unwrap(reply)
+    if EMLX.Telemetry.enabled?() do
+      EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
+        {binary, ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
+        size = byte_size(binary)
+        {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
+      end)
+    else
+      {binary, _ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
+      binary
     end
   end
 
   @doc false
-  def synchronize(queue) do
-    ref = make_ref()
-    :ok = EMLX.NIF.queue_synchronize(queue, ref)
+  def tensor_data_ptr(tensor), do: value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
 
+  @doc false
+  def tensor_to_shm(tensor, permissions), do: value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+
+  @doc false
+  def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))
+
+  # A job's value, without its timing.
+  defp value(submit) do
+    {value, _ns} = job(submit)
+    value
+  end
+
+  # Submits a job tagged with a fresh reference and waits for its reply:
+  # `{value, run_ns}`, or raises the error the queue reported. A read of an
+  # already-evaluated tensor is answered by the NIF itself ({:done, value}).
+  defp job(submit) do
+    ref = make_ref()
+
+    case submit.(ref) do
+      :ok -> await(ref)
+      {:done, value} -> {value, 0}
+    end
+  end
+
+  defp await(ref) do
     receive do
-      {^ref, reply} -> unwrap(reply)
+      {^ref, reply, ns} -> {unwrap(reply), ns}
     end
   end
 
   defp unwrap(:ok), do: :ok
   defp unwrap({:ok, value}), do: value
   defp unwrap({:error, {module, message}}), do: raise(module, message)
+
+  defp to_native(ns), do: System.convert_time_unit(ns, :nanosecond, :native)
+
+  defp eval_metadata([{device, _} = first | _] = tensors),
+    do: %{device: device, queue: EMLX.NIF.tensor_queue_id(first), count: length(tensors)}
+
+  defp eval_metadata([]), do: %{device: nil, queue: nil, count: 0}
+
+  defp blob_metadata({device, _} = tensor, limit) do
+    %{
+      device: device,
+      queue: EMLX.NIF.tensor_queue_id(tensor),
+      shape: EMLX.NIF.shape(tensor),
+      dtype: EMLX.NIF.scalar_type(tensor),
+      limit: limit
+    }
+  end
 end

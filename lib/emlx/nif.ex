@@ -21,7 +21,8 @@ defmodule EMLX.NIF do
     deallocate: 1,
     is_tensor_ref: 1,
     # runtime.rs: queues, jobs answered by message, memory
-    queue_new: 1,
+    queue_new: 3,
+    queue_make_default: 1,
     queue_close: 1,
     queue_info: 1,
     queue_synchronize: 2,
@@ -35,7 +36,11 @@ defmodule EMLX.NIF do
     reset_peak_memory: 0,
     clear_cache: 0,
     set_cache_limit: 1,
-    set_memory_limit: 1
+    set_memory_limit: 1,
+    # sharing.rs: raw addresses and POSIX shared memory
+    tensor_data_ptr: 2,
+    tensor_to_shm: 3,
+    shm_unlink: 1
   ]
 
   @doc false

@@ -12,9 +12,24 @@ defmodule EMLX.Ops do
   #   :type               MLX dtype atom or Nx type tuple -> MLX dtype atom
   #   :scalar             number, :nan/:infinity/:neg_infinity, or Complex
   #   :shape, :axes, :ints, :axis, :int, :float, :bool, :string  passed as is
-  # Opts: out: :tensor (default) | :tuple | :list
+  # Opts: out: :tensor (default) | :tuple | :list (a list even for one output)
+  #       defaults: [param: value, ...] for trailing parameters that may be left out
+  # A name may have several entries of different arities (argmax/2 and /3):
+  # its one native entry tells them apart by the number of arguments.
 
-  @families [EMLX.Ops.Creation, EMLX.Ops.Shape, EMLX.Ops.Elementwise, EMLX.Ops.Reduction, EMLX.Ops.Linalg]
+  @families [
+    EMLX.Ops.Creation,
+    EMLX.Ops.Shape,
+    EMLX.Ops.Elementwise,
+    EMLX.Ops.Reduction,
+    EMLX.Ops.Indexing,
+    EMLX.Ops.Linalg,
+    EMLX.Ops.Conv,
+    EMLX.Ops.Spectral,
+    EMLX.Ops.Fast,
+    EMLX.Ops.Quant,
+    EMLX.Ops.Backend
+  ]
 
   @doc false
   def families, do: @families

@@ -27,6 +27,10 @@ mx::Stream to_stream(const StreamRef& s) {
   return mx::Stream(s.index, device_of(s.device));
 }
 
+mx::Stream to_cpu_stream(const StreamRef& s) {
+  return mx::Stream(s.cpu_index, mx::Device(mx::Device::cpu));
+}
+
 // --- dtypes ----------------------------------------------------------------
 
 mx::Dtype parse_dtype(const std::string& name) {
@@ -123,7 +127,7 @@ std::vector<int> Call::axes(size_t i) const {
   out.reserve(v.size());
   for (auto x : v) {
     if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
-      bad(i, "a list of axes that fit in 32 bits");
+      bad(i, "a list of integers that fit in 32 bits");
     out.push_back(static_cast<int>(x));
   }
   return out;
@@ -138,6 +142,10 @@ mx::Shape Call::shape(size_t i) const {
   }
   return out;
 }
+mx::Shape Call::int32s(size_t i) const {
+  auto v = axes(i);
+  return mx::Shape(v.begin(), v.end());
+}
 std::vector<double> Call::floats(size_t i) const {
   if (i < args.size()) {
     if (auto* v = std::get_if<std::vector<int64_t>>(&args[i])) {
@@ -147,6 +155,10 @@ std::vector<double> Call::floats(size_t i) const {
   return get<std::vector<double>>(i, "a list of numbers");
 }
 mx::Dtype Call::dtype(size_t i) const { return parse_dtype(str(i)); }
+mx::Stream Call::cpu() const {
+  if (!cpu_stream) throw std::logic_error("internal: op called without a CPU stream");
+  return *cpu_stream;
+}
 
 // --- devices and streams -----------------------------------------------------
 
@@ -160,7 +172,10 @@ int32_t new_stream(int32_t device) {
   return mx::new_stream(d).index;
 }
 
-void synchronize(const StreamRef& s) { mx::synchronize(to_stream(s)); }
+void synchronize(const StreamRef& s) {
+  mx::synchronize(to_stream(s));
+  mx::synchronize(to_cpu_stream(s));
+}
 
 // --- op calls ----------------------------------------------------------------
 
@@ -190,10 +205,28 @@ std::unique_ptr<Array> list_get(const ArrayList& list, size_t i) {
 //
 // MLX's CPU allocator neither enforces the memory limit nor checks malloc:
 // a failed allocation becomes a null buffer that the kernel then writes
-// through (a segfault), and an array's byte size silently wraps modulo 2^64
-// for absurd shapes (a small buffer, then writes far past it). So before
-// anything is evaluated, every buffer the graph will allocate is checked
-// here and an oversized one is refused with an exception instead.
+// through (a segfault that takes the VM down), and an array's byte size
+// silently wraps modulo 2^64 for absurd shapes (a small buffer, then writes
+// far past it). So before anything is evaluated, every buffer the graph will
+// allocate is checked here, and an impossible one is refused with an
+// exception instead: a byte count past 2^64 (ArgumentError), or more than
+// MLX's memory limit or the machine's memory (EMLX.NIFError). A limit of 0
+// refuses every allocation.
+
+// Views share their input's buffer and allocate nothing. (By name: libmlx
+// does not export its primitives' type information.) Reshape, Flatten,
+// Unflatten and View are not among them: they copy an input that is not
+// row-contiguous, which a lazy input may turn out to be.
+bool allocates(const Array& a) {
+  static const char* const views[] = {"AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims",
+                                      "Slice",     "Squeeze",   "Transpose"};
+  if (!a.has_primitive()) return true;
+  const char* name = a.primitive().name();
+  for (const char* v : views) {
+    if (std::strcmp(name, v) == 0) return false;
+  }
+  return true;
+}
 
 namespace {
 
@@ -207,57 +240,44 @@ size_t physical_memory() {
   return bytes;
 }
 
-std::string shape_text(const mx::Shape& shape) {
-  std::ostringstream out;
-  out << "{";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "}";
-  return out.str();
+std::string describe(const char* what, const mx::Shape& shape, mx::Dtype dtype) {
+  std::ostringstream msg;
+  msg << what << ": an array of shape [";
+  for (size_t i = 0; i < shape.size(); ++i) msg << (i ? ", " : "") << shape[i];
+  msg << "] and type " << dtype_name(dtype);
+  return msg.str();
 }
 
-// Bytes an array of `shape` and `dtype` needs; throws if that overflows.
-size_t checked_nbytes(const mx::Shape& shape, mx::Dtype dtype) {
+// The bytes an array of `shape` and `dtype` needs; throws if that count
+// overflows 2^64 (MLX's own count would wrap).
+size_t checked_nbytes(const char* what, const mx::Shape& shape, mx::Dtype dtype) {
   size_t bytes = mx::size_of(dtype);
   for (auto d : shape) {
     if (d < 0 || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes)) {
-      throw std::invalid_argument("a " + std::string(dtype_name(dtype)) + " tensor of shape " +
-                                  shape_text(shape) +
-                                  " would need more than 2^64 bytes; it cannot be computed");
+      throw std::invalid_argument(describe(what, shape, dtype) +
+                                  " would need more than 2^64 bytes");
     }
   }
   return bytes;
 }
 
-// Throws if `bytes` more cannot be allocated within MLX's memory limit
-// (capped at the machine's physical memory).
-void check_budget(size_t bytes, const mx::Shape& shape, mx::Dtype dtype) {
-  size_t limit = std::min(mx::get_memory_limit(), physical_memory());
-  size_t active = mx::get_active_memory();
-  size_t room = limit > active ? limit - active : 0;
-  if (bytes > room) {
-    std::ostringstream msg;
-    msg << "cannot allocate " << bytes << " bytes for a " << dtype_name(dtype)
-        << " tensor of shape " << shape_text(shape) << ": the memory limit is " << limit
-        << " bytes and " << active
-        << " are in use (EMLX.set_memory_limit/1 sets the limit; it is capped at the "
-           "machine's physical memory)";
-    throw std::runtime_error(msg.str());
+// Throws unless a buffer of `bytes` fits under MLX's memory limit and in
+// the machine's memory.
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype) {
+  size_t limit = mx::get_memory_limit();
+  size_t machine = physical_memory();
+  if (bytes <= limit && bytes <= machine) return;
+  std::ostringstream msg;
+  msg << describe(what, shape, dtype) << " needs " << bytes << " bytes, more than ";
+  if (bytes > limit) {
+    msg << "MLX's memory limit of " << limit << " bytes (see EMLX.set_memory_limit/1)";
+  } else {
+    msg << "this machine's memory (" << machine << " bytes)";
   }
+  throw std::runtime_error(msg.str());
 }
 
-// Views share their input's buffer: they allocate nothing. (By name: libmlx
-// does not export its primitives' type information.)
-bool is_view(const Array& a) {
-  static const char* const views[] = {"Broadcast", "BroadcastAxes", "Transpose", "Slice",
-                                      "ExpandDims", "Squeeze",      "AsStrided"};
-  const char* name = a.primitive().name();
-  for (const char* v : views) {
-    if (std::strcmp(name, v) == 0) return true;
-  }
-  return false;
-}
-
-// Walks the unevaluated part of the graph under `roots`.
+// Walks the unevaluated part of the graph under `roots`, each node once.
 void check_allocations(const std::vector<Array>& roots) {
   std::vector<Array> stack;
   std::unordered_set<std::uintptr_t> seen;
@@ -270,8 +290,10 @@ void check_allocations(const std::vector<Array>& roots) {
   while (!stack.empty()) {
     Array a = std::move(stack.back());
     stack.pop_back();
-    size_t bytes = checked_nbytes(a.shape(), a.dtype());
-    if (a.has_primitive() && !is_view(a)) check_budget(bytes, a.shape(), a.dtype());
+    // Views allocate nothing, but a view whose size wraps would make its
+    // consumers loop over a wrong element count: refused too.
+    size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
+    if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype());
     for (const auto& in : a.inputs()) visit(in);
     for (const auto& sib : a.siblings()) visit(sib);
   }
@@ -304,7 +326,7 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
         << count * mx::size_of(dtype);
     throw std::invalid_argument(msg.str());
   }
-  check_budget(expected, shape, dtype);
+  check_budget("from_blob", expected, shape, dtype);
   auto buffer = mx::allocator::malloc(expected);
   if (expected > 0 && buffer.buffer().raw_ptr() == nullptr) {
     throw std::runtime_error("from_blob: out of memory allocating " + std::to_string(expected) +
@@ -342,6 +364,7 @@ rust::String dtype_of(const Array& a) { return rust::String(dtype_name(a.dtype()
 size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string(dtype))); }
 size_t nbytes_of(const Array& a) { return a.nbytes(); }
 bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
+bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
@@ -374,12 +397,16 @@ rust::Slice<const uint8_t> data_bytes(const Array& a) {
   return rust::Slice<const uint8_t>(a.data<uint8_t>(), a.nbytes());
 }
 
-Scalar item_of(const Array& in, const StreamRef& s) {
-  if (in.size() != 1) {
+bool is_row_contiguous(const Array& a) { return a.flags().row_contiguous; }
+
+Scalar scalar_of(const Array& a) {
+  if (a.size() != 1) {
     throw std::invalid_argument("item: the tensor must have exactly one element, it has " +
-                                std::to_string(in.size()));
+                                std::to_string(a.size()));
   }
-  auto a = *readable(in, s);
+  if (a.status() == Array::Status::unscheduled) {
+    throw std::logic_error("scalar_of needs an evaluated array");
+  }
   Scalar out{2, 0, 0, 0.0, 0.0};
   switch (a.dtype()) {
     case mx::bool_: out.kind = 4; out.ival = a.item<bool>(); break;

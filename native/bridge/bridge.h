@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -29,6 +30,9 @@ static void trycatch(Try&& func, Fail&& fail) noexcept try {
 } catch (const std::out_of_range& e) {
   fail((std::string("A:") + e.what()).c_str());
 } catch (const std::length_error& e) {
+  fail((std::string("A:") + e.what()).c_str());
+} catch (const std::overflow_error& e) {
+  // MLX throws this for shapes whose dimensions exceed its 32-bit range.
   fail((std::string("A:") + e.what()).c_str());
 } catch (const std::bad_alloc&) {
   fail("E:out of memory: MLX could not allocate the requested buffer");
@@ -61,6 +65,10 @@ class Call {
                            std::vector<Array>, std::vector<double>, uint64_t>;
   std::vector<Arg> args;
   mutable const char* op = "";
+  // The companion CPU stream of the queue the op is built for, owned by the
+  // same thread as its main stream. Set by run_op; ops that MLX runs only on
+  // the CPU use it.
+  mutable std::optional<mx::Stream> cpu_stream;
 
   size_t size() const { return args.size(); }
   const Array& arr(size_t i) const;
@@ -74,8 +82,10 @@ class Call {
   std::vector<int64_t> ints(size_t i) const;
   std::vector<int> axes(size_t i) const;
   mx::Shape shape(size_t i) const;
+  mx::Shape int32s(size_t i) const;  // like shape, negative values allowed
   std::vector<double> floats(size_t i) const;
   mx::Dtype dtype(size_t i) const;
+  mx::Stream cpu() const;
 
  private:
   template <typename T>
@@ -85,6 +95,7 @@ class Call {
 
 // --- helpers shared by bridge.cc and ops.cc ---------------------------------
 mx::Stream to_stream(const StreamRef& s);
+mx::Stream to_cpu_stream(const StreamRef& s);
 mx::Dtype parse_dtype(const std::string& name);
 const char* dtype_name(mx::Dtype d);
 
@@ -125,12 +136,21 @@ rust::String dtype_of(const Array& a);
 size_t itemsize_of(rust::Str dtype);
 size_t nbytes_of(const Array& a);
 bool is_lazy(const Array& a);
+// Whether evaluating `a` allocates a buffer of its own (views such as
+// broadcasts, reshapes and slices share their input's buffer).
+bool allocates(const Array& a);
+// Whether MLX marks the array's data as computed. Only a plain read of its
+// status: MLX's is_available() would also mutate the array, which is not
+// safe while its queue may be evaluating it.
+bool is_ready(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 void eval_list(const ArrayList& list);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
-Scalar item_of(const Array& a, const StreamRef& s);
+bool is_row_contiguous(const Array& a);
+// The value of an evaluated one-element array.
+Scalar scalar_of(const Array& a);
 
 // --- memory ----------------------------------------------------------------
 size_t active_memory();

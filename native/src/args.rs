@@ -92,6 +92,21 @@ pub fn queue(nif: &str, term: Term) -> Result<ResourceArc<QueueRes>> {
     })
 }
 
+/// `None` for nil, else what `decode` makes of the term.
+pub fn optional<'a, T>(
+    term: Term<'a>,
+    decode: impl FnOnce(Term<'a>) -> Result<T>,
+) -> Result<Option<T>> {
+    if term
+        .decode::<Atom>()
+        .is_ok_and(|a| a == rustler::types::atom::nil())
+    {
+        Ok(None)
+    } else {
+        decode(term).map(Some)
+    }
+}
+
 /// An atom, by name.
 pub fn atom_name(nif: &str, what: &str, term: Term) -> Result<String> {
     if term.get_type() != TermType::Atom {

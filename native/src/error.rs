@@ -30,6 +30,9 @@ pub enum Error {
     /// The command queue can no longer take work.
     #[error("{0}")]
     Queue(String),
+    /// A failed operating-system call (shared memory), with the OS's reason.
+    #[error("{0}")]
+    Os(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -38,6 +41,17 @@ impl From<cxx::Exception> for Error {
     fn from(e: cxx::Exception) -> Self {
         // bridge.h prefixes every message with its class: "A:" or "E:".
         let what = e.what();
+        // MLX's complaint when a stream's graph is evaluated off its thread.
+        // The queues are built so that this cannot happen; if it ever does,
+        // say what it means rather than pass MLX's riddle on.
+        if what.contains("There is no Stream") {
+            return Error::Mlx(
+                "internal error in EMLX: MLX was asked to evaluate a graph on a thread that \
+                 does not own its command queue's stream; please report this with the code \
+                 that caused it"
+                    .into(),
+            );
+        }
         match what.split_once(':') {
             Some(("A", msg)) => Error::BadArg(msg.to_string()),
             Some(("E", msg)) => Error::Mlx(msg.to_string()),
@@ -50,7 +64,7 @@ impl Error {
     fn module(&self) -> Atom {
         match self {
             Error::BadArg(_) | Error::Deallocated => atoms::argument_error(),
-            Error::Mlx(_) | Error::Queue(_) => atoms::nif_error(),
+            Error::Mlx(_) | Error::Queue(_) | Error::Os(_) => atoms::nif_error(),
         }
     }
 

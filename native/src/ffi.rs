@@ -7,11 +7,14 @@
 
 #[cxx::bridge(namespace = "emlx")]
 mod bridge {
-    /// An MLX stream by value: `device` is 0 for the CPU, 1 for the GPU.
+    /// A command queue's MLX streams by value: `index` on `device` (0 for
+    /// the CPU, 1 for the GPU), and `cpu_index`, a CPU stream created by the
+    /// same thread for ops MLX runs only on the CPU (linalg).
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     struct StreamRef {
         index: i32,
         device: i32,
+        cpu_index: i32,
     }
 
     /// A scalar read back from a 0-d array. `kind`: 0 signed integer,
@@ -63,11 +66,13 @@ mod bridge {
         fn itemsize_of(dtype: &str) -> Result<usize>;
         fn nbytes_of(a: &Array) -> usize;
         fn is_lazy(a: &Array) -> bool;
+        fn is_ready(a: &Array) -> bool;
 
         fn eval_list(list: &ArrayList) -> Result<()>;
         fn readable(a: &Array, s: &StreamRef) -> Result<UniquePtr<Array>>;
         fn data_bytes(a: &Array) -> Result<&[u8]>;
-        fn item_of(a: &Array, s: &StreamRef) -> Result<Scalar>;
+        fn is_row_contiguous(a: &Array) -> bool;
+        fn scalar_of(a: &Array) -> Result<Scalar>;
 
         fn active_memory() -> usize;
         fn peak_memory() -> usize;

@@ -7,6 +7,8 @@
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
+//! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
+//! - `shm`: the libc calls behind shared memory (with `ffi`, the only `unsafe`).
 
 mod args;
 mod error;
@@ -14,6 +16,8 @@ mod ffi;
 mod ops;
 mod queue;
 mod runtime;
+mod sharing;
+mod shm;
 mod tensor;
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {

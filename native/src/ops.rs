@@ -55,6 +55,9 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
         .and_then(|t| t.get(&name.as_c_arg()))
         .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
     let queue = &queue.0;
+    if queue.is_closed() {
+        return Err(queue.closed_error());
+    }
     let mut call = ffi::new_call();
     let list = args::list(&name_str(), "the argument list", args)?;
     for (i, term) in list.into_iter().enumerate() {
@@ -76,11 +79,13 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
 }
 
-/// Runs `f` on a tensor's array, refusing lazy arrays of another queue:
-/// their graph can only be evaluated on their own queue's thread.
+/// Runs `f` on a tensor's array, refusing arrays of another queue that are
+/// not computed yet: a lazy graph can only be evaluated on its own queue's
+/// thread, and one whose evaluation is running there must be waited for
+/// before another queue reads it.
 fn usable(res: &TensorRes, queue_id: u64, f: impl FnOnce(&ffi::Array)) -> Result<()> {
     res.with(|a| {
-        if res.queue.id != queue_id && ffi::is_lazy(a) {
+        if res.queue.id != queue_id && !res.is_ready() {
             return Err(cross_queue());
         }
         f(a);
@@ -197,9 +202,12 @@ fn push_list(
     }
     let mut list = ffi::new_list();
     for item in items {
-        usable(&*decode_tensor(item)?, queue_id, |a| {
-            ffi::list_push(list.pin_mut(), a)
+        let tensor = decode_tensor(item).map_err(|_| {
+            Error::BadArg(format!(
+                "expected a list of integers, of numbers or of tensors, got: {whole:?}"
+            ))
         })?;
+        usable(&tensor, queue_id, |a| ffi::list_push(list.pin_mut(), a))?;
     }
     ffi::push_arrays(call, &list);
     Ok(())
@@ -238,6 +246,9 @@ fn copy_blob<'a>(
     dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let queue = args::queue(nif, queue)?;
+    if queue.0.is_closed() {
+        return Err(queue.0.closed_error().into());
+    }
     let blob = args::binary(nif, "the data", blob)?;
     let shape = args::int_list(nif, "the shape", shape)?;
     let dtype = args::atom_name(nif, "the dtype", dtype)?;
@@ -277,13 +288,14 @@ fn itemsize(dtype: Term) -> NifResult<usize> {
     Ok(ffi::itemsize_of(&name).map_err(Error::from)?)
 }
 
-/// Whether `tensor` is an unevaluated node of a queue other than `queue`.
+/// Whether `tensor` belongs to a queue other than `queue` and is not
+/// computed yet (unevaluated, or its evaluation still running).
 #[rustler::nif]
 fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
     let queue = args::queue("needs_eval_for", queue)?;
     let res = decode_tensor(tensor)?;
-    let lazy = res.with(ffi::is_lazy)?;
-    Ok(res.queue.id != queue.0.id && lazy)
+    res.with(|_| ())?;
+    Ok(res.queue.id != queue.0.id && !res.is_ready())
 }
 
 #[rustler::nif]

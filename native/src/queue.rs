@@ -6,25 +6,37 @@
 //! queue's stream passed explicitly, then send eval / item / to_blob jobs
 //! over a bounded crossbeam channel; the queue thread replies to the caller
 //! with a message, so no scheduler ever waits on MLX.
+//!
+//! Lifetime. A queue stops taking work when it is closed: explicitly, or when
+//! the process that owns it dies (see `OwnerWatch`). Jobs still waiting
+//! then get an error reply, the running one finishes, and the thread ends.
+//! A queue nobody can reach any more (no handle, no tensor built on it) ends
+//! too: its channel disconnects. Jobs whose caller died before they started
+//! are skipped.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::thread;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rustler::env::SavedTerm;
-use rustler::{Encoder, Env, LocalPid, OwnedEnv, Term};
+use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
 
 use crate::error::{Error, Result};
 use crate::ffi::{self, Array, StreamRef};
 
-/// How many jobs may wait on one queue before submitters are told to back off.
-const CAPACITY: usize = 65_536;
+/// How many jobs may wait on a queue, unless its creator says otherwise.
+pub const DEFAULT_CAPACITY: usize = 65_536;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The application's default queue of each device (CPU, GPU): the queue that
+/// serves reads of *evaluated* tensors whose own queue is closed.
+static DEFAULTS: RwLock<[Option<Arc<Queue>>; 2]> = RwLock::new([None, None]);
 
 mod atoms {
     rustler::atoms! { ok, error, cpu, gpu }
@@ -71,7 +83,8 @@ pub enum Reply {
     Term(Box<dyn for<'a> FnOnce(Env<'a>) -> Term<'a> + Send>),
 }
 
-/// Where a reply goes: `{ref, result}` to `pid`.
+/// Where a reply goes: `{tag, result, run_ns}` to `pid`, where `run_ns` is
+/// how long the job ran on the queue thread (0 if it never ran).
 pub struct ReplyTo {
     pid: LocalPid,
     env: OwnedEnv,
@@ -89,7 +102,13 @@ impl ReplyTo {
         }
     }
 
-    fn send(mut self, result: Result<Reply>) {
+    /// Whether the caller is still there to read the reply. Safe off the
+    /// BEAM's threads: `enif_is_process_alive` handles non-scheduler callers.
+    fn caller_alive(&self) -> bool {
+        self.env.run(|env| env.is_process_alive(self.pid))
+    }
+
+    fn send(mut self, result: Result<Reply>, run_ns: u64) {
         let tag = self.tag;
         // A caller that died in the meantime simply gets no message.
         let _ = self.env.send_and_clear(&self.pid, move |env| {
@@ -98,7 +117,7 @@ impl ReplyTo {
                 Ok(Reply::Term(f)) => (atoms::ok(), f(env)).encode(env),
                 Err(e) => (atoms::error(), e.to_pair(env)).encode(env),
             };
-            (tag.load(env), body).encode(env)
+            (tag.load(env), body, run_ns).encode(env)
         });
     }
 }
@@ -111,18 +130,57 @@ enum Job {
     Stop,
 }
 
+/// Counters a queue keeps about its jobs (read with `Queue::stats`).
+#[derive(Default)]
+pub struct Stats {
+    /// Jobs that ran and succeeded.
+    pub completed: AtomicU64,
+    /// Jobs that ran and failed (an MLX error, bad input found on the queue).
+    pub failed: AtomicU64,
+    /// Jobs skipped because their caller had died.
+    pub dropped: AtomicU64,
+    /// Jobs answered with an error because the queue closed first.
+    pub cancelled: AtomicU64,
+    /// Total time spent running jobs, in nanoseconds.
+    pub busy_ns: AtomicU64,
+    /// Whether the thread is still running.
+    pub running: AtomicBool,
+}
+
 pub struct Queue {
     pub id: u64,
     pub device: Device,
     pub stream: StreamRef,
+    pub capacity: usize,
+    pub stats: Arc<Stats>,
     tx: Sender<Job>,
-    closed: AtomicBool,
+    /// `true` once closed. Submitters hold the read lock while they send, so
+    /// after `close` has taken the write lock no job can enter the channel:
+    /// what is in it then is all the thread has to answer.
+    closed: Arc<RwLock<bool>>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
+    /// The monitor on the owner process, kept for as long as the queue lives.
+    owner: OnceLock<ResourceArc<OwnerWatch>>,
+}
+
+/// Watches the process that owns a queue: the VM calls `down` when that
+/// process exits, and the queue closes. The queue holds the watch, so the
+/// monitor lasts exactly as long as the queue (whether or not Elixir still
+/// holds a handle); the watch holds the queue weakly.
+pub struct OwnerWatch(Weak<Queue>);
+
+#[rustler::resource_impl]
+impl Resource for OwnerWatch {
+    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
+        if let Some(queue) = self.0.upgrade() {
+            queue.close();
+        }
+    }
 }
 
 impl Queue {
     /// Starts the queue's thread and waits until it has created its stream.
-    pub fn start(device: Device) -> Result<Arc<Queue>> {
+    pub fn start(device: Device, capacity: usize) -> Result<Arc<Queue>> {
         if device == Device::Gpu && !ffi::gpu_available() {
             return Err(Error::BadArg(
                 "this MLX build has no GPU: use device: :cpu (Linux CPU builds of MLX have no GPU; \
@@ -130,55 +188,85 @@ impl Queue {
                     .into(),
             ));
         }
-        let (tx, rx) = bounded::<Job>(CAPACITY);
-        let (ready_tx, ready_rx) = bounded::<Result<i32>>(1);
+        if capacity == 0 {
+            return Err(Error::BadArg(
+                "a command queue's capacity must be at least 1".into(),
+            ));
+        }
+        let (tx, rx) = bounded::<Job>(capacity);
+        let (ready_tx, ready_rx) = bounded::<Result<StreamRef>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let handle = thread::Builder::new()
+        let stats = Arc::new(Stats::default());
+        let closed = Arc::new(RwLock::new(false));
+        let (thread_stats, thread_closed) = (stats.clone(), closed.clone());
+        LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
+        stats.running.store(true, Ordering::SeqCst);
+        let spawned = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
-                LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
-                let created = ffi::new_stream(device.code()).map_err(Error::from);
-                let ok = created.is_ok();
-                let index = created.as_ref().copied().unwrap_or(-1);
+                let created = create_streams(device);
+                let stream = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
-                if ok {
-                    serve(
-                        StreamRef {
-                            index,
-                            device: device.code(),
-                        },
-                        rx,
-                    );
+                if let Some(stream) = stream {
+                    serve(stream, rx, &thread_stats, &thread_closed);
                 }
+                thread_stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
-            })
-            .map_err(|e| Error::Queue(format!("cannot start a command queue thread: {e}")))?;
-        let index = ready_rx
+            });
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(e) => {
+                stats.running.store(false, Ordering::SeqCst);
+                LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::Queue(format!(
+                    "cannot start a command queue thread: {e}"
+                )));
+            }
+        };
+        let stream = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
         Ok(Arc::new(Queue {
             id,
             device,
-            stream: StreamRef {
-                index,
-                device: device.code(),
-            },
+            stream,
+            capacity,
+            stats,
             tx,
-            closed: AtomicBool::new(false),
+            closed,
             thread: Mutex::new(Some(handle)),
+            owner: OnceLock::new(),
         }))
+    }
+
+    /// Closes the queue when `pid` exits. Fails if `pid` is not alive.
+    pub fn watch_owner(self: &Arc<Self>, env: Env, pid: &LocalPid) -> Result<()> {
+        let watch = ResourceArc::new(OwnerWatch(Arc::downgrade(self)));
+        if watch.monitor(Some(env), pid).is_none() {
+            return Err(Error::BadArg(
+                "the owner of a new command queue must be a live local process".into(),
+            ));
+        }
+        if self.owner.set(watch).is_err() {
+            return Err(Error::BadArg(
+                "the command queue already has an owner".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Sends a job; its result goes to `reply`.
     pub fn submit(&self, reply: ReplyTo, work: Work) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
+        let closed = self.closed.read();
+        if *closed {
             return Err(self.closed_error());
         }
         match self.tx.try_send(Job::Run(work, reply)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::Queue(format!(
-                "command queue {} has {CAPACITY} pending jobs; wait for some to finish",
-                self.id
+                "command queue {} is full: {} jobs are already waiting; wait for replies \
+                 before sending more, or create the queue with a larger :capacity",
+                self.id, self.capacity
             ))),
             Err(TrySendError::Disconnected(_)) => Err(self.closed_error()),
         }
@@ -187,36 +275,102 @@ impl Queue {
     /// Drops an array, on the queue thread when it still holds a graph
     /// (freeing a large unevaluated graph can take long), inline otherwise.
     pub fn release(&self, array: cxx::UniquePtr<Array>) {
-        if array.is_null() || !ffi::is_lazy(&array) || self.closed.load(Ordering::Acquire) {
+        if array.is_null() || !ffi::is_lazy(&array) {
             return;
         }
-        // On a full or stopped queue the array is simply dropped here.
-        let _ = self.tx.try_send(Job::Release(array));
+        let closed = self.closed.read();
+        if !*closed {
+            // On a full queue the array is simply dropped here.
+            let _ = self.tx.try_send(Job::Release(array));
+        }
     }
 
-    /// Stops taking jobs; pending ones get an error reply. Idempotent.
+    /// Stops taking jobs; the ones waiting get an error reply, the running
+    /// one finishes, then the thread ends. Idempotent and non-blocking.
     pub fn close(&self) {
-        if !self.closed.swap(true, Ordering::AcqRel) {
-            // A blocking send: Stop must get in even behind a full channel.
-            let _ = self.tx.send(Job::Stop);
+        {
+            let mut closed = self.closed.write();
+            if *closed {
+                return;
+            }
+            *closed = true;
         }
+        // Wakes an idle thread. If the channel is full the thread is busy and
+        // sees the flag when it takes its next job.
+        let _ = self.tx.try_send(Job::Stop);
     }
 
     /// Closes the queue and waits for its thread to end.
     pub fn join(&self) {
         self.close();
-        if let Some(handle) = self.thread.lock().take() {
-            let _ = handle.join();
+        let handle = self.thread.lock().take();
+        if let Some(handle) = handle {
+            // Never join from the queue's own thread (it would wait forever).
+            if handle.thread().id() != thread::current().id() {
+                let _ = handle.join();
+            }
         }
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        *self.closed.read()
     }
 
-    fn closed_error(&self) -> Error {
-        Error::Queue(format!("command queue {} is closed", self.id))
+    /// Jobs waiting in the channel now.
+    pub fn pending(&self) -> usize {
+        self.tx.len()
     }
+
+    pub fn closed_error(&self) -> Error {
+        Error::Queue(format!(
+            "command queue {} is closed (closed explicitly, or its owner process exited)",
+            self.id
+        ))
+    }
+
+    /// Makes this queue the one that serves reads of evaluated tensors of
+    /// its device whose own queue has closed.
+    pub fn make_default(self: &Arc<Self>) {
+        DEFAULTS.write()[self.device.code() as usize] = Some(self.clone());
+    }
+
+    /// The queue that runs a job for a tensor built on `self`: `self` while
+    /// it is open; for an evaluated tensor of a closed queue, the default
+    /// queue of its device (evaluated arrays are shared freely across
+    /// queues); otherwise an error.
+    pub fn serving(self: &Arc<Self>, lazy: bool) -> Result<Arc<Queue>> {
+        if !self.is_closed() {
+            return Ok(self.clone());
+        }
+        if lazy {
+            return Err(Error::Queue(format!(
+                "the tensor is an unevaluated result of command queue {}, which is closed \
+                 (closed explicitly, or its owner process exited): only that queue could \
+                 evaluate it; evaluate results before their queue closes",
+                self.id
+            )));
+        }
+        match &DEFAULTS.read()[self.device.code() as usize] {
+            Some(q) if !q.is_closed() => Ok(q.clone()),
+            _ => Err(self.closed_error()),
+        }
+    }
+}
+
+/// Creates the queue's streams on the calling (queue) thread: its main stream
+/// and a companion CPU stream for the ops MLX only runs on the CPU (linalg).
+/// Both belong to this thread, so this thread can evaluate graphs that mix
+/// them. A CPU queue gets a companion too, so that the path a GPU queue
+/// takes (a graph over two streams of one thread) runs, and is tested,
+/// everywhere.
+fn create_streams(device: Device) -> Result<StreamRef> {
+    let index = ffi::new_stream(device.code())?;
+    let cpu_index = ffi::new_stream(Device::Cpu.code())?;
+    Ok(StreamRef {
+        index,
+        device: device.code(),
+        cpu_index,
+    })
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).
@@ -224,28 +378,59 @@ pub fn live_threads() -> usize {
     LIVE_THREADS.load(Ordering::SeqCst)
 }
 
-fn serve(stream: StreamRef, rx: Receiver<Job>) {
+fn serve(stream: StreamRef, rx: Receiver<Job>, stats: &Stats, closed: &RwLock<bool>) {
     while let Ok(job) = rx.recv() {
+        if *closed.read() {
+            cancel(job, stats);
+            break;
+        }
         match job {
-            Job::Run(work, reply) => {
-                let result =
-                    catch_unwind(AssertUnwindSafe(|| work(&stream))).unwrap_or_else(|_| {
-                        Err(Error::Mlx(
-                            "internal error: a command queue job panicked".into(),
-                        ))
-                    });
-                reply.send(result);
-            }
+            Job::Run(work, reply) => run(&stream, work, reply, stats),
             Job::Release(array) => drop(array),
             Job::Stop => break,
         }
     }
-    // Whatever is still queued is answered, never silently lost.
+    // Whatever is still queued is answered, never silently lost. No job can
+    // enter once the queue is closed, so this drains the channel for good.
     for job in rx.try_iter() {
-        if let Job::Run(_, reply) = job {
-            reply.send(Err(Error::Queue(
-                "the command queue was closed before this job ran".into(),
-            )));
-        }
+        cancel(job, stats);
+    }
+}
+
+fn run(stream: &StreamRef, work: Work, reply: ReplyTo, stats: &Stats) {
+    if !reply.caller_alive() {
+        stats.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let start = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| work(stream))).unwrap_or_else(|_| {
+        Err(Error::Mlx(
+            "internal error: a command queue job panicked".into(),
+        ))
+    });
+    let run_ns = start.elapsed().as_nanos() as u64;
+    stats.busy_ns.fetch_add(run_ns, Ordering::Relaxed);
+    let counter = if result.is_ok() {
+        &stats.completed
+    } else {
+        &stats.failed
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    // Encoding the reply runs the job's own closure: keep a panic there from
+    // ending the thread.
+    let _ = catch_unwind(AssertUnwindSafe(|| reply.send(result, run_ns)));
+}
+
+fn cancel(job: Job, stats: &Stats) {
+    if let Job::Run(_, reply) = job {
+        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        reply.send(
+            Err(Error::Queue(
+                "the command queue was closed before this job ran \
+                 (closed explicitly, or its owner process exited)"
+                    .into(),
+            )),
+            0,
+        );
     }
 }

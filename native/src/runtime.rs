@@ -2,42 +2,126 @@
 //! `eval`, `item`, `to_blob`; plus queue management and MLX memory stats.
 //!
 //! Each job NIF takes a tag (an Elixir reference) and returns `:ok` at once;
-//! the queue later sends `{tag, :ok | {:ok, value} | {:error, {module, msg}}}`.
+//! the queue later sends `{tag, :ok | {:ok, value} | {:error, {module, msg}},
+//! run_ns}`, `run_ns` being the time the job ran on the queue thread.
+//!
+//! A job runs on the queue that built its tensor. An *evaluated* tensor whose
+//! queue has closed is read on its device's default queue instead; an
+//! unevaluated one can no longer be evaluated and its jobs fail.
 
-use rustler::{Atom, Encoder, Env, NifResult, ResourceArc, Term};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::args;
 use crate::error::Error;
 use crate::ffi;
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
-use crate::tensor::{decode_tensor, BlobRes, QueueRes};
+use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
 mod atoms {
-    rustler::atoms! { ok, nan, infinity, neg_infinity }
+    rustler::atoms! {
+        ok, done, nan, infinity, neg_infinity,
+        id, device, stream, closed, running, pending, capacity,
+        completed, failed, dropped, cancelled, busy_ns,
+    }
 }
 
+/// Starts a queue on `device` whose channel holds up to `capacity` waiting
+/// jobs. With an `owner` pid the queue closes when that process exits.
 #[rustler::nif]
-fn queue_new<'a>(env: Env<'a>, device: Term<'a>) -> NifResult<Term<'a>> {
+fn queue_new<'a>(
+    env: Env<'a>,
+    device: Term<'a>,
+    owner: Term<'a>,
+    capacity: Term<'a>,
+) -> NifResult<Term<'a>> {
     let device = args::atom("queue_new", "the device", device)?;
-    let queue = Queue::start(Device::from_atom(device)?)?;
+    let owner: Option<LocalPid> = args::optional(owner, |t| {
+        t.decode()
+            .map_err(|_| args::bad("queue_new", "the owner", "a local pid or nil", t))
+    })?;
+    let capacity = args::optional(capacity, |t| match t.decode::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(args::bad(
+            "queue_new",
+            "the capacity",
+            "a positive integer or nil",
+            t,
+        )),
+    })?
+    .unwrap_or(queue::DEFAULT_CAPACITY);
+    let queue = Queue::start(Device::from_atom(device)?, capacity)?;
+    if let Some(pid) = owner {
+        if let Err(e) = queue.watch_owner(env, &pid) {
+            queue.join();
+            return Err(e.into());
+        }
+    }
     Ok(ResourceArc::new(QueueRes(queue)).encode(env))
 }
 
+/// Makes `queue` its device's default: it serves reads of evaluated tensors
+/// whose own queue has closed.
+#[rustler::nif]
+fn queue_make_default(queue: Term) -> NifResult<Atom> {
+    args::queue("queue_make_default", queue)?.0.make_default();
+    Ok(atoms::ok())
+}
+
+/// Closes the queue (waiting jobs get an error reply) and waits for its
+/// thread to finish the running job and end.
 #[rustler::nif(schedule = "DirtyIo")]
 fn queue_close(queue: Term) -> NifResult<Atom> {
     args::queue("queue_close", queue)?.0.join();
     Ok(atoms::ok())
 }
 
+/// A map describing the queue (or the queue of a tensor) and counting its
+/// jobs.
 #[rustler::nif]
-fn queue_info(queue: Term) -> NifResult<(u64, Atom, i32, bool)> {
-    let queue = args::queue("queue_info", queue)?;
-    let q = &queue.0;
-    Ok((q.id, q.device.atom(), q.stream.index, q.is_closed()))
+fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
+    let q = match queue.decode::<ResourceArc<QueueRes>>() {
+        Ok(res) => res.0.clone(),
+        Err(_) => decode_tensor(queue)
+            .map_err(|_| {
+                args::bad(
+                    "queue_info",
+                    "the argument",
+                    "an EMLX command queue reference or a tensor",
+                    queue,
+                )
+            })?
+            .queue
+            .clone(),
+    };
+    let s = &q.stats;
+    let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).encode(env);
+    let pairs = [
+        (atoms::id(), q.id.encode(env)),
+        (atoms::device(), q.device.atom().encode(env)),
+        (atoms::stream(), q.stream.index.encode(env)),
+        (atoms::closed(), q.is_closed().encode(env)),
+        (
+            atoms::running(),
+            s.running.load(Ordering::SeqCst).encode(env),
+        ),
+        (atoms::pending(), q.pending().encode(env)),
+        (atoms::capacity(), q.capacity.encode(env)),
+        (atoms::completed(), n(&s.completed)),
+        (atoms::failed(), n(&s.failed)),
+        (atoms::dropped(), n(&s.dropped)),
+        (atoms::cancelled(), n(&s.cancelled)),
+        (atoms::busy_ns(), n(&s.busy_ns)),
+    ];
+    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
+    let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
+    Term::map_from_term_arrays(env, &keys, &values)
 }
 
-/// Replies `{tag, :ok}` once every job sent to the queue before has finished
-/// and its stream has drained.
+/// Replies `{tag, :ok, run_ns}` once every job sent to the queue before has
+/// finished and its stream has drained.
 #[rustler::nif]
 fn queue_synchronize<'a>(env: Env<'a>, queue: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     let queue = args::queue("queue_synchronize", queue)?;
@@ -67,51 +151,131 @@ fn gpu_available() -> bool {
     ffi::gpu_available()
 }
 
-/// Evaluates every tensor of `tensors` (all of one queue) on that queue.
+/// Evaluates the tensors of `tensors` that are not computed yet (all of one
+/// queue) on that queue: unevaluated ones, and ones whose evaluation is
+/// still running there (the job then waits for it). Returns `:done` without
+/// a job (and without a reply) when every tensor is ready, `:ok` when a
+/// reply will come.
 #[rustler::nif]
 fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    let tensors = args::list("eval", "the tensors", tensors)?;
     let mut list = ffi::new_list();
-    let mut owner: Option<std::sync::Arc<Queue>> = None;
-    for t in args::list("eval", "the tensors", tensors)? {
+    let mut flags = Vec::new();
+    let mut owner: Option<Arc<Queue>> = None;
+    let mut any_lazy = false;
+    for t in tensors {
         let res = decode_tensor(t)?;
+        if res.is_ready() {
+            res.with(|_| ())?;
+            continue;
+        }
+        res.with(|a| {
+            any_lazy |= ffi::is_lazy(a);
+            ffi::list_push(list.pin_mut(), a);
+        })?;
+        flags.push(res.ready_flag());
         match &owner {
             Some(q) if q.id != res.queue.id => {
                 return Err(Error::BadArg(
-                    "eval: all tensors evaluated together must belong to one command queue".into(),
+                    "eval: tensors evaluated together must belong to one command queue; \
+                     evaluate each queue's tensors separately"
+                        .into(),
                 )
                 .into())
             }
             _ => owner = Some(res.queue.clone()),
         }
-        res.with(|a| ffi::list_push(list.pin_mut(), a))?;
     }
     let Some(queue) = owner else {
-        return Ok(atoms::ok());
+        return Ok(atoms::done());
     };
-    queue.submit(
+    queue.serving(any_lazy)?.submit(
         ReplyTo::new(env, tag),
         Box::new(move |_stream| {
             ffi::eval_list(&list)?;
+            mark_ready(&flags);
             Ok(Reply::Ok)
         }),
     )?;
     Ok(atoms::ok())
 }
 
+/// Submits a job on `tensor`'s queue that evaluates it, marks it ready and
+/// answers with what `work` makes of the array. Shared by every job NIF that
+/// reads one tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
+///
+/// With `inline_when_ready`, a tensor already evaluated (and row-contiguous)
+/// is answered right here, without a trip through the queue: the NIF returns
+/// `{:done, value}` instead of `:ok`. Only cheap work may ask for that (it
+/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer.
+pub fn read_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    tag: Term<'a>,
+    inline_when_ready: bool,
+    work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
+) -> NifResult<Term<'a>> {
+    let res = decode_tensor(tensor)?;
+    let array = res.handle()?;
+    if inline_when_ready && res.is_ready() && ffi::is_row_contiguous(&array) {
+        let reply = work(ReadArgs {
+            array: &array,
+            stream: &res.queue.stream,
+            owner: &res,
+            evaluated: true,
+        })?;
+        return Ok(match reply {
+            Reply::Ok => atoms::done().encode(env),
+            Reply::Term(f) => (atoms::done(), f(env)).encode(env),
+        });
+    }
+    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let flag = res.ready_flag();
+    queue.submit(
+        ReplyTo::new(env, tag),
+        Box::new(move |stream| {
+            let reply = work(ReadArgs {
+                array: &array,
+                stream,
+                owner: &res,
+                evaluated: false,
+            })?;
+            mark_ready(&[flag]);
+            Ok(reply)
+        }),
+    )?;
+    Ok(atoms::ok().encode(env))
+}
+
+/// What a read job's work gets: the tensor's array (possibly lazy), the
+/// queue's stream, and the tensor resource itself.
+pub struct ReadArgs<'j> {
+    pub array: &'j ffi::Array,
+    pub stream: &'j ffi::StreamRef,
+    pub owner: &'j ResourceArc<TensorRes>,
+    /// Already evaluated and row-contiguous (the inline path): nothing to run.
+    evaluated: bool,
+}
+
+impl ReadArgs<'_> {
+    /// The array evaluated and row-contiguous.
+    pub fn readable(&self) -> crate::error::Result<cxx::UniquePtr<ffi::Array>> {
+        if self.evaluated {
+            return Ok(ffi::clone_array(self.array));
+        }
+        Ok(ffi::readable(self.array, self.stream)?)
+    }
+}
+
 /// Sends `{tag, {:ok, number}}`: an integer, a float (or :nan,
 /// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
 #[rustler::nif]
-fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
-    let res = decode_tensor(tensor)?;
-    let array = res.handle()?;
-    res.queue.submit(
-        ReplyTo::new(env, tag),
-        Box::new(move |stream| {
-            let s = ffi::item_of(&array, stream)?;
-            Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
-        }),
-    )?;
-    Ok(atoms::ok())
+fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, true, |job| {
+        let ready = job.readable()?;
+        let s = ffi::scalar_of(&ready)?;
+        Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
+    })
 }
 
 fn float_term(env: Env, x: f64) -> Term {
@@ -140,31 +304,28 @@ fn scalar_term(env: Env, s: ffi::Scalar) -> Term {
 /// the first `limit` elements only when `limit` is an integer. The binary
 /// is a zero-copy view of the evaluated MLX buffer.
 #[rustler::nif]
-fn to_blob<'a>(env: Env<'a>, tensor: Term<'a>, limit: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
-    let limit: Option<u64> = if limit.decode::<Option<u64>>().is_ok_and(|l| l.is_none()) {
-        None
-    } else {
-        Some(args::count("to_blob", "the element limit (or nil)", limit)?)
-    };
-    let res = decode_tensor(tensor)?;
-    let array = res.handle()?;
-    res.queue.submit(
-        ReplyTo::new(env, tag),
-        Box::new(move |stream| {
-            let ready = ffi::readable(&array, stream)?;
-            let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
-            let total = ffi::nbytes_of(&ready);
-            let len = match limit {
-                Some(n) => (n as usize).saturating_mul(itemsize).min(total),
-                None => total,
-            };
-            let blob = ResourceArc::new(BlobRes(ready));
-            Ok(Reply::Term(Box::new(move |env| {
-                blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
-            })))
-        }),
-    )?;
-    Ok(atoms::ok())
+fn to_blob<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    limit: Term<'a>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let limit = args::optional(limit, |t| {
+        args::count("to_blob", "the element limit (or nil)", t)
+    })?;
+    read_job(env, tensor, tag, true, move |job| {
+        let ready = job.readable()?;
+        let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
+        let total = ffi::nbytes_of(&ready);
+        let len = match limit {
+            Some(n) => (n as usize).saturating_mul(itemsize).min(total),
+            None => total,
+        };
+        let blob = ResourceArc::new(BlobRes(ready));
+        Ok(Reply::Term(Box::new(move |env| {
+            blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
+        })))
+    })
 }
 
 #[rustler::nif]

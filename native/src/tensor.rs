@@ -4,6 +4,7 @@
 //! tensor remembers the queue whose stream its graph node was built on; only
 //! that queue evaluates it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cxx::UniquePtr;
@@ -18,6 +19,13 @@ pub struct TensorRes {
     /// `None` once deallocated.
     array: RwLock<Option<UniquePtr<Array>>>,
     pub queue: Arc<Queue>,
+    /// Whether the array's data is known to be computed: true for arrays
+    /// born with data, and set by the queue thread once a job that
+    /// evaluated the array has finished. Other queues may read the array
+    /// only then. (MLX's own status cannot tell: it says "evaluated" as soon
+    /// as a computation is scheduled, and may only be read safely on the
+    /// queue's thread.)
+    ready: Arc<AtomicBool>,
 }
 
 #[rustler::resource_impl]
@@ -33,10 +41,23 @@ impl Drop for TensorRes {
 
 impl TensorRes {
     pub fn new(array: UniquePtr<Array>, queue: Arc<Queue>) -> ResourceArc<TensorRes> {
+        // The array is not shared yet, so reading its status here is safe.
+        let ready = !array.is_null() && ffi::is_ready(&array);
         ResourceArc::new(TensorRes {
             array: RwLock::new(Some(array)),
             queue,
+            ready: Arc::new(AtomicBool::new(ready)),
         })
+    }
+
+    /// Whether the data is computed (see the `ready` field).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// What a job sets (with `mark_ready`) once it has evaluated the array.
+    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
     }
 
     /// Runs `f` on the live array, or fails if it was deallocated.
@@ -50,6 +71,19 @@ impl TensorRes {
     /// A new handle to the same MLX array (shares the graph node / buffer).
     pub fn handle(&self) -> Result<UniquePtr<Array>> {
         self.with(ffi::clone_array)
+    }
+
+    /// Swaps in `array`, an equal-valued stand-in for the current one (its
+    /// evaluated, contiguous form), unless the tensor was deallocated.
+    pub fn replace(&self, array: UniquePtr<Array>) -> Result<()> {
+        let mut slot = self.array.write();
+        match slot.as_mut() {
+            Some(current) => {
+                *current = array;
+                Ok(())
+            }
+            None => Err(Error::Deallocated),
+        }
     }
 
     /// Drops the array now. Returns false if it was already gone.
@@ -72,18 +106,16 @@ impl TensorRes {
 }
 
 /// An Elixir handle on a command queue.
+///
+/// Dropping the handle does not close the queue: tensors built on it still
+/// need it to be evaluated and read, and each holds the queue itself. The
+/// queue ends when it is closed, when the process that owns it exits (see
+/// `queue::OwnerWatch`), or once neither a handle nor a tensor of it is left
+/// (its channel disconnects).
 pub struct QueueRes(pub Arc<Queue>);
 
 #[rustler::resource_impl]
 impl Resource for QueueRes {}
-
-impl Drop for QueueRes {
-    fn drop(&mut self) {
-        // The handle is the queue's only way to get new work: once Elixir
-        // forgets it, the thread stops (tensors built on it keep the struct).
-        self.0.close();
-    }
-}
 
 /// An evaluated, row-contiguous array whose bytes back a resource binary.
 /// Holding its own handle keeps the buffer alive (and never donated) for as
@@ -96,6 +128,13 @@ impl Resource for BlobRes {}
 impl BlobRes {
     pub fn bytes(&self) -> &[u8] {
         ffi::data_bytes(&self.0).unwrap_or(&[])
+    }
+}
+
+/// Records that a job has computed the arrays behind `flags`.
+pub fn mark_ready(flags: &[Arc<AtomicBool>]) {
+    for flag in flags {
+        flag.store(true, Ordering::Release);
     }
 }
 

@@ -4,4 +4,5 @@ defmodule EMLX.DoctestTest do
   doctest EMLX
   doctest EMLX.Types
   doctest EMLX.CommandQueue
+  doctest EMLX.Telemetry
 end

@@ -69,6 +69,80 @@ defmodule EMLX.Ops.Elementwise do
     logical_xor: {"logical exclusive or", {:int32, 1, 1, false}}
   ]
 
+  # Integer corner cases the native ops define (elementwise.cc) instead of
+  # leaving them to the hardware; appended to those ops' docs. Each rule
+  # applies in the type the op computes in (the operands' promoted type).
+  @integer_notes [
+    quotient: """
+    Integer corner cases are defined: dividing by zero gives -1 (all bits
+    set, so the largest value of an unsigned type), and `MIN / -1` wraps
+    to `MIN`. Floats divide as IEEE 754 does and round the quotient down.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.quotient(int32.(7), int32.(0)) |> EMLX.item()
+        -1
+        iex> EMLX.quotient(int32.(-2_147_483_648), int32.(-1)) |> EMLX.item()
+        -2147483648
+        iex> uint8 = &EMLX.scalar_tensor(&1, :uint8, :cpu)
+        iex> EMLX.quotient(uint8.(7), uint8.(0)) |> EMLX.item()
+        255
+    """,
+    remainder: """
+    The result is 0 or has the divisor's sign (`-7 % 3` is 2). Integer
+    corner cases are defined: the remainder of a division by zero is the
+    dividend (XLA's convention), and `MIN % -1` is 0. Floats follow
+    IEEE 754 (NaN for a zero divisor).
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.remainder(int32.(-7), int32.(3)) |> EMLX.item()
+        2
+        iex> EMLX.remainder(int32.(-7), int32.(0)) |> EMLX.item()
+        -7
+        iex> EMLX.remainder(int32.(-2_147_483_648), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    pow: """
+    A negative integer exponent gives the real result truncated toward
+    zero: 1 for base 1, 1 or -1 for base -1 (by the exponent's parity), 0
+    for any other base. Floats follow IEEE 754.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.pow(int32.(-1), int32.(-3)) |> EMLX.item()
+        -1
+        iex> EMLX.pow(int32.(1), int32.(-2)) |> EMLX.item()
+        1
+        iex> EMLX.pow(int32.(2), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    left_shift: """
+    Shifting by a negative amount or by the bit width (of the operands'
+    promoted type) or more shifts every bit out and gives 0. Booleans shift
+    as `:uint8`.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.left_shift(int32.(1), int32.(31)) |> EMLX.item()
+        -2147483648
+        iex> EMLX.left_shift(int32.(1), int32.(32)) |> EMLX.item()
+        0
+        iex> EMLX.left_shift(int32.(1), int32.(-1)) |> EMLX.item()
+        0
+    """,
+    right_shift: """
+    Signed types shift arithmetically (the sign fills in). Shifting by a
+    negative amount or by the bit width (of the operands' promoted type) or
+    more shifts every bit out and gives 0, or -1 for a negative signed
+    number. Booleans shift as `:uint8`.
+
+        iex> int32 = &EMLX.scalar_tensor(&1, :int32, :cpu)
+        iex> EMLX.right_shift(int32.(-8), int32.(1)) |> EMLX.item()
+        -4
+        iex> EMLX.right_shift(int32.(-8), int32.(40)) |> EMLX.item()
+        -1
+        iex> EMLX.right_shift(int32.(8), int32.(-1)) |> EMLX.item()
+        0
+    """
+  ]
+
   def table do
     unary =
       for {name, {what, {type, input, expected}}} <- @unary do
@@ -91,9 +165,62 @@ defmodule EMLX.Ops.Elementwise do
              iex> b = EMLX.scalar_tensor(#{inspect(b)}, #{inspect(type)}, :cpu)
              iex> EMLX.#{name}(a, b) |> EMLX.item()
              #{inspect(expected)}
-         """, []}
+         """ <> integer_notes(name), []}
       end
 
-    unary ++ binary
+    unary ++ binary ++ selection()
+  end
+
+  defp integer_notes(name) do
+    case Keyword.fetch(@integer_notes, name) do
+      {:ok, notes} -> "\n" <> notes
+      :error -> ""
+    end
+  end
+
+  defp selection do
+    [
+      {:clip, [tensor: :tensor, tensor_min: :tensor, tensor_max: :tensor],
+       """
+       Limits the elements to `[tensor_min, tensor_max]` (tensors that broadcast
+       against `tensor`); either bound may be `nil`, not both.
+
+           iex> t = EMLX.arange(0, 5, 1, true, :cpu)
+           iex> lo = EMLX.scalar_tensor(1, :int64, :cpu)
+           iex> hi = EMLX.scalar_tensor(3, :int64, :cpu)
+           iex> EMLX.clip(t, lo, hi) |> EMLX.to_blob()
+           <<1::64-native, 1::64-native, 2::64-native, 3::64-native, 3::64-native>>
+       """, []},
+      {:where, [tensorPred: :tensor, tensorTrue: :tensor, tensorFalse: :tensor],
+       """
+       Element-wise `tensorTrue` where `tensorPred` is non-zero, else
+       `tensorFalse`, with broadcasting.
+
+           iex> pred = EMLX.from_blob(<<1, 0>>, {2}, :bool, :cpu)
+           iex> a = EMLX.full(1, {2}, :int32, :cpu)
+           iex> b = EMLX.full(2, {2}, :int32, :cpu)
+           iex> EMLX.where(pred, a, b) |> EMLX.to_blob()
+           <<1::32-native, 2::32-native>>
+       """, []},
+      {:isclose, [tensorA: :tensor, tensorB: :tensor, rtol: :float, atol: :float, equal_nan: :bool],
+       """
+       Element-wise `abs(a - b) <= atol + rtol * abs(b)`, as booleans; NaNs
+       compare equal only when `equal_nan` is true.
+
+           iex> a = EMLX.scalar_tensor(1.0, :float32, :cpu)
+           iex> b = EMLX.scalar_tensor(1.05, :float32, :cpu)
+           iex> EMLX.isclose(a, b, 0.1, 0.0, false) |> EMLX.item()
+           true
+       """, []},
+      {:allclose, [tensorA: :tensor, tensorB: :tensor, rtol: :float, atol: :float, equal_nan: :bool],
+       """
+       A boolean 0-d tensor: whether `isclose/5` holds for every element.
+
+           iex> a = EMLX.full(1.0, {3}, :float32, :cpu)
+           iex> b = EMLX.full(1.5, {3}, :float32, :cpu)
+           iex> EMLX.allclose(a, b, 1.0e-5, 1.0e-8, false) |> EMLX.item()
+           false
+       """, []}
+    ]
   end
 end

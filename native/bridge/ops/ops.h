@@ -28,6 +28,23 @@ using OpTable = std::span<const Entry>;
 // floats, nan/infinity atoms and [re, im] pairs are accepted.
 Array scalar(const Call& c, size_t i, mx::Dtype dtype);
 
+// --- helpers shared by the family files (common.cc) ---
+// "(2, 3)": a shape for error messages.
+std::string shape_str(const mx::Shape& shape);
+// `axis` as an index into `ndim` dimensions (negative counts from the end);
+// std::out_of_range naming the op otherwise.
+int axis_index(const char* op, int64_t axis, int ndim);
+// std::invalid_argument naming the op unless `a` holds integers.
+void require_integer(const char* op, const char* what, const Array& a);
+// The integer tensor `idx` clamped into [lo, hi] (lo <= hi), in its own dtype.
+Array clamp_index(const Array& idx, int64_t lo, int64_t hi, S s);
+
+// Throws the ArgumentError-class error "<op>: <msg>".
+[[noreturn]] void bad_arg(const Call& c, const std::string& msg);
+
+// A shape as Elixir prints it, for messages: {2, 3, 4}.
+std::string shape_text(const Array& a);
+
 #define EMLX_UNARY(name, fn) \
   {#name, [](const Call& c, S s) -> Out { return {fn(c.arr(0), s)}; }}
 #define EMLX_BINARY(name, fn) \
@@ -38,6 +55,12 @@ extern const OpTable creation;
 extern const OpTable shape;
 extern const OpTable elementwise;
 extern const OpTable reduction;
+extern const OpTable indexing;
 extern const OpTable linalg;
+extern const OpTable conv;
+extern const OpTable spectral;
+extern const OpTable fast;
+extern const OpTable quant;
+extern const OpTable backend;
 
 }  // namespace emlx::ops

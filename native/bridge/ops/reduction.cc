@@ -14,6 +14,15 @@ namespace {
      return {fn(c.arr(0), c.i32(1), c.flag(2), c.flag(3), s)}; \
    }}
 
+// argmax/argmin: (tensor, keep_axes) over all elements, or
+// (tensor, axis, keep_axes) along one axis.
+#define ARG_REDUCE(name, fn)                                             \
+  {#name, [](const Call& c, S s) -> Out {                                \
+     if (c.size() == 2) return {fn(c.arr(0), c.flag(1), s)};             \
+     return {fn(c.arr(0), axis_index(#name, c.i64(1), c.arr(0).ndim()), \
+                c.flag(2), s)};                                          \
+   }}
+
 // MLX's cummax/cummin on float16 and bfloat16 turn NaN into 0 (float32 and
 // float64 propagate it, as Nx does): those run in float32, which holds every
 // half value exactly, and are converted back.
@@ -39,9 +48,16 @@ const Entry ENTRIES[] = {
     CUMULATIVE(cumulative_product, mx::cumprod),
     {"cumulative_max", [](const Call& c, S s) -> Out { return cumulative_extreme(true, c, s); }},
     {"cumulative_min", [](const Call& c, S s) -> Out { return cumulative_extreme(false, c, s); }},
+    ARG_REDUCE(argmax, mx::argmax),
+    ARG_REDUCE(argmin, mx::argmin),
+
+    // --- sorting ---
+    {"sort", [](const Call& c, S s) -> Out { return {mx::sort(c.arr(0), c.i32(1), s)}; }},
+    {"argsort", [](const Call& c, S s) -> Out { return {mx::argsort(c.arr(0), c.i32(1), s)}; }},
 };
 
 #undef REDUCE
+#undef ARG_REDUCE
 #undef CUMULATIVE
 
 }  // namespace

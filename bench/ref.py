@@ -1,0 +1,357 @@
+"""Reference driver for bench/run.exs: the same workloads on raw MLX and numpy.
+
+bench/run.exs starts this as a long-lived subprocess and drives it with one
+JSON command per line on stdin, so that reference repetitions interleave with
+EMLX's. Every reply is one line of text:
+
+  {"cmd": "setup", "key": K, "impl": "mlx"|"numpy", "workload": W, "params": {...}}
+      -> "ok" | "skip <reason>" | "error <message>"
+  {"cmd": "run", "key": K, "inner": N}
+      -> "ok <nanoseconds for N back-to-back calls>" | "error <message>"
+  {"cmd": "drop", "key": K}  -> "ok"
+  {"cmd": "quit"}            -> (exits)
+
+At start it prints "ready <key>=<value> ..." describing itself. Timing is done
+here (perf_counter_ns around the calls), so the pipe's latency is not counted.
+Data is built with the same formulas as the Elixir side (sin of a scaled
+iota), so both sides compute on the same values.
+"""
+
+import json
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+try:
+    import mlx.core as mx
+except Exception as e:  # reported per setup, numpy still works
+    mx = None
+    MLX_ERROR = f"{type(e).__name__}: {e}"
+else:
+    MLX_ERROR = None
+
+DEVICE = os.environ.get("EMLX_BENCH_DEVICE", "cpu")
+
+
+def wave(n, scale=0.001, dtype="float32"):
+    """sin(i * scale) for i in 0..n-1, as the Elixir side builds it."""
+    x = mx.sin(mx.arange(n, dtype=mx.float32) * scale)
+    return x.astype(getattr(mx, dtype)) if dtype != "float32" else x
+
+
+def np_wave(n, scale=0.001, dtype="float32"):
+    return np.sin(np.arange(n, dtype=np.float32) * np.float32(scale)).astype(dtype)
+
+
+def ready(*arrays):
+    mx.eval(*arrays)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+# --- workloads: each returns a zero-argument function, one repetition --------
+# MLX versions end with mx.eval (or a read-back), so each call does the work.
+
+
+def mlx_dispatch_build(p):
+    c = ready(mx.full((4,), 1.0e-3, dtype=mx.float32))
+    x0 = ready(wave(4))
+    n = p["ops"]
+
+    def run():
+        x = x0
+        for _ in range(n):
+            x = mx.add(x, c)
+        return x
+
+    return run
+
+
+def mlx_dispatch_eval(p):
+    build = mlx_dispatch_build(p)
+    return lambda: mx.eval(build())
+
+
+def mlx_round_trip(p):
+    a = ready(wave(4))
+    b = ready(mx.cos(a))
+
+    def run():
+        c = mx.add(a, b)
+        mx.eval(c)
+        return bytes(memoryview(c))
+
+    return run
+
+
+def np_round_trip(p):
+    a = np_wave(4)
+    b = np.cos(a)
+    return lambda: (a + b).tobytes()
+
+
+def mlx_matmul(p):
+    n, t = p["n"], p["dtype"]
+    a = ready(wave(n * n, dtype=t).reshape(n, n))
+    b = ready(mx.cos(a))
+    return lambda: mx.eval(mx.matmul(a, b))
+
+
+def np_matmul(p):
+    n, t = p["n"], p["dtype"]
+    if t != "float32":
+        raise Skip(f"numpy has no {t}")
+    a = np_wave(n * n).reshape(n, n)
+    b = np.cos(a)
+    return lambda: a @ b
+
+
+def mlx_elementwise(p):
+    n = p["n"]
+    x = ready(wave(n))
+    y, z = ready(mx.cos(x), mx.sin(mx.cos(x)))
+    return lambda: mx.eval(mx.add(mx.multiply(mx.exp(x), y), z))
+
+
+def np_elementwise(p):
+    x = np_wave(p["n"])
+    y, z = np.cos(x), np.sin(np.cos(x))
+    return lambda: np.exp(x) * y + z
+
+
+def mlx_sum(p):
+    shape, axes = p["shape"], p["axes"]
+    x = ready(wave(int(np.prod(shape))).reshape(shape))
+    return lambda: mx.eval(mx.sum(x, axis=axes))
+
+
+def np_sum(p):
+    shape, axes = p["shape"], tuple(p["axes"])
+    x = np_wave(int(np.prod(shape))).reshape(shape)
+    return lambda: x.sum(axis=axes)
+
+
+def mlx_softmax(p):
+    n = p["n"]
+    x = ready(wave(n * n, 0.01).reshape(n, n))
+    if p["form"] == "fused":
+        return lambda: mx.eval(mx.softmax(x, axis=-1))
+
+    def run():
+        e = mx.exp(mx.subtract(x, mx.max(x, axis=-1, keepdims=True)))
+        mx.eval(mx.divide(e, mx.sum(e, axis=-1, keepdims=True)))
+
+    return run
+
+
+def np_softmax(p):
+    n = p["n"]
+    x = np_wave(n * n, 0.01).reshape(n, n)
+
+    def run():
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    return run
+
+
+def mlp_shapes(p):
+    return p["batch"], p["inputs"], p["hidden"], p["classes"]
+
+
+def mlx_mlp(p):
+    b, i, h, k = mlp_shapes(p)
+    params = {
+        "w1": wave(i * h, 0.001).reshape(i, h) * 0.05,
+        "b1": mx.zeros((h,)),
+        "w2": wave(h * k, 0.002).reshape(h, k) * 0.05,
+        "b2": mx.zeros((k,)),
+    }
+    x = wave(b * i, 0.003).reshape(b, i)
+    y = (mx.arange(b)[:, None] % k == mx.arange(k)[None, :]).astype(mx.float32)
+    mx.eval(params, x, y)
+
+    def loss(ps):
+        hid = mx.maximum(x @ ps["w1"] + ps["b1"], 0.0)
+        logits = hid @ ps["w2"] + ps["b2"]
+        logp = logits - mx.logsumexp(logits, axis=1, keepdims=True)
+        return -mx.mean(mx.sum(y * logp, axis=1))
+
+    grad = mx.grad(loss)
+    return lambda: mx.eval(grad(params))
+
+
+def np_mlp(p):
+    b, i, h, k = mlp_shapes(p)
+    w1 = np_wave(i * h, 0.001).reshape(i, h) * np.float32(0.05)
+    b1 = np.zeros(h, np.float32)
+    w2 = np_wave(h * k, 0.002).reshape(h, k) * np.float32(0.05)
+    b2 = np.zeros(k, np.float32)
+    x = np_wave(b * i, 0.003).reshape(b, i)
+    y = (np.arange(b)[:, None] % k == np.arange(k)[None, :]).astype(np.float32)
+
+    def run():
+        # forward
+        pre = x @ w1 + b1
+        hid = np.maximum(pre, 0)
+        logits = hid @ w2 + b2
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        sm = e / e.sum(axis=1, keepdims=True)
+        # backward of -mean(sum(y * log_softmax(logits)))
+        dlogits = (sm - y) / b
+        dw2, db2 = hid.T @ dlogits, dlogits.sum(axis=0)
+        dpre = (dlogits @ w2.T) * (pre > 0)
+        dw1, db1 = x.T @ dpre, dpre.sum(axis=0)
+        return dw1, db1, dw2, db2
+
+    return run
+
+
+def mlx_sdpa(p):
+    b, h, l, d = p["b"], p["h"], p["l"], p["d"]
+    q = wave(b * h * l * d, 0.001).reshape(b, h, l, d)
+    k = wave(b * h * l * d, 0.002).reshape(b, h, l, d)
+    v = wave(b * h * l * d, 0.003).reshape(b, h, l, d)
+    mx.eval(q, k, v)
+    scale = 1.0 / d**0.5
+    return lambda: mx.eval(mx.fast.scaled_dot_product_attention(q, k, v, scale=scale))
+
+
+def np_sdpa(p):
+    b, h, l, d = p["b"], p["h"], p["l"], p["d"]
+    q = np_wave(b * h * l * d, 0.001).reshape(b, h, l, d)
+    k = np_wave(b * h * l * d, 0.002).reshape(b, h, l, d)
+    v = np_wave(b * h * l * d, 0.003).reshape(b, h, l, d)
+    scale = np.float32(1.0 / d**0.5)
+
+    def run():
+        s = (q @ k.transpose(0, 1, 3, 2)) * scale
+        e = np.exp(s - s.max(axis=-1, keepdims=True))
+        return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+    return run
+
+
+def mlx_to_binary(p):
+    x = ready(wave(p["bytes"] // 4))
+    if p["copy"]:
+        return lambda: bytes(memoryview(x))
+    return lambda: memoryview(x)
+
+
+def mlx_from_binary(p):
+    blob = np_wave(p["bytes"] // 4).tobytes()
+
+    def run():
+        # mx.array copies numpy's buffer; np.frombuffer itself is a view.
+        a = mx.array(np.frombuffer(blob, dtype=np.float32))
+        mx.eval(a)
+        return a
+
+    return run
+
+
+def np_memcpy(p):
+    src = np_wave(p["bytes"] // 4)
+    dst = np.empty_like(src)
+    return lambda: np.copyto(dst, src)
+
+
+class Skip(Exception):
+    pass
+
+
+WORKLOADS = {
+    "mlx": {
+        "dispatch_build": mlx_dispatch_build,
+        "dispatch_eval": mlx_dispatch_eval,
+        "round_trip": mlx_round_trip,
+        "matmul": mlx_matmul,
+        "elementwise": mlx_elementwise,
+        "sum": mlx_sum,
+        "softmax": mlx_softmax,
+        "mlp": mlx_mlp,
+        "sdpa": mlx_sdpa,
+        "to_binary": mlx_to_binary,
+        "from_binary": mlx_from_binary,
+    },
+    "numpy": {
+        "round_trip": np_round_trip,
+        "matmul": np_matmul,
+        "elementwise": np_elementwise,
+        "sum": np_sum,
+        "softmax": np_softmax,
+        "mlp": np_mlp,
+        "sdpa": np_sdpa,
+        "memcpy": np_memcpy,
+    },
+}
+
+
+def describe():
+    info = {"python": sys.version.split()[0], "numpy": np.__version__, "device": DEVICE}
+    if mx is not None:
+        info["mlx"] = mx.__version__
+        import mlx
+
+        lib = os.path.join(list(mlx.__path__)[0], "lib", "libmlx.so")
+        info["libmlx"] = os.path.realpath(lib) if os.path.exists(lib) else "not found"
+    else:
+        info["mlx"] = "unavailable"
+    info["ld_preload"] = os.environ.get("LD_PRELOAD", "") or "none"
+    return " ".join(f"{k}={str(v).replace(' ', '_')}" for k, v in info.items())
+
+
+def main():
+    if mx is not None and DEVICE == "gpu":
+        mx.set_default_device(mx.gpu)
+    out = sys.stdout
+    out.write("ready " + describe() + "\n")
+    out.flush()
+    runs = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            cmd = json.loads(line)
+            op = cmd["cmd"]
+            if op == "quit":
+                return
+            elif op == "setup":
+                impl = cmd["impl"]
+                if impl == "mlx" and mx is None:
+                    raise Skip(f"mlx does not import: {MLX_ERROR}")
+                build = WORKLOADS[impl].get(cmd["workload"])
+                if build is None:
+                    raise Skip(f"no {impl} version of {cmd['workload']}")
+                fn = build(cmd["params"])
+                fn()  # warm-up: first-call costs stay out of the figures
+                runs[cmd["key"]] = fn
+                reply = "ok"
+            elif op == "run":
+                fn = runs[cmd["key"]]
+                n = int(cmd["inner"])
+                t0 = time.perf_counter_ns()
+                for _ in range(n):
+                    fn()
+                reply = f"ok {time.perf_counter_ns() - t0}"
+            elif op == "drop":
+                runs.pop(cmd["key"], None)
+                reply = "ok"
+            else:
+                reply = f"error unknown command {op}"
+        except Skip as e:
+            reply = f"skip {e}"
+        except Exception as e:
+            msg = f"{type(e).__name__}: {e}".replace("\n", " ")
+            traceback.print_exc(file=sys.stderr)
+            reply = f"error {msg}"
+        out.write(reply + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

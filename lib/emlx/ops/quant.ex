@@ -1,0 +1,78 @@
+defmodule EMLX.Ops.Quant do
+  @moduledoc false
+  # Affine group-wise quantization (MLX's "affine" mode).
+  # Entries: see EMLX.Ops. Native twin: native/bridge/ops/quant.cc.
+
+  @params """
+  `group_size` is 32, 64 or 128 and `bits` one of 2, 3, 4, 5, 6 or 8; they
+  must be the values the weights were quantized with.
+  """
+
+  def table do
+    [
+      {:quantize, [tensor: :tensor, group_size: :int, bits: :int],
+       """
+       Quantizes a float32, float16 or bfloat16 tensor of rank 2 or more along its last
+       axis, in groups of `group_size` consecutive values (MLX's affine mode).
+
+       Returns `{w, scales, biases}`:
+
+         * `w` — `:uint32`, the `bits`-bit codes packed 32 / `bits` to a word:
+           shape `{..., n * bits / 32}` for a last axis of `n`;
+         * `scales`, `biases` — one per group, shape `{..., n / group_size}`,
+           in the input's type.
+
+       Each value is stored as a code `q` in `0..2^bits - 1` standing for
+       `scale * q + bias`. MLX aligns each group's grid on its
+       largest-magnitude value (which comes back exactly); a value
+       inside the grid comes back within half a step (`abs(scale) / 2`), and
+       the opposite end of the group may lie up to one step of
+       `(max - min) / (2^bits - 1)` outside the grid, where it is clipped.
+       The last axis must be a multiple of `group_size`.
+       #{@params}
+           iex> x = EMLX.ones({2, 64}, :float32, :cpu)
+           iex> {w, scales, biases} = EMLX.quantize(x, 64, 4)
+           iex> {EMLX.shape(w), EMLX.scalar_type(w), EMLX.shape(scales), EMLX.shape(biases)}
+           {{2, 8}, :uint32, {2, 1}, {2, 1}}
+       """, [out: :tuple]},
+      {:dequantize, [w: :tensor, scales: :tensor, biases: :tensor, group_size: :int, bits: :int],
+       """
+       The floating-point tensor that `quantize/3`'s `{w, scales, biases}`
+       stand for: `scale * q + bias` for every packed code `q`, in the type of
+       `scales`.
+       #{@params}
+           iex> x = EMLX.full(0.5, {1, 32}, :float32, :cpu)
+           iex> {w, s, b} = EMLX.quantize(x, 32, 8)
+           iex> EMLX.dequantize(w, s, b, 32, 8) |> EMLX.sum([0, 1], false) |> EMLX.item()
+           16.0
+       """, []},
+      {:quantized_matmul,
+       [
+         x: :tensor,
+         w: :tensor,
+         scales: :tensor,
+         biases: :tensor,
+         transpose: :bool,
+         group_size: :int,
+         bits: :int
+       ],
+       """
+       Multiplies `x` by quantized weights without materialising them:
+       `x · dequantize(w)ᵀ` when `transpose` is true (the default, weights
+       stored `{out, in}` as linear layers keep them), `x · dequantize(w)`
+       otherwise.
+
+       `x` is floating-point, `{..., in}`; the result is `{..., out}` in the
+       promoted type of `x` and `scales`. `group_size` defaults to 64 and
+       `bits` to 4.
+       #{@params}
+           iex> w = EMLX.ones({3, 64}, :float32, :cpu)
+           iex> {qw, s, b} = EMLX.quantize(w, 64, 4)
+           iex> x = EMLX.ones({2, 64}, :float32, :cpu)
+           iex> out = EMLX.quantized_matmul(x, qw, s, b)
+           iex> {EMLX.shape(out), EMLX.max(out, [0, 1], false) |> EMLX.item()}
+           {{2, 3}, 64.0}
+       """, [defaults: [transpose: true, group_size: 64, bits: 4]]}
+    ]
+  end
+end

@@ -1,0 +1,132 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.BackendCase do
+    @moduledoc false
+    # Tests of EMLX.Backend against Nx.BinaryBackend as the oracle: the same
+    # function runs on BinaryBackend tensors and on their EMLX copies, and
+    # the results must agree in type, shape, names and values (exactly, or
+    # within a tolerance for floating-point math that MLX rounds its own way).
+
+    use ExUnit.CaseTemplate
+    import ExUnit.Assertions
+
+    using do
+      quote do
+        import EMLX.BackendCase
+        @moduletag :nx
+      end
+    end
+
+    @backend {EMLX.Backend, device: :cpu}
+
+    @doc "An EMLX copy of a tensor (or of every tensor in a list or tuple)."
+    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, @backend)
+    def emlx(list) when is_list(list), do: Enum.map(list, &emlx/1)
+    def emlx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> emlx() |> List.to_tuple()
+    def emlx(other), do: other
+
+    @doc "Whether `type` is a floating-point (or complex) type."
+    def float?({kind, _}), do: kind in [:f, :bf, :c, :f8_e4m3fn]
+
+    @doc "A Nx.BinaryBackend tensor."
+    def bin(data, opts \\ []), do: Nx.tensor(data, Keyword.put(opts, :backend, Nx.BinaryBackend))
+
+    @doc """
+    Runs `fun` on `args` (tensors given on Nx.BinaryBackend) and on their
+    EMLX copies and asserts the results agree. Options: `:atol`/`:rtol`
+    (compare within tolerance instead of exactly).
+    """
+    def check(fun, args, opts \\ []) when is_function(fun) and is_list(args) do
+      expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> apply(fun, args) end)
+
+      actual =
+        Nx.with_default_backend(@backend, fn -> apply(fun, Enum.map(args, &emlx/1)) end)
+
+      assert_same(actual, expected, opts)
+      actual
+    end
+
+    @doc "Asserts an EMLX result equals an expected result (see check/3)."
+    def assert_same(actual, expected, opts \\ [])
+
+    def assert_same(actual, expected, opts) when is_tuple(actual) and is_tuple(expected) do
+      assert tuple_size(actual) == tuple_size(expected)
+
+      Enum.zip(Tuple.to_list(actual), Tuple.to_list(expected))
+      |> Enum.each(fn {a, e} -> assert_same(a, e, opts) end)
+    end
+
+    def assert_same(%Nx.Tensor{} = actual, %Nx.Tensor{} = expected, opts) do
+      assert %EMLX.Backend{} = actual.data, "the result is not an EMLX.Backend tensor: #{inspect(actual)}"
+      assert actual.type == expected.type, "type #{inspect(actual.type)}, expected #{inspect(expected.type)}"
+      assert actual.shape == expected.shape, "shape #{inspect(actual.shape)}, expected #{inspect(expected.shape)}"
+      assert actual.names == expected.names
+      assert actual.vectorized_axes == expected.vectorized_axes
+
+      actual_bin = Nx.backend_copy(actual, Nx.BinaryBackend)
+
+      if opts[:atol] || opts[:rtol] do
+        close? =
+          Nx.all_close(actual_bin, expected,
+            atol: opts[:atol] || 1.0e-6,
+            rtol: opts[:rtol] || 1.0e-5,
+            equal_nan: true
+          )
+
+        assert Nx.to_number(close?) == 1,
+               "not within tolerance:\nactual:   #{inspect(actual_bin)}\nexpected: #{inspect(expected)}"
+      else
+        assert values(actual_bin) == values(expected),
+               "values differ (#{inspect(expected.type)}):\nactual:   #{inspect(Nx.to_flat_list(actual_bin))}\n" <>
+                 "expected: #{inspect(Nx.to_flat_list(expected))}"
+      end
+    end
+
+    def assert_same(actual, expected, _opts), do: assert(actual == expected)
+
+    # Values with NaNs compared as NaN (any payload); -0.0 equals 0.0
+    # (Nx.BinaryBackend's signs of zero follow Erlang's arithmetic, not IEEE's).
+    defp values(t) do
+      t
+      |> Nx.devectorize()
+      |> Nx.to_flat_list()
+      |> Enum.map(fn
+        %Complex{re: re, im: im} -> {:c, float_key(re), float_key(im)}
+        x -> float_key(x)
+      end)
+    end
+
+    defp float_key(x) when is_float(x), do: x + 0.0
+    defp float_key(x), do: x
+
+    @doc "A deterministic random tensor of `type` and `shape` on Nx.BinaryBackend."
+    def random(shape, type, seed \\ 0) do
+      state = :rand.seed_s(:exsss, {seed + 1, 7, 11})
+      n = Tuple.product(shape)
+      {values, _} = Enum.map_reduce(1..max(n, 1)//1, state, fn _, st -> number(type, st) end)
+      values = Enum.take(values, n)
+      Nx.tensor(values, type: type, backend: Nx.BinaryBackend) |> Nx.reshape(shape)
+    end
+
+    defp number({kind, _}, st) when kind in [:f, :bf, :f8_e4m3fn] do
+      {x, st} = :rand.uniform_s(st)
+      {Float.round(x * 8 - 4, 3), st}
+    end
+
+    defp number({:c, _}, st) do
+      {re, st} = number({:f, 32}, st)
+      {im, st} = number({:f, 32}, st)
+      {Complex.new(re, im), st}
+    end
+
+    defp number({:u, bits}, st) do
+      {x, st} = :rand.uniform_s(min(2 ** bits, 200), st)
+      {x - 1, st}
+    end
+
+    defp number({:s, bits}, st) do
+      half = min(2 ** (bits - 1), 100)
+      {x, st} = :rand.uniform_s(2 * half, st)
+      {x - 1 - half, st}
+    end
+  end
+end
