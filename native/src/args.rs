@@ -127,6 +127,14 @@ pub fn count(nif: &str, what: &str, term: Term) -> Result<u64> {
         .map_err(|_| bad(nif, what, "a non-negative integer below 2^64", term))
 }
 
+/// A UTF-8 string (an Elixir binary).
+pub fn string(nif: &str, what: &str, term: Term) -> Result<String> {
+    let bin = binary(nif, what, term)?;
+    std::str::from_utf8(bin.as_slice())
+        .map(str::to_owned)
+        .map_err(|_| bad(nif, what, "a UTF-8 string", term))
+}
+
 /// A binary.
 pub fn binary<'a>(nif: &str, what: &str, term: Term<'a>) -> Result<Binary<'a>> {
     if term.get_type() != TermType::Binary {

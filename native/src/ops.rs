@@ -204,7 +204,10 @@ fn push_list(
     for item in items {
         let tensor = decode_tensor(item).map_err(|_| {
             Error::BadArg(format!(
-                "expected a list of integers, of numbers or of tensors, got: {whole:?}"
+                "expected a list of integers, of numbers or of tensors; {} is none of these \
+                 (in {})",
+                args::show(item),
+                args::show(whole)
             ))
         })?;
         usable(&tensor, queue_id, |a| ffi::list_push(list.pin_mut(), a))?;
