@@ -17,8 +17,8 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
   ## Fixtures
 
   setup_all do
-    q2 = NIF.queue_new(:cpu)
-    closed = NIF.queue_new(:cpu)
+    q2 = NIF.queue_new(:cpu, nil, nil)
+    closed = NIF.queue_new(:cpu, nil, nil)
     :ok = NIF.queue_close(closed)
     %{q2: q2, closed: closed}
   end
@@ -50,6 +50,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
         m: NIF.op(q, :reshape, [f32(q, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), [2, 3]]),
         u8: NIF.from_blob(q, <<1, 2, 3>>, [3], :uint8),
         dead: dead,
+        lazy: NIF.op(q, :multiply, [t, t]),
         other_lazy: other_lazy,
         qstruct: %EMLX.CommandQueue{ref: q, device: :cpu, id: 1},
         bare_ref: elem(t, 1),
@@ -78,16 +79,20 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     itemsize: [:dtype],
     needs_eval_for: [:queue, :tensor],
     deallocate: [:tensor],
-    queue_new: [:device],
+    queue_new: [:device, :owner, :capacity],
+    queue_make_default: [:queue],
     queue_close: [:queue],
-    queue_info: [:queue],
+    queue_info: [:queue_or_tensor],
     queue_synchronize: [:queue, :tag],
     tensor_queue_id: [:tensor],
     eval: [:tensor_list, :tag],
     item: [:tensor, :tag],
     to_blob: [:tensor, :limit, :tag],
     set_cache_limit: [:size],
-    set_memory_limit: [:size]
+    set_memory_limit: [:size],
+    tensor_data_ptr: [:tensor, :tag],
+    tensor_to_shm: [:tensor, :permissions, :tag],
+    shm_unlink: [:shm_name]
   }
 
   # A valid argument of each kind (the other positions of a case).
@@ -101,6 +106,9 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     shape: [1],
     limit: nil,
     size: nil,
+    owner: nil,
+    capacity: nil,
+    permissions: 0o600,
     op_name: :add,
     op_args: [{:fx, :t}, {:fx, :t}],
     tag: {:fx, :ref}
@@ -108,6 +116,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
 
   @tensor_like "expected an EMLX tensor"
   @not_queue "must be an EMLX command queue"
+  @not_in_list "expected a list of integers, of numbers or of tensors"
 
   # Wrong terms for each kind, with what the message must say.
   @bad %{
@@ -120,6 +129,39 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
       {"an integer", 1, @not_queue},
       {"a pid", {:fx, :pid}, @not_queue},
       {"a deep tuple", {:fx, :deep_tuple}, @not_queue}
+    ],
+    queue_or_tensor: [
+      {"a plain make_ref()", {:fx, :ref}, "command queue reference or a tensor"},
+      {"the %EMLX.CommandQueue{} struct instead of its ref", {:fx, :qstruct}, "command queue reference"},
+      {"the atom :cpu", :cpu, "command queue reference or a tensor"},
+      {"a pid", {:fx, :pid}, "command queue reference or a tensor"}
+    ],
+    owner: [
+      {"a make_ref()", {:fx, :ref}, "a local pid or nil"},
+      {"a pid as a string", "#PID<0.1.0>", "a local pid or nil"},
+      {"an integer", 1, "a local pid or nil"}
+    ],
+    capacity: [
+      {"zero", 0, "a positive integer or nil"},
+      {"a negative capacity", -5, "a positive integer or nil"},
+      {"a float", 10.0, "a positive integer or nil"},
+      {"an atom", :infinity, "a positive integer or nil"},
+      {"a capacity beyond 64 bits", 36_893_488_147_419_103_232, "a positive integer or nil"}
+    ],
+    permissions: [
+      {"mode bits above 0o777", 0o1000, "Unix mode bits"},
+      {"negative mode bits", -1, "Unix mode bits"},
+      {"a mode string", "rw-------", "Unix mode bits"},
+      {"nil", nil, "Unix mode bits"}
+    ],
+    shm_name: [
+      {"an atom", :segment, "must be a binary"},
+      {"a charlist", ~c"/segment", "must be a binary"},
+      {"a name that is not UTF-8", <<?/, 255, 254>>, "UTF-8"},
+      {"a name without the leading slash", "segment", "invalid shared-memory name"},
+      {"a name with a NUL byte", <<"/seg", 0, "ment">>, "invalid shared-memory name"},
+      {"a name with two slashes", "/a/b", "invalid shared-memory name"},
+      {"an empty name", "", "invalid shared-memory name"}
     ],
     tensor: [
       {"a plain make_ref()", {:fx, :ref}, @tensor_like},
@@ -142,7 +184,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
       {"a list with a make_ref()", [{:fx, :t}, {:fx, :ref}], @tensor_like},
       {"a list with a queue ref", [{:fx, :q}], @tensor_like},
       {"a list with a deallocated tensor", [{:fx, :t}, {:fx, :dead}], "deallocated"},
-      {"tensors of two queues", [{:fx, :t}, {:fx, :other_lazy}], "one command queue"},
+      {"unevaluated tensors of two queues", [{:fx, :lazy}, {:fx, :other_lazy}], "one command queue"},
       {"a deep list", {:fx, :deep_list}, @tensor_like},
       {"a binary", "tensors", "must be a list"}
     ],
@@ -212,10 +254,10 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
       {"a bitstring argument", [{:fx, :bitstring}, {:fx, :t}], "not whole bytes"},
       {"an integer beyond 64 bits", [{:fx, :t}, 36_893_488_147_419_103_232], "does not fit in 64 bits"},
       {"a list of a million integers", [{:fx, :big_list}, {:fx, :t}], "must be a tensor"},
-      {"a deep list argument", [{:fx, :deep_list}, {:fx, :t}], @tensor_like},
-      {"a deep tuple argument", [{:fx, :deep_tuple}, {:fx, :t}], @tensor_like},
-      {"a deep list as the argument list", {:fx, :deep_list}, @tensor_like},
-      {"a tensor list mixing tensors and refs", [[{:fx, :t}, {:fx, :ref}], {:fx, :t}], @tensor_like},
+      {"a deep list argument", [{:fx, :deep_list}, {:fx, :t}], @not_in_list},
+      {"a deep tuple argument", [{:fx, :deep_tuple}, {:fx, :t}], [@tensor_like, @not_in_list]},
+      {"a deep list as the argument list", {:fx, :deep_list}, @not_in_list},
+      {"a tensor list mixing tensors and refs", [[{:fx, :t}, {:fx, :ref}], {:fx, :t}], @not_in_list},
       {"a lazy tensor of another queue", [{:fx, :other_lazy}, {:fx, :t}], "cross_queue"},
       {"a deallocated tensor", [{:fx, :t}, {:fx, :dead}], "deallocated"},
       {"a queue ref as a tensor", [{:fx, :q}, {:fx, :t}], @tensor_like},
@@ -265,7 +307,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     ],
     tensors: [
       {"a list with a deallocated tensor", [{:fx, :t}, {:fx, :dead}], "deallocated"},
-      {"a list with a make_ref()", [{:fx, :t}, {:fx, :ref}], @tensor_like}
+      {"a list with a make_ref()", [{:fx, :t}, {:fx, :ref}], @not_in_list}
     ],
     type: [{"an unknown dtype", :float33, "unknown MLX dtype 'float33'"}],
     scalar: [{"a string", "one", "must be a number"}],
@@ -295,8 +337,10 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
                  |> Enum.with_index()
                  |> Enum.map(fn {{_, k}, i} -> if i == pos, do: bad, else: @param_valid[k] end)
 
-               expect = with {:prefix, nil} <- expect, do: {:prefix, "#{name}:"}
-               {"op :#{name} #{param} (#{kind}): #{what}", :op, [{:fx, :q}, name, args], expect}
+               # The op may refuse another of the (generic) arguments first:
+               # any message that names the op is a useful one then.
+               expect = [if(expect == {:prefix, nil}, do: {:prefix, "#{name}:"}, else: expect), {:prefix, "#{name}:"}]
+               {"op :#{name}/#{length(params)} #{param} (#{kind}): #{what}", :op, [{:fx, :q}, name, args], expect}
              end)
 
   # Every op with a pid for each argument, and with no arguments at all.
@@ -305,13 +349,14 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
                        case <- [:none | Enum.to_list(0..(length(params) - 1)//1)] do
                      case case do
                        :none ->
-                         {"op :#{name} with no arguments", :op, [{:fx, :q}, name, []], "(only 0 given)"}
+                         {"op :#{name}/#{length(params)} with no arguments", :op, [{:fx, :q}, name, []],
+                          "(only 0 given)"}
 
                        pos ->
                          args = List.duplicate({:fx, :t}, length(params)) |> List.replace_at(pos, {:fx, :pid})
 
-                         {"op :#{name} with a pid as argument #{pos + 1}", :op, [{:fx, :q}, name, args],
-                          "#{name}: argument #{pos + 1}: unsupported argument"}
+                         {"op :#{name}/#{length(params)} with a pid as argument #{pos + 1}", :op,
+                          [{:fx, :q}, name, args], "#{name}: argument #{pos + 1}: unsupported argument"}
                      end
                    end)
 
@@ -355,11 +400,14 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     {"item of a 2-element tensor", :item, [{:fx, :t}, {:fx, :ref}], "exactly one element"},
     {"item of a 2x3 tensor", :item, [{:fx, :m}, {:fx, :ref}], "exactly one element"},
     {"queue_synchronize on a closed queue", :queue_synchronize, [{:fx, :closed}, {:fx, :ref}], "is closed"},
-    {"queue_new :gpu on a build without a GPU", :queue_new, [:gpu], {:gpu_only, "no GPU"}},
+    {"queue_new :gpu on a build without a GPU", :queue_new, [:gpu, nil, nil], {:gpu_only, "no GPU"}},
+    {"tensor_data_ptr of a lazy tensor of a closed queue", :tensor_data_ptr, [{:closed_lazy}, {:fx, :ref}], "closed"},
+    {"tensor_to_shm of a deallocated tensor", :tensor_to_shm, [{:fx, :dead}, 0o600, {:fx, :ref}], "deallocated"},
     {"eval of a {2_000_000_000, 2_000_000_000} float32 (16 EB)", :eval,
-     [[{:op, :full, [0, [2_000_000_000, 2_000_000_000], :float32]}], {:fx, :ref}], "cannot allocate"},
+     [[{:op, :full, [0, [2_000_000_000, 2_000_000_000], :float32]}], {:fx, :ref}],
+     ["more than this machine's memory", "more than MLX's memory limit"]},
     {"eval of a {10^6, 10^6} float32 (4 TB)", :eval, [[{:op, :ones, [[1_000_000, 1_000_000], :float32]}], {:fx, :ref}],
-     "memory limit"},
+     ["more than this machine's memory", "more than MLX's memory limit"]},
     {"to_blob of ones whose byte count overflows 2^64", :to_blob,
      [{:op, :ones, [[2_147_483_647, 2_147_483_647, 8], :float32]}, nil, {:fx, :ref}], "more than 2^64 bytes"},
     {"item of an add of overflowing broadcasts", :item,
@@ -370,7 +418,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
           {:op, :ones, [[1, 2_147_483_647, 2_147_483_647], :int8]}
         ]},
        {:fx, :ref}
-     ], ["more than 2^64 bytes", "exactly one element"]},
+     ], ["more than 2^64 bytes", "exactly one element", "more than this machine's memory"]},
     {"eval of a lazy tensor of a closed queue", :eval, [[{:closed_lazy}], {:fx, :ref}], "closed"}
   ]
 
@@ -412,7 +460,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
 
   ## Running a case
 
-  @jobs [:eval, :item, :to_blob, :queue_synchronize]
+  @jobs [:eval, :item, :to_blob, :queue_synchronize, :tensor_data_ptr, :tensor_to_shm]
 
   defp run_case(fx, nif, args, {:gpu_only, expect}) do
     if NIF.gpu_available(),
@@ -441,20 +489,29 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
   end
 
   defp matches?(message, {:prefix, prefix}), do: String.starts_with?(message, prefix)
-  defp matches?(message, alternatives) when is_list(alternatives), do: Enum.any?(alternatives, &(message =~ &1))
+  defp matches?(message, alternatives) when is_list(alternatives), do: Enum.any?(alternatives, &matches?(message, &1))
   defp matches?(message, text), do: message =~ text
 
-  # Jobs answer by message: `{tag, :ok | {:ok, value} | {:error, {module, msg}}}`.
+  # Jobs answer at once (`:done`, `{:done, value}`: nothing to evaluate) or
+  # by message: `{tag, :ok | {:ok, value} | {:error, {module, msg}}, run_ns}`.
   defp call(nif, args) when nif in @jobs do
     tag = List.last(args)
-    :ok = apply(NIF, nif, args)
 
-    receive do
-      {^tag, :ok} -> :ok
-      {^tag, {:ok, value}} -> value
-      {^tag, {:error, {module, message}}} -> raise module, message
-    after
-      30_000 -> flunk("#{nif}: no reply within 30 s")
+    case apply(NIF, nif, args) do
+      :done ->
+        :ok
+
+      {:done, value} ->
+        value
+
+      :ok ->
+        receive do
+          {^tag, :ok, _ns} -> :ok
+          {^tag, {:ok, value}, _ns} -> value
+          {^tag, {:error, {module, message}}, _ns} -> raise module, message
+        after
+          30_000 -> flunk("#{nif}: no reply within 30 s")
+        end
     end
   end
 
