@@ -44,4 +44,22 @@ defmodule EMLX.Reliability.RegressionsTest do
     # Along axis 1: [2, max(2, 1)], [3, max(3, 1)].
     assert values(EMLX.cumulative_max(x, 1, false, true), :float16) == [2.0, 2.0, 3.0, 3.0]
   end
+
+  describe "as_strided of a view that is not row-contiguous (MLX refused it at evaluation)" do
+    # m = [[0, 1, 2], [3, 4, 5]]; its transpose [[0, 3], [1, 4], [2, 5]] has
+    # the row-major elements 0, 3, 1, 4, 2, 5; every second one is 0, 1, 2.
+    defp ints(t), do: for(<<x::signed-64-native <- EMLX.to_blob(t)>>, do: x)
+    defp transposed, do: EMLX.arange(0, 6, 1, true, :cpu) |> EMLX.reshape({2, 3}) |> EMLX.transpose([1, 0])
+
+    test "of a lazy transpose" do
+      assert ints(EMLX.as_strided(transposed(), {3}, [2], 0)) == [0, 1, 2]
+    end
+
+    test "of an evaluated transpose (a strided view of its input's buffer)" do
+      t = transposed()
+      :ok = EMLX.eval(t)
+      assert ints(EMLX.as_strided(t, {3}, [2], 1)) == [3, 4, 5]
+      assert ints(EMLX.as_strided(t, {2, 2}, [1, 2], 0)) == [0, 1, 3, 4]
+    end
+  end
 end
