@@ -114,7 +114,7 @@ if Code.ensure_loaded?(Nx) do
             ["raised #{inspect(e.__struct__)}: #{Exception.message(e) |> String.slice(0, 300)}"]
 
           {:ok, _outs, outs} ->
-            scale = scale(step, inputs)
+            scale = Compare.step_scale(step.op, inputs)
 
             Enum.zip(expected, outs)
             |> Enum.map(fn {r, g} -> Compare.compare(r, g, step.tol, scale) end)
@@ -141,9 +141,6 @@ if Code.ensure_loaded?(Nx) do
         }
       end
     end
-
-    defp scale(%{op: op}, inputs) when op in [:dot, :outer, :conv], do: Compare.product_scale(inputs)
-    defp scale(_step, inputs), do: Compare.scale(inputs)
 
     @doc "A failure report for humans."
     def describe(%{program: {seed, i}} = m) do

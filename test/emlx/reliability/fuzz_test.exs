@@ -108,6 +108,11 @@ defmodule EMLX.Reliability.FuzzTest do
       assert got == Map.fetch!(ref, hd(step.out))
     end
 
+    test "every known-difference rule has its section in docs/known_differences.md" do
+      doc = File.read!(Path.expand("../../../docs/known_differences.md", __DIR__))
+      for rule <- EMLX.Fuzz.Known.sections(), do: assert(doc =~ "[`#{rule}`]", "#{rule} is not documented")
+    end
+
     test "literals rebuild NaN, infinities, -0.0 and every type bit for bit" do
       for type <- Values.float_types() ++ Values.int_types() do
         t = Values.tensor(type, {3, 4})

@@ -99,6 +99,10 @@ if Code.ensure_loaded?(Nx) do
       |> max(1.0)
     end
 
+    @doc "The magnitude scale of a step's terms (products for dot, outer and conv)."
+    def step_scale(op, inputs) when op in [:dot, :outer, :conv], do: product_scale(inputs)
+    def step_scale(_op, inputs), do: scale(inputs)
+
     # Dot products, outer products and convolutions: terms are products.
     @doc false
     def product_scale(tensors) do
