@@ -279,8 +279,11 @@ impl Queue {
             return;
         }
         let closed = self.closed.read();
-        if !*closed {
-            // On a full queue the array is simply dropped here.
+        // Releases take at most half of the channel, so that a burst of
+        // dropped graphs (a garbage collection freeing thousands of lazy
+        // tensors) never makes the callers' own jobs find the queue full.
+        // Past that, or on a closed queue, the array is dropped here.
+        if !*closed && self.tx.len() < self.capacity / 2 {
             let _ = self.tx.try_send(Job::Release(array));
         }
     }
