@@ -128,12 +128,19 @@ defmodule EMLX do
     mlx = EMLX.Types.mlx_type(type)
 
     if byte_size(blob) > @dirty_bytes,
-      do: EMLX.NIF.from_blob_dirty(queue, blob, dims, mlx),
+      do: EMLX.NIF.from_blob_dirty(heap_copy(queue), blob, dims, mlx),
       else: EMLX.NIF.from_blob(queue, blob, dims, mlx)
   end
 
   def from_blob(blob, _shape, _type, _device),
     do: raise(ArgumentError, "from_blob expects a binary, got: #{inspect(blob)}")
+
+  # The default queue's handle is a :persistent_term literal. If the
+  # application restarts (the term is replaced) while a dirty NIF holds it,
+  # the VM (OTP 25 seen) can free the literal under the running NIF and
+  # crash; a dirty NIF therefore gets a copy on the process heap (the same
+  # resource: a term_to_binary round trip keeps local resource references).
+  defp heap_copy(ref), do: :erlang.binary_to_term(:erlang.term_to_binary(ref))
 
   defp shape_list!(shape) when is_tuple(shape), do: shape_list!(Tuple.to_list(shape))
 

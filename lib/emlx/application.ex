@@ -19,4 +19,10 @@ defmodule EMLX.Application do
 
     Supervisor.start_link([], strategy: :one_for_one, name: EMLX.Supervisor)
   end
+
+  @impl true
+  def prep_stop(state) do
+    if EMLX.NIF.load_error() == nil, do: EMLX.CommandQueue.stop_defaults()
+    state
+  end
 end

@@ -54,6 +54,22 @@ defmodule EMLX.CommandQueue do
     :ok
   end
 
+  @doc false
+  # The application's default queues end with it: closed (their waiting
+  # jobs get an error reply, the running one finishes, the thread ends),
+  # whoever may still hold their handles, then forgotten (later calls raise
+  # that EMLX is not started). In that order: the handle is a persistent_term
+  # literal, and erasing it while the (dirty) close NIF still holds it let
+  # the VM free it under the NIF and crash.
+  def stop_defaults do
+    for device <- [:cpu, :gpu], ref = :persistent_term.get({__MODULE__, device}, nil) do
+      :ok = EMLX.NIF.queue_close(ref)
+      :persistent_term.erase({__MODULE__, device})
+    end
+
+    :ok
+  end
+
   @doc """
   Starts a new queue on `device` (`:cpu` or `:gpu`). Returns
   `{:ok, queue}`, or `{:error, message}` when the device does not exist.
