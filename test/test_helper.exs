@@ -22,4 +22,6 @@ exclude =
     [:telemetry | exclude]
   end
 
-ExUnit.start(exclude: exclude)
+# Tests tagged :long (the 1,000,000-cycle memory soak, minutes) run only on
+# demand: `mix test --only long`.
+ExUnit.start(exclude: exclude ++ [:long])

@@ -75,6 +75,13 @@ if Code.ensure_loaded?(Nx) do
         (reading one boolean back); MLX's linalg runs on the CPU, and
         triangular systems of CPU tensors are solved in float64.
 
+    Every difference from `Nx.BinaryBackend` that the differential fuzzer
+    (`test/emlx/reliability/fuzz_test.exs`) finds and that is understood is
+    listed, with its reason, in `docs/known_differences.md` in the repository
+    (float-to-integer saturation, operands cast to their common type first,
+    `Nx.BinaryBackend`'s non-IEEE values for infinities, float32 overflow in
+    accumulations, and the bugs still open).
+
     ## Binaries
 
     `to_binary/2` gives a binary over MLX's evaluated buffer (no copy for

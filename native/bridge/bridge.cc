@@ -2,12 +2,14 @@
 // metadata, evaluation and memory. The op table itself is in ops.cc.
 #include "bridge.h"
 
+#include <unistd.h>
+
 #include <cstring>
 #include <limits>
 #include <sstream>
 #include <unordered_set>
 
-#include "mlx/primitives.h"
+#include "mlx/primitives.h"  // Primitive::name()
 
 #include "emlx/native/src/ffi.rs.h"
 
@@ -199,6 +201,106 @@ std::unique_ptr<Array> list_get(const ArrayList& list, size_t i) {
   return std::make_unique<Array>(list.items.at(i));
 }
 
+// --- allocation guard ------------------------------------------------------------
+//
+// MLX's CPU allocator neither enforces the memory limit nor checks malloc:
+// a failed allocation becomes a null buffer that the kernel then writes
+// through (a segfault that takes the VM down), and an array's byte size
+// silently wraps modulo 2^64 for absurd shapes (a small buffer, then writes
+// far past it). So before anything is evaluated, every buffer the graph will
+// allocate is checked here, and an impossible one is refused with an
+// exception instead: a byte count past 2^64 (ArgumentError), or more than
+// MLX's memory limit or the machine's memory (EMLX.NIFError). A limit of 0
+// refuses every allocation.
+
+// Views share their input's buffer and allocate nothing. (By name: libmlx
+// does not export its primitives' type information.) Reshape, Flatten,
+// Unflatten and View are not among them: they copy an input that is not
+// row-contiguous, which a lazy input may turn out to be.
+bool allocates(const Array& a) {
+  static const char* const views[] = {"AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims",
+                                      "Slice",     "Squeeze",   "Transpose"};
+  if (!a.has_primitive()) return true;
+  const char* name = a.primitive().name();
+  for (const char* v : views) {
+    if (std::strcmp(name, v) == 0) return false;
+  }
+  return true;
+}
+
+namespace {
+
+size_t physical_memory() {
+  static const size_t bytes = [] {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                                 : std::numeric_limits<size_t>::max();
+  }();
+  return bytes;
+}
+
+std::string describe(const char* what, const mx::Shape& shape, mx::Dtype dtype) {
+  std::ostringstream msg;
+  msg << what << ": an array of shape [";
+  for (size_t i = 0; i < shape.size(); ++i) msg << (i ? ", " : "") << shape[i];
+  msg << "] and type " << dtype_name(dtype);
+  return msg.str();
+}
+
+// The bytes an array of `shape` and `dtype` needs; throws if that count
+// overflows 2^64 (MLX's own count would wrap).
+size_t checked_nbytes(const char* what, const mx::Shape& shape, mx::Dtype dtype) {
+  size_t bytes = mx::size_of(dtype);
+  for (auto d : shape) {
+    if (d < 0 || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes)) {
+      throw std::invalid_argument(describe(what, shape, dtype) +
+                                  " would need more than 2^64 bytes");
+    }
+  }
+  return bytes;
+}
+
+// Throws unless a buffer of `bytes` fits under MLX's memory limit and in
+// the machine's memory.
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype) {
+  size_t limit = mx::get_memory_limit();
+  size_t machine = physical_memory();
+  if (bytes <= limit && bytes <= machine) return;
+  std::ostringstream msg;
+  msg << describe(what, shape, dtype) << " needs " << bytes << " bytes, more than ";
+  if (bytes > limit) {
+    msg << "MLX's memory limit of " << limit << " bytes (see EMLX.set_memory_limit/1)";
+  } else {
+    msg << "this machine's memory (" << machine << " bytes)";
+  }
+  throw std::runtime_error(msg.str());
+}
+
+// Walks the unevaluated part of the graph under `roots`, each node once.
+void check_allocations(const std::vector<Array>& roots) {
+  std::vector<Array> stack;
+  std::unordered_set<std::uintptr_t> seen;
+  auto visit = [&](const Array& a) {
+    if (a.status() == Array::Status::unscheduled && seen.insert(a.id()).second) {
+      stack.push_back(a);
+    }
+  };
+  for (const auto& r : roots) visit(r);
+  while (!stack.empty()) {
+    Array a = std::move(stack.back());
+    stack.pop_back();
+    // Views allocate nothing, but a view whose size wraps would make its
+    // consumers loop over a wrong element count: refused too.
+    size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
+    if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype());
+    for (const auto& in : a.inputs()) visit(in);
+    for (const auto& sib : a.siblings()) visit(sib);
+  }
+}
+
+}  // namespace
+
 // --- arrays --------------------------------------------------------------------
 
 std::unique_ptr<Array> clone_array(const Array& a) { return std::make_unique<Array>(a); }
@@ -224,7 +326,12 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
         << count * mx::size_of(dtype);
     throw std::invalid_argument(msg.str());
   }
+  check_budget("from_blob", expected, shape, dtype);
   auto buffer = mx::allocator::malloc(expected);
+  if (expected > 0 && buffer.buffer().raw_ptr() == nullptr) {
+    throw std::runtime_error("from_blob: out of memory allocating " + std::to_string(expected) +
+                             " bytes");
+  }
   if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), bytes.data(), expected);
   return std::make_unique<Array>(std::move(buffer), std::move(shape), dtype);
 }
@@ -261,65 +368,19 @@ bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
-// Primitives whose output shares its input's buffer (no allocation of its
-// own, whatever its logical size).
-bool allocates(const Array& a) {
-  static const std::unordered_set<std::string> views = {
-      "AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims", "Flatten",
-      "Reshape",   "Slice",     "Squeeze",       "Transpose",  "Unflatten", "View"};
-  return !(a.has_primitive() && views.count(a.primitive().name()) > 0);
+void eval_list(const ArrayList& list) {
+  check_allocations(list.items);
+  mx::eval(list.items);
 }
-
-namespace {
-
-void refuse_if_too_big(const Array& a, size_t limit) {
-  if (a.nbytes() <= limit || !allocates(a)) return;
-  std::ostringstream msg;
-  msg << "cannot evaluate: an array of shape [";
-  for (size_t i = 0; i < a.shape().size(); ++i) msg << (i ? ", " : "") << a.shape()[i];
-  msg << "] and type " << dtype_name(a.dtype()) << " needs " << a.nbytes()
-      << " bytes, more than MLX's memory limit of " << limit
-      << " bytes (see EMLX.set_memory_limit/1)";
-  throw std::runtime_error(msg.str());
-}
-
-// MLX's CPU allocator hands back a null buffer when malloc fails and its
-// kernels then write through it: a segfault that would take the whole VM
-// down. So before evaluating, every array the evaluation would allocate is
-// checked against MLX's memory limit (0.8 x RAM on the CPU by default), and
-// an impossible one is refused with an exception instead. The walk visits
-// only the unevaluated part of the graph, each node once.
-void check_allocations(const std::vector<Array>& outputs) {
-  size_t limit = mx::get_memory_limit();
-  if (limit == 0) return;
-  std::vector<const Array*> stack;
-  std::unordered_set<std::uintptr_t> seen;
-  for (const auto& o : outputs) stack.push_back(&o);
-  while (!stack.empty()) {
-    const Array* a = stack.back();
-    stack.pop_back();
-    if (a->status() != Array::Status::unscheduled || !seen.insert(a->id()).second) continue;
-    refuse_if_too_big(*a, limit);
-    for (const auto& sib : a->siblings()) refuse_if_too_big(sib, limit);
-    for (const auto& in : a->inputs()) stack.push_back(&in);
-  }
-}
-
-void guarded_eval(const std::vector<Array>& outputs) {
-  check_allocations(outputs);
-  mx::eval(outputs);
-}
-
-}  // namespace
-
-void eval_list(const ArrayList& list) { guarded_eval(list.items); }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
   Array out = a;
-  guarded_eval({out});
+  check_allocations({out});
+  mx::eval(out);
   if (!out.flags().row_contiguous) {
     out = mx::contiguous(out, false, to_stream(s));
-    guarded_eval({out});
+    check_allocations({out});
+    mx::eval(out);
   }
   out.wait();
   return std::make_unique<Array>(std::move(out));

@@ -1,6 +1,7 @@
 //! EMLX's native layer: a Rustler NIF over MLX's C++ API.
 //!
 //! - `ffi`: the cxx bridge (C++ in `native/bridge/`), the only `unsafe`.
+//! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
 //! - `tensor`: the resources Elixir holds.
@@ -9,6 +10,7 @@
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
 //! - `shm`: the libc calls behind shared memory (with `ffi`, the only `unsafe`).
 
+mod args;
 mod error;
 mod ffi;
 mod ops;

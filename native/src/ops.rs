@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
+use rustler::{Atom, Binary, Env, NifResult, Term, TermType};
 
+use crate::args;
 use crate::error::{Error, Result};
 use crate::ffi::{self, Call};
 use crate::tensor::{decode_tensor, QueueRes, TensorRes};
@@ -41,12 +42,9 @@ fn op_names() -> Vec<String> {
 }
 
 #[rustler::nif]
-fn op<'a>(
-    env: Env<'a>,
-    queue: ResourceArc<QueueRes>,
-    name: Atom,
-    args: Term<'a>,
-) -> NifResult<Term<'a>> {
+fn op<'a>(env: Env<'a>, queue: Term<'a>, name: Term<'a>, args: Term<'a>) -> NifResult<Term<'a>> {
+    let queue = args::queue("op", queue)?;
+    let name = args::atom("op", "the op name", name)?;
     Ok(run(env, &queue, name, args)?)
 }
 
@@ -61,9 +59,7 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
         return Err(queue.closed_error());
     }
     let mut call = ffi::new_call();
-    let list: Vec<Term> = args
-        .decode()
-        .map_err(|_| Error::BadArg(format!("{}: arguments must be a list", name_str())))?;
+    let list = args::list(&name_str(), "the argument list", args)?;
     for (i, term) in list.into_iter().enumerate() {
         push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
             Error::BadArg(msg) => {
@@ -112,7 +108,8 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             (_, Ok(v)) => ffi::push_uint(call, v),
             _ => {
                 return Err(Error::BadArg(format!(
-                    "integer {term:?} does not fit in 64 bits"
+                    "integer {} does not fit in 64 bits",
+                    args::show(term)
                 )))
             }
         },
@@ -127,9 +124,12 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             }
         }
         TermType::Binary => {
-            let bin: Binary = term
-                .decode()
-                .map_err(|_| Error::BadArg("unreadable binary".into()))?;
+            let bin: Binary = term.decode().map_err(|_| {
+                Error::BadArg(format!(
+                    "expected a UTF-8 string, got a bitstring that is not whole bytes: {}",
+                    args::show(term)
+                ))
+            })?;
             let s = std::str::from_utf8(bin.as_slice())
                 .map_err(|_| Error::BadArg("expected a UTF-8 string".into()))?;
             ffi::push_str(call, s);
@@ -145,7 +145,7 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
             }
         }
         TermType::List => {
-            let items: Vec<Term> = term.decode().unwrap_or_default();
+            let items = args::list("op", "a list argument", term)?;
             push_list(call, items, queue_id, term)?;
         }
         TermType::Ref => {
@@ -153,7 +153,13 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
                 ffi::push_array(call, a)
             })?;
         }
-        _ => return Err(Error::BadArg(format!("unsupported argument {term:?}"))),
+        _ => {
+            return Err(Error::BadArg(format!(
+                "unsupported argument {}: expected a tensor, number, boolean, nil, atom, \
+                 string, or a list of integers, numbers or tensors",
+                args::show(term)
+            )))
+        }
     }
     Ok(())
 }
@@ -170,7 +176,12 @@ fn push_list(
             .iter()
             .map(|t| t.decode::<i64>())
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| Error::BadArg(format!("integers in {whole:?} must fit in 64 bits")))?;
+            .map_err(|_| {
+                Error::BadArg(format!(
+                    "integers in {} must fit in 64 bits",
+                    args::show(whole)
+                ))
+            })?;
         ffi::push_ints(call, &ints);
         return Ok(());
     }
@@ -185,7 +196,7 @@ fn push_list(
                     .or_else(|_| t.decode::<i64>().map(|i| i as f64))
             })
             .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::BadArg(format!("unreadable numbers in {whole:?}")))?;
+            .map_err(|_| Error::BadArg(format!("unreadable numbers in {}", args::show(whole))))?;
         ffi::push_floats(call, &floats);
         return Ok(());
     }
@@ -193,7 +204,10 @@ fn push_list(
     for item in items {
         let tensor = decode_tensor(item).map_err(|_| {
             Error::BadArg(format!(
-                "expected a list of integers, of numbers or of tensors, got: {whole:?}"
+                "expected a list of integers, of numbers or of tensors; {} is none of these \
+                 (in {})",
+                args::show(item),
+                args::show(whole)
             ))
         })?;
         usable(&tensor, queue_id, |a| ffi::list_push(list.pin_mut(), a))?;
@@ -206,41 +220,42 @@ fn push_list(
 #[rustler::nif]
 fn from_blob<'a>(
     env: Env<'a>,
-    queue: ResourceArc<QueueRes>,
-    blob: Binary,
-    shape: Vec<i64>,
-    dtype: Atom,
+    queue: Term<'a>,
+    blob: Term<'a>,
+    shape: Term<'a>,
+    dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, &queue, blob, &shape, dtype)
+    copy_blob(env, "from_blob", queue, blob, shape, dtype)
 }
 
 /// `from_blob` for large binaries: the copy runs on a dirty scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn from_blob_dirty<'a>(
     env: Env<'a>,
-    queue: ResourceArc<QueueRes>,
-    blob: Binary,
-    shape: Vec<i64>,
-    dtype: Atom,
+    queue: Term<'a>,
+    blob: Term<'a>,
+    shape: Term<'a>,
+    dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, &queue, blob, &shape, dtype)
+    copy_blob(env, "from_blob_dirty", queue, blob, shape, dtype)
 }
 
 fn copy_blob<'a>(
     env: Env<'a>,
-    queue: &QueueRes,
-    blob: Binary,
-    shape: &[i64],
-    dtype: Atom,
+    nif: &str,
+    queue: Term<'a>,
+    blob: Term<'a>,
+    shape: Term<'a>,
+    dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    let queue = args::queue(nif, queue)?;
     if queue.0.is_closed() {
         return Err(queue.0.closed_error().into());
     }
-    let dtype = dtype
-        .to_term(env)
-        .atom_to_string()
-        .map_err(|_| Error::BadArg("dtype must be an atom".into()))?;
-    let array = ffi::from_bytes(blob.as_slice(), shape, &dtype).map_err(Error::from)?;
+    let blob = args::binary(nif, "the data", blob)?;
+    let shape = args::int_list(nif, "the shape", shape)?;
+    let dtype = args::atom_name(nif, "the dtype", dtype)?;
+    let array = ffi::from_bytes(blob.as_slice(), &shape, &dtype).map_err(Error::from)?;
     Ok(TensorRes::wrap(env, TensorRes::new(array, queue.0.clone())))
 }
 
@@ -271,15 +286,16 @@ fn nbytes(tensor: Term) -> NifResult<usize> {
 }
 
 #[rustler::nif]
-fn itemsize(env: Env, dtype: Atom) -> NifResult<usize> {
-    let name = dtype.to_term(env).atom_to_string()?;
+fn itemsize(dtype: Term) -> NifResult<usize> {
+    let name = args::atom_name("itemsize", "the dtype", dtype)?;
     Ok(ffi::itemsize_of(&name).map_err(Error::from)?)
 }
 
 /// Whether `tensor` belongs to a queue other than `queue` and is not
 /// computed yet (unevaluated, or its evaluation still running).
 #[rustler::nif]
-fn needs_eval_for(queue: ResourceArc<QueueRes>, tensor: Term) -> NifResult<bool> {
+fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
+    let queue = args::queue("needs_eval_for", queue)?;
     let res = decode_tensor(tensor)?;
     res.with(|_| ())?;
     Ok(res.queue.id != queue.0.id && !res.is_ready())

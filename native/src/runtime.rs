@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
+use crate::args;
 use crate::error::Error;
 use crate::ffi;
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
@@ -30,13 +31,27 @@ mod atoms {
 /// Starts a queue on `device` whose channel holds up to `capacity` waiting
 /// jobs. With an `owner` pid the queue closes when that process exits.
 #[rustler::nif]
-fn queue_new(
-    env: Env,
-    device: Atom,
-    owner: Option<LocalPid>,
-    capacity: Option<usize>,
-) -> NifResult<Term> {
-    let capacity = capacity.unwrap_or(queue::DEFAULT_CAPACITY);
+fn queue_new<'a>(
+    env: Env<'a>,
+    device: Term<'a>,
+    owner: Term<'a>,
+    capacity: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let device = args::atom("queue_new", "the device", device)?;
+    let owner: Option<LocalPid> = args::optional(owner, |t| {
+        t.decode()
+            .map_err(|_| args::bad("queue_new", "the owner", "a local pid or nil", t))
+    })?;
+    let capacity = args::optional(capacity, |t| match t.decode::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(args::bad(
+            "queue_new",
+            "the capacity",
+            "a positive integer or nil",
+            t,
+        )),
+    })?
+    .unwrap_or(queue::DEFAULT_CAPACITY);
     let queue = Queue::start(Device::from_atom(device)?, capacity)?;
     if let Some(pid) = owner {
         if let Err(e) = queue.watch_owner(env, &pid) {
@@ -50,17 +65,17 @@ fn queue_new(
 /// Makes `queue` its device's default: it serves reads of evaluated tensors
 /// whose own queue has closed.
 #[rustler::nif]
-fn queue_make_default(queue: ResourceArc<QueueRes>) -> Atom {
-    queue.0.make_default();
-    atoms::ok()
+fn queue_make_default(queue: Term) -> NifResult<Atom> {
+    args::queue("queue_make_default", queue)?.0.make_default();
+    Ok(atoms::ok())
 }
 
 /// Closes the queue (waiting jobs get an error reply) and waits for its
 /// thread to finish the running job and end.
 #[rustler::nif(schedule = "DirtyIo")]
-fn queue_close(queue: ResourceArc<QueueRes>) -> Atom {
-    queue.0.join();
-    atoms::ok()
+fn queue_close(queue: Term) -> NifResult<Atom> {
+    args::queue("queue_close", queue)?.0.join();
+    Ok(atoms::ok())
 }
 
 /// A map describing the queue (or the queue of a tensor) and counting its
@@ -69,7 +84,17 @@ fn queue_close(queue: ResourceArc<QueueRes>) -> Atom {
 fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
     let q = match queue.decode::<ResourceArc<QueueRes>>() {
         Ok(res) => res.0.clone(),
-        Err(_) => decode_tensor(queue)?.queue.clone(),
+        Err(_) => decode_tensor(queue)
+            .map_err(|_| {
+                args::bad(
+                    "queue_info",
+                    "the argument",
+                    "an EMLX command queue reference or a tensor",
+                    queue,
+                )
+            })?
+            .queue
+            .clone(),
     };
     let s = &q.stats;
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).encode(env);
@@ -98,11 +123,8 @@ fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
 /// Replies `{tag, :ok, run_ns}` once every job sent to the queue before has
 /// finished and its stream has drained.
 #[rustler::nif]
-fn queue_synchronize<'a>(
-    env: Env<'a>,
-    queue: ResourceArc<QueueRes>,
-    tag: Term<'a>,
-) -> NifResult<Atom> {
+fn queue_synchronize<'a>(env: Env<'a>, queue: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    let queue = args::queue("queue_synchronize", queue)?;
     queue.0.submit(
         ReplyTo::new(env, tag),
         Box::new(|stream| {
@@ -135,7 +157,8 @@ fn gpu_available() -> bool {
 /// a job (and without a reply) when every tensor is ready, `:ok` when a
 /// reply will come.
 #[rustler::nif]
-fn eval<'a>(env: Env<'a>, tensors: Vec<Term<'a>>, tag: Term<'a>) -> NifResult<Atom> {
+fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+    let tensors = args::list("eval", "the tensors", tensors)?;
     let mut list = ffi::new_list();
     let mut flags = Vec::new();
     let mut owner: Option<Arc<Queue>> = None;
@@ -284,9 +307,12 @@ fn scalar_term(env: Env, s: ffi::Scalar) -> Term {
 fn to_blob<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
-    limit: Option<u64>,
+    limit: Term<'a>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    let limit = args::optional(limit, |t| {
+        args::count("to_blob", "the element limit (or nil)", t)
+    })?;
     read_job(env, tensor, tag, true, move |job| {
         let ready = job.readable()?;
         let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
@@ -324,11 +350,13 @@ fn clear_cache() -> Atom {
 }
 
 #[rustler::nif]
-fn set_cache_limit(limit: u64) -> usize {
-    ffi::set_cache_limit(limit as usize)
+fn set_cache_limit(limit: Term) -> NifResult<usize> {
+    let limit = args::count("set_cache_limit", "the limit in bytes", limit)?;
+    Ok(ffi::set_cache_limit(limit as usize))
 }
 
 #[rustler::nif]
-fn set_memory_limit(limit: u64) -> usize {
-    ffi::set_memory_limit(limit as usize)
+fn set_memory_limit(limit: Term) -> NifResult<usize> {
+    let limit = args::count("set_memory_limit", "the limit in bytes", limit)?;
+    Ok(ffi::set_memory_limit(limit as usize))
 }

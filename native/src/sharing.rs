@@ -7,7 +7,7 @@
 
 use rustler::{Atom, Env, NifResult, Term};
 
-use crate::error::Error;
+use crate::args;
 use crate::ffi;
 use crate::queue::Reply;
 use crate::runtime::read_job;
@@ -46,15 +46,21 @@ fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResu
 fn tensor_to_shm<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
-    permissions: u32,
+    permissions: Term<'a>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    if permissions > 0o777 {
-        return Err(Error::BadArg(format!(
-            "tensor_to_shm: permissions must be Unix mode bits between 0 and 0o777, got {permissions}"
-        ))
-        .into());
-    }
+    let permissions = match permissions.decode::<u32>() {
+        Ok(p) if p <= 0o777 => p,
+        _ => {
+            return Err(args::bad(
+                "tensor_to_shm",
+                "the permissions",
+                "Unix mode bits (an integer from 0 to 0o777)",
+                permissions,
+            )
+            .into())
+        }
+    };
     read_job(env, tensor, tag, false, move |job| {
         let ready = job.readable()?;
         let bytes = ffi::data_bytes(&ready)?;
@@ -68,7 +74,8 @@ fn tensor_to_shm<'a>(
 
 /// Removes a shared-memory segment's name; a missing segment is fine.
 #[rustler::nif]
-fn shm_unlink(name: &str) -> NifResult<Atom> {
-    shm::unlink(name)?;
+fn shm_unlink(name: Term) -> NifResult<Atom> {
+    let name = args::string("shm_unlink", "the name", name)?;
+    shm::unlink(&name)?;
     Ok(atoms::ok())
 }

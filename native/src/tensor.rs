@@ -147,6 +147,7 @@ pub fn decode_tensor(term: Term) -> Result<ResourceArc<TensorRes>> {
         return Ok(res);
     }
     Err(Error::BadArg(format!(
-        "expected an EMLX tensor ({{device, ref}}), got: {term:?}"
+        "expected an EMLX tensor ({{device, ref}}), got: {}",
+        crate::args::show(term)
     )))
 }

@@ -17,6 +17,20 @@ namespace emlx::ops {
 
 namespace {
 
+// MLX's tensordot indexes the shape with unchecked axes ("SmallVector out of
+// range"); check them against the operand's rank first.
+std::vector<int> contraction_axes(const Call& c, size_t i, const Array& a) {
+  auto axes = c.axes(i);
+  for (int ax : axes) {
+    if (ax < -static_cast<int>(a.ndim()) || ax >= static_cast<int>(a.ndim())) {
+      throw std::invalid_argument("axis " + std::to_string(ax) +
+                                  " is out of range for a tensor of rank " +
+                                  std::to_string(a.ndim()));
+    }
+  }
+  return axes;
+}
+
 void require_matrices(const char* op, const Array& a, bool square) {
   if (a.ndim() < 2 || (square && a.shape(-1) != a.shape(-2))) {
     throw std::invalid_argument(std::string(op) + ": expected " +
@@ -110,7 +124,9 @@ const Entry ENTRIES[] = {
     // --- contractions ---
     {"tensordot",
      [](const Call& c, S s) -> Out {
-       return {mx::tensordot(c.arr(0), c.arr(1), c.axes(2), c.axes(3), s)};
+       const auto& a = c.arr(0);
+       const auto& b = c.arr(1);
+       return {mx::tensordot(a, b, contraction_axes(c, 2, a), contraction_axes(c, 3, b), s)};
      }},
     {"einsum",
      [](const Call& c, S s) -> Out {

@@ -23,6 +23,19 @@ namespace {
                 c.flag(2), s)};                                          \
    }}
 
+// MLX's cummax/cummin on float16 and bfloat16 turn NaN into 0 (float32 and
+// float64 propagate it, as Nx does): those run in float32, which holds every
+// half value exactly, and are converted back.
+Out cumulative_extreme(bool max, const Call& c, S s) {
+  auto run = [&](const Array& a) {
+    return max ? mx::cummax(a, c.i32(1), c.flag(2), c.flag(3), s)
+               : mx::cummin(a, c.i32(1), c.flag(2), c.flag(3), s);
+  };
+  const auto& a = c.arr(0);
+  if (a.dtype() != mx::float16 && a.dtype() != mx::bfloat16) return {run(a)};
+  return {mx::astype(run(mx::astype(a, mx::float32, s)), a.dtype(), s)};
+}
+
 const Entry ENTRIES[] = {
     // --- reductions ---
     REDUCE(sum, mx::sum),
@@ -33,8 +46,8 @@ const Entry ENTRIES[] = {
     REDUCE(any, mx::any),
     CUMULATIVE(cumulative_sum, mx::cumsum),
     CUMULATIVE(cumulative_product, mx::cumprod),
-    CUMULATIVE(cumulative_max, mx::cummax),
-    CUMULATIVE(cumulative_min, mx::cummin),
+    {"cumulative_max", [](const Call& c, S s) -> Out { return cumulative_extreme(true, c, s); }},
+    {"cumulative_min", [](const Call& c, S s) -> Out { return cumulative_extreme(false, c, s); }},
     ARG_REDUCE(argmax, mx::argmax),
     ARG_REDUCE(argmin, mx::argmin),
 

@@ -6,6 +6,7 @@
 #include <limits>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 #include "emlx/native/src/ffi.rs.h"
 #include "ops.h"
@@ -143,15 +144,39 @@ rust::Vec<rust::String> op_names() {
   return out;
 }
 
+namespace {
+
+// MLX's own messages do not always say which op failed ("Invalid axis 5 for
+// array with 1 dimensions."): prefix the EMLX op name unless it is there.
+std::string with_op(const char* op, const char* what) {
+  std::string prefix = std::string(op) + ":";
+  if (std::string_view(what).substr(0, prefix.size()) == prefix) return what;
+  return prefix + " " + what;
+}
+
+}  // namespace
+
 std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const StreamRef& s) {
   const auto* entry = find(index);
   if (entry == nullptr) throw std::invalid_argument("unknown op index");
   call.op = entry->name;
   call.cpu_stream = to_cpu_stream(s);
   auto list = std::make_unique<ArrayList>();
-  {
+  try {
     DefaultStreams defaults(s);
     list->items = entry->fn(call, to_stream(s));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(with_op(entry->name, e.what()));
+  } catch (const std::out_of_range& e) {
+    throw std::out_of_range(with_op(entry->name, e.what()));
+  } catch (const std::length_error& e) {
+    throw std::length_error(with_op(entry->name, e.what()));
+  } catch (const std::overflow_error& e) {
+    throw std::overflow_error(with_op(entry->name, e.what()));
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw std::runtime_error(with_op(entry->name, e.what()));
   }
   for (const auto& a : list->items) check_fits(a, entry->name);
   return list;

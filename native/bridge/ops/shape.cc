@@ -36,8 +36,11 @@ Array as_strided(const Call& c, S s) {
       throw std::invalid_argument(msg.str());
     }
   }
-  return mx::as_strided(a, std::move(shape), mx::Strides(strides.begin(), strides.end()),
-                        static_cast<size_t>(offset), s);
+  // MLX's AsStrided refuses (at evaluation) an input that is not row
+  // contiguous, such as a transposed or strided view: such an input is
+  // copied first (contiguous() is free for an input that already is).
+  return mx::as_strided(mx::contiguous(a, false, s), std::move(shape),
+                        mx::Strides(strides.begin(), strides.end()), static_cast<size_t>(offset), s);
 }
 
 Array pad(const Call& c, S s) {

@@ -1,0 +1,155 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.Fuzz do
+    @moduledoc false
+    # The differential fuzzer: random Nx programs (EMLX.Fuzz.Gen) run on a
+    # backend under test and compared with Nx.BinaryBackend, step by step.
+    #
+    # Each step is checked twice:
+    # - isolated: its operands are the reference values, copied to the
+    #   backend and laid out by the step's views, so a difference is the
+    #   op's own (no error carried in from earlier steps);
+    # - chained: the whole program runs on the backend, each step consuming
+    #   the backend's own earlier results (lazy graphs, views of views);
+    #   compared only where every value upstream is exact.
+    #
+    # A mismatch carries the seed, the step and a reproducer: the op with its
+    # inputs as Nx literals. Known, documented differences
+    # (EMLX.Fuzz.Known, docs/known_differences.md) are counted, not failed.
+
+    alias EMLX.Fuzz.{Compare, Exec, Gen, Known}
+
+    @doc """
+    Runs `count` programs. Options: `:seed` (integer), `:backend`,
+    `:override` (%{op => fun(args, opts)} replacing an op on the tested side:
+    the harness's own test plants a bug with it).
+    """
+    def run(count, opts) do
+      seed = Keyword.fetch!(opts, :seed)
+      backend = Keyword.fetch!(opts, :backend)
+      override = Keyword.get(opts, :override, %{})
+
+      Enum.reduce(0..(count - 1)//1, empty(), fn i, acc ->
+        program = Gen.program({seed, i, 7919})
+        report = check(program, backend, override)
+
+        %{
+          acc
+          | programs: acc.programs + 1,
+            steps: acc.steps + length(program.steps),
+            ops: Enum.reduce(program.steps, acc.ops, &Map.update(&2, &1.op, 1, fn n -> n + 1 end)),
+            mismatches: acc.mismatches ++ Enum.map(report.mismatches, &Map.put(&1, :program, {seed, i})),
+            known: Enum.reduce(report.known, acc.known, &Map.update(&2, &1, 1, fn n -> n + 1 end))
+        }
+      end)
+    end
+
+    defp empty, do: %{programs: 0, steps: 0, ops: %{}, mismatches: [], known: %{}}
+
+    @doc "Checks one program; `%{mismatches: [...], known: [reason]}`."
+    def check(%{values: values, steps: steps}, backend, override \\ %{}) do
+      ref = values |> Enum.sort() |> Enum.map(&elem(&1, 1)) |> List.to_tuple()
+      chain = copy_inputs(ref, steps, backend)
+
+      {found, _chain} =
+        steps
+        |> Enum.with_index()
+        |> Enum.reduce({[], chain}, fn {step, k}, {found, chain} ->
+          isolated = judge(step, k, :isolated, run_step(step, ref, backend, override), ref)
+          chained_out = run_step(step, chain, backend, override)
+          # The chained run is compared where its inputs are exact, and adds a
+          # report only when the isolated run passed (else it is the same one).
+          chained = if step.exact?, do: judge(step, k, :chained, chained_out, ref), else: []
+          chained = if isolated == [], do: chained, else: []
+          # Downstream of a difference the chain goes on from the reference
+          # value, so one difference is reported once.
+          failed? = isolated != [] or chained != []
+          chain = keep(chain, step, if(failed?, do: :failed, else: chained_out), ref, backend)
+          {found ++ isolated ++ chained, chain}
+        end)
+
+      {known, mismatches} = Enum.split_with(found, & &1.known)
+      %{mismatches: mismatches, known: Enum.map(known, & &1.known)}
+    end
+
+    # {:ok, outputs on the backend, the same read back} or {:raised, e}:
+    # reading back is where a lazy backend evaluates, so it is inside too.
+    defp run_step(%{op: op} = step, values, backend, override) do
+      out =
+        case override do
+          %{^op => fun} -> fun.(Enum.map(step.args, &Exec.arg(&1, values, backend)), step.opts)
+          _ -> Exec.run(step, values, backend)
+        end
+
+      outs = if is_tuple(out), do: Tuple.to_list(out), else: [out]
+      {:ok, outs, Enum.map(outs, &Nx.backend_copy(&1, Nx.BinaryBackend))}
+    rescue
+      e -> {:raised, e}
+    end
+
+    # Program inputs live on the backend; step outputs are filled in by the chained run.
+    defp copy_inputs(ref, steps, backend) do
+      produced = steps |> Enum.flat_map(& &1.out) |> MapSet.new()
+
+      ref
+      |> Tuple.to_list()
+      |> Enum.with_index()
+      |> Enum.map(fn {t, i} -> if i in produced, do: nil, else: Nx.backend_copy(t, backend) end)
+      |> List.to_tuple()
+    end
+
+    defp keep(chain, step, {:ok, outs, _read}, _ref, _backend),
+      do: Enum.zip(step.out, outs) |> Enum.reduce(chain, fn {i, t}, c -> put_elem(c, i, t) end)
+
+    # A failed chained step leaves the reference value in its place.
+    defp keep(chain, step, _failed, ref, backend),
+      do: Enum.reduce(step.out, chain, &put_elem(&2, &1, Nx.backend_copy(elem(ref, &1), backend)))
+
+    defp judge(step, k, mode, result, ref) do
+      inputs = Enum.map(Gen.refs(step.args), &elem(ref, &1))
+      expected = Enum.map(step.out, &elem(ref, &1))
+
+      problems =
+        case result do
+          {:raised, e} ->
+            ["raised #{inspect(e.__struct__)}: #{Exception.message(e) |> String.slice(0, 300)}"]
+
+          {:ok, _outs, outs} ->
+            scale = Compare.step_scale(step.op, inputs)
+
+            Enum.zip(expected, outs)
+            |> Enum.map(fn {r, g} -> Compare.compare(r, g, step.tol, scale) end)
+            |> Enum.flat_map(fn
+              :ok -> []
+              {:mismatch, why} -> [why]
+            end)
+        end
+
+      got =
+        case result do
+          {:ok, _outs, read} -> read
+          {:raised, e} -> {:raised, Exception.message(e)}
+        end
+
+      for why <- problems do
+        %{
+          step: k,
+          op: step.op,
+          mode: mode,
+          reason: why,
+          known: Known.classify(step, ref, expected, got),
+          repro: EMLX.Fuzz.Repro.format(step, ref)
+        }
+      end
+    end
+
+    @doc "A failure report for humans."
+    def describe(%{program: {seed, i}} = m) do
+      """
+      program #{i} of seed #{seed} (rerun: EMLX_FUZZ_SEED=#{seed} EMLX_FUZZ_ONLY=#{i} mix test --only fuzz),
+      step #{m.step} (#{m.mode}): #{m.op}: #{m.reason}
+      reproducer (expected on Nx.BinaryBackend, compare with EMLX.Backend):
+      #{m.repro}
+      """
+    end
+  end
+end
