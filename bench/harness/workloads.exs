@@ -375,11 +375,7 @@ defmodule Bench.Workloads do
         fn -> EMLX.to_blob(x) end
       end)
 
-    memcpy =
-      Measure.local(:memcpy, "memcpy (:binary.copy)", :reference, fn ->
-        bin = :binary.copy(<<0::size(bytes)-unit(8)>>)
-        fn -> :binary.copy(bin) end
-      end)
+    memcpy = memcpy_reference(bytes)
 
     %{
       id: "to_binary",
@@ -403,6 +399,14 @@ defmodule Bench.Workloads do
     }
   end
 
+  # The BEAM's own copy of `bytes` bytes: the memcpy reference.
+  defp memcpy_reference(bytes) do
+    Measure.local(:memcpy, "memcpy (:binary.copy)", :reference, fn ->
+      bin = :binary.copy(<<0::size(bytes)-unit(8)>>)
+      fn -> :binary.copy(bin) end
+    end)
+  end
+
   defp from_binary(ctx) do
     d = ctx.device
     bytes = 64 * @mib
@@ -414,11 +418,7 @@ defmodule Bench.Workloads do
         fn -> EMLX.from_blob(bin, {n}, :float32, d) |> EMLX.eval() end
       end)
 
-    memcpy =
-      Measure.local(:memcpy, "memcpy (:binary.copy)", :reference, fn ->
-        bin = :binary.copy(<<0::size(bytes)-unit(8)>>)
-        fn -> :binary.copy(bin) end
-      end)
+    memcpy = memcpy_reference(bytes)
 
     %{
       id: "from_binary",
