@@ -23,8 +23,5 @@ exclude =
   end
 
 # Tests tagged :long (the 1,000,000-cycle memory soak, minutes) run only on
-# demand: `mix test --only long`. Tests tagged :isolated count VM-wide
-# resources (queue threads, MLX memory) and are not yet stable beside the
-# rest of the suite: `mix test --only isolated` runs them on their own.
-IO.puts("Skipping tests tagged :isolated (VM-wide memory/thread counters; run them with `mix test --only isolated`)")
-ExUnit.start(exclude: exclude ++ [:long, :isolated])
+# demand: `mix test --only long`.
+ExUnit.start(exclude: exclude ++ [:long])

@@ -7,11 +7,6 @@ defmodule EMLX.Reliability.FaultsTest do
   # tests.) Not async: queue threads and MLX memory are counted VM-wide.
   use ExUnit.Case, async: false
 
-  # Counts VM-wide queue threads and MLX memory, which other test modules
-  # move while they run: flaky inside the full suite (seen on this 2-core
-  # machine). Run alone: `mix test --only isolated`.
-  @moduletag :isolated
-
   import ExUnit.CaptureLog
 
   alias EMLX.NIF
