@@ -7,18 +7,17 @@ defmodule EMLX.Native do
 
   @doc false
   # Runs a lazy op on `queue`. A lazy input built on another queue can only
-  # be evaluated by that queue, so it is evaluated there first and the op
-  # retried (the documented cross-queue rule, see EMLX.CommandQueue).
+  # be evaluated by that queue: the NIF raises EMLX.CrossQueueError (its own
+  # exception type, so this rescue costs nothing on the normal path and
+  # never looks at message text), the input is evaluated on its queue, and
+  # the op built again (the documented cross-queue rule, see
+  # EMLX.CommandQueue).
   def op(queue, name, args) do
     EMLX.NIF.op(queue, name, args)
   rescue
-    e in ArgumentError ->
-      if String.starts_with?(e.message, "#{name}: argument") and e.message =~ "cross_queue:" do
-        settle(queue, args)
-        EMLX.NIF.op(queue, name, args)
-      else
-        reraise e, __STACKTRACE__
-      end
+    EMLX.CrossQueueError ->
+      settle(queue, args)
+      EMLX.NIF.op(queue, name, args)
   end
 
   defp settle(queue, args) do

@@ -40,7 +40,9 @@ defmodule EMLX.NIF do
     # sharing.rs: raw addresses and POSIX shared memory
     tensor_data_ptr: 2,
     tensor_to_shm: 3,
-    shm_unlink: 1
+    shm_unlink: 1,
+    # faults.rs: fault injection, for the test suite only
+    queue_fault: 3
   ]
 
   @doc false

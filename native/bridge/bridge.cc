@@ -200,6 +200,9 @@ size_t list_len(const ArrayList& list) { return list.items.size(); }
 std::unique_ptr<Array> list_get(const ArrayList& list, size_t i) {
   return std::make_unique<Array>(list.items.at(i));
 }
+int32_t list_alias(const ArrayList& list, size_t i) {
+  return i < list.alias.size() ? list.alias[i] : -1;
+}
 
 // --- allocation guard ------------------------------------------------------------
 //
@@ -277,8 +280,27 @@ void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dt
   throw std::runtime_error(msg.str());
 }
 
-// Walks the unevaluated part of the graph under `roots`, each node once.
-void check_allocations(const std::vector<Array>& roots) {
+// The stream a graph node runs on must be one of the evaluating queue's
+// (its main stream or its companion CPU stream): MLX binds a stream to the
+// thread that created it and would fail with "There is no Stream(...)".
+void check_stream(const Array& a, const StreamRef& s) {
+  auto st = a.primitive().stream();
+  bool main = st.index == s.index && st.device == to_stream(s).device;
+  bool cpu = st.index == s.cpu_index && st.device == mx::Device(mx::Device::cpu);
+  if (main || cpu) return;
+  std::ostringstream msg;
+  msg << "internal error in EMLX: a graph node of stream " << st.index
+      << " was to be evaluated by the command queue of stream " << s.index
+      << ", which does not own it (MLX streams belong to the thread that created them); "
+         "please report this with the code that caused it";
+  throw StreamMismatch(msg.str());
+}
+
+// Walks the unevaluated part of the graph under `roots`, each node once,
+// on the queue's thread (the only one that may read these nodes' status):
+// every node must run on the queue's streams, and every buffer it will
+// allocate must be possible.
+void check_graph(const std::vector<Array>& roots, const StreamRef& s) {
   std::vector<Array> stack;
   std::unordered_set<std::uintptr_t> seen;
   auto visit = [&](const Array& a) {
@@ -290,6 +312,7 @@ void check_allocations(const std::vector<Array>& roots) {
   while (!stack.empty()) {
     Array a = std::move(stack.back());
     stack.pop_back();
+    if (a.has_primitive()) check_stream(a, s);
     // Views allocate nothing, but a view whose size wraps would make its
     // consumers loop over a wrong element count: refused too.
     size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
@@ -342,11 +365,11 @@ rust::Vec<int64_t> shape_of(const Array& a) {
   return out;
 }
 
-rust::Vec<int64_t> strides_of(const Array& a) {
+rust::Vec<int64_t> strides_of(const Array& a, bool ready) {
   rust::Vec<int64_t> out;
   // Strides are only defined once the array has a layout; report the
   // row-major strides a lazy array will have.
-  if (a.is_available()) {
+  if (ready) {
     for (auto s : a.strides()) out.push_back(s);
     return out;
   }
@@ -363,23 +386,28 @@ rust::Vec<int64_t> strides_of(const Array& a) {
 rust::String dtype_of(const Array& a) { return rust::String(dtype_name(a.dtype())); }
 size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string(dtype))); }
 size_t nbytes_of(const Array& a) { return a.nbytes(); }
-bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
-bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
+bool is_unscheduled(const Array& a) { return a.status() == Array::Status::unscheduled; }
+bool born_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
-void eval_list(const ArrayList& list) {
-  check_allocations(list.items);
+void eval_list(const ArrayList& list, const StreamRef& s) {
+  check_graph(list.items, s);
   mx::eval(list.items);
+  // mx::eval leaves its outputs "evaluated"; wait() makes them "available"
+  // here, so that no later reader (another queue, a scheduler thread reading
+  // a ready tensor) ever writes their status.
+  for (const auto& a : list.items) const_cast<Array&>(a).wait();
 }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
   Array out = a;
-  check_allocations({out});
+  check_graph({out}, s);
   mx::eval(out);
+  out.wait();
   if (!out.flags().row_contiguous) {
     out = mx::contiguous(out, false, to_stream(s));
-    check_allocations({out});
+    check_graph({out}, s);
     mx::eval(out);
   }
   out.wait();

@@ -16,12 +16,22 @@
 #include "mlx/mlx.h"
 #include "rust/cxx.h"
 
+namespace emlx {
+// Thrown before evaluating a graph that holds a node of a stream the
+// evaluating queue does not own (MLX itself would fail with "There is no
+// Stream(...) in current thread"). Its own class ("S:" below), so that the
+// Rust side decides by type, never by MLX's message text.
+struct StreamMismatch : std::logic_error {
+  using std::logic_error::logic_error;
+};
+}  // namespace emlx
+
 namespace rust {
 namespace behavior {
 // cxx only converts std::exception by default; anything else would call
-// std::terminate. The message carries a one-letter class prefix that the
-// Rust side maps to the Elixir exception to raise ("A:" bad argument,
-// "E:" MLX/runtime failure).
+// std::terminate. The message carries a one-letter class prefix, chosen here
+// by the exception's C++ type, that the Rust side maps to an error variant
+// ("A:" bad argument, "S:" stream mismatch, "E:" MLX/runtime failure).
 template <typename Try, typename Fail>
 static void trycatch(Try&& func, Fail&& fail) noexcept try {
   func();
@@ -34,6 +44,8 @@ static void trycatch(Try&& func, Fail&& fail) noexcept try {
 } catch (const std::overflow_error& e) {
   // MLX throws this for shapes whose dimensions exceed its 32-bit range.
   fail((std::string("A:") + e.what()).c_str());
+} catch (const emlx::StreamMismatch& e) {
+  fail((std::string("S:") + e.what()).c_str());
 } catch (const std::bad_alloc&) {
   fail("E:out of memory: MLX could not allocate the requested buffer");
 } catch (const std::exception& e) {
@@ -52,9 +64,13 @@ using Array = mx::array;
 struct StreamRef;
 struct Scalar;
 
-// A list of arrays going in or out of an op.
+// A list of arrays going in or out of an op. For an op's outputs, `alias[i]`
+// is the position (in push order, over every array argument of the call) of
+// the input that output `i` *is* (MLX returns an input unchanged for no-op
+// reshapes, casts, ...), or -1 for a node the op built.
 struct ArrayList {
   std::vector<Array> items;
+  std::vector<int32_t> alias;
 };
 
 // The arguments of one op call, pushed one at a time by the Rust side.
@@ -120,6 +136,7 @@ std::unique_ptr<ArrayList> new_list();
 void list_push(ArrayList& list, const Array& a);
 size_t list_len(const ArrayList& list);
 std::unique_ptr<Array> list_get(const ArrayList& list, size_t i);
+int32_t list_alias(const ArrayList& list, size_t i);
 
 rust::Vec<rust::String> op_names();
 std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
@@ -131,21 +148,28 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
                                   rust::Slice<const int64_t> shape,
                                   rust::Str dtype);
 rust::Vec<int64_t> shape_of(const Array& a);
-rust::Vec<int64_t> strides_of(const Array& a);
+// The strides of an evaluated array (`ready`), or the row-major strides a
+// lazy one will have. Never asks MLX whether `a` is evaluated (that reads,
+// and may write, its status, which its queue's thread may be changing).
+rust::Vec<int64_t> strides_of(const Array& a, bool ready);
 rust::String dtype_of(const Array& a);
 size_t itemsize_of(rust::Str dtype);
 size_t nbytes_of(const Array& a);
-bool is_lazy(const Array& a);
+// MLX's status of `a`: unscheduled (a graph node not evaluated yet), and
+// available (its data computed). MLX's status is a plain field that the
+// evaluating thread writes, so these may only be asked where no other
+// thread can be evaluating `a`: on the thread of the queue that evaluates
+// it, or for an array no other thread can reach yet (an op's new output).
+bool is_unscheduled(const Array& a);
+bool born_ready(const Array& a);
 // Whether evaluating `a` allocates a buffer of its own (views such as
 // broadcasts, reshapes and slices share their input's buffer).
 bool allocates(const Array& a);
-// Whether MLX marks the array's data as computed. Only a plain read of its
-// status: MLX's is_available() would also mutate the array, which is not
-// safe while its queue may be evaluating it.
-bool is_ready(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
-void eval_list(const ArrayList& list);
+// Evaluates the arrays and waits for them, so that their status is final
+// ("available") before the queue tells other threads they are ready.
+void eval_list(const ArrayList& list, const StreamRef& s);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);

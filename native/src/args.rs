@@ -46,16 +46,7 @@ pub fn show(term: Term) -> String {
             .map(|n| format!("a map of {n} keys")),
         _ => None,
     };
-    let mut text = summary.unwrap_or_else(|| format!("{term:?}"));
-    if text.len() > MAX {
-        let mut cut = MAX;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str("...");
-    }
-    text
+    emlx_pure::summary::shorten(summary.unwrap_or_else(|| format!("{term:?}")), MAX)
 }
 
 /// The elements of a proper list (an improper one is refused, not a panic).

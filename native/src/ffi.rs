@@ -1,9 +1,11 @@
 //! The cxx bridge to MLX (C++ side in `native/bridge/`).
 //!
-//! This is the only module with `unsafe`: the `Send`/`Sync` promises for the
-//! opaque MLX types. Every bridged function returns `Result`, because the C++
-//! `trycatch` override (bridge.h) turns any exception into an `Err` whose
-//! message starts with a class letter that [`crate::error::Error`] decodes.
+//! With `shm.rs` (libc calls), one of the two modules with `unsafe`: the
+//! bridge declaration and the `Send`/`Sync` promises for the opaque MLX
+//! types, each with its SAFETY argument. Bridged functions that can throw
+//! return `Result`: the C++ `trycatch` override (bridge.h) turns any
+//! exception into an `Err` whose message starts with a class letter that
+//! [`crate::error::Error`] decodes.
 
 #[cxx::bridge(namespace = "emlx")]
 mod bridge {
@@ -28,6 +30,12 @@ mod bridge {
         imag: f64,
     }
 
+    // SAFETY: every declaration below matches its C++ definition in
+    // native/bridge/bridge.h (cxx checks the signatures when the bridge is
+    // compiled); references and slices passed in are only read for the
+    // call, and each returned pointer is an owning `UniquePtr` or a slice
+    // borrowed from an argument. Which thread may call what is the queue
+    // policy described at the `Send`/`Sync` impls below.
     unsafe extern "C++" {
         include!("bridge.h");
 
@@ -54,6 +62,7 @@ mod bridge {
         fn list_push(list: Pin<&mut ArrayList>, a: &Array);
         fn list_len(list: &ArrayList) -> usize;
         fn list_get(list: &ArrayList, i: usize) -> UniquePtr<Array>;
+        fn list_alias(list: &ArrayList, i: usize) -> i32;
 
         fn op_names() -> Vec<String>;
         fn run_op(op: u32, call: &Call, s: &StreamRef) -> Result<UniquePtr<ArrayList>>;
@@ -61,14 +70,16 @@ mod bridge {
         fn clone_array(a: &Array) -> UniquePtr<Array>;
         fn from_bytes(bytes: &[u8], shape: &[i64], dtype: &str) -> Result<UniquePtr<Array>>;
         fn shape_of(a: &Array) -> Vec<i64>;
-        fn strides_of(a: &Array) -> Vec<i64>;
+        fn strides_of(a: &Array, ready: bool) -> Vec<i64>;
         fn dtype_of(a: &Array) -> String;
         fn itemsize_of(dtype: &str) -> Result<usize>;
         fn nbytes_of(a: &Array) -> usize;
-        fn is_lazy(a: &Array) -> bool;
-        fn is_ready(a: &Array) -> bool;
+        /// MLX's status: only on the thread that evaluates `a`, or for an
+        /// array no other thread can reach yet (see bridge.h).
+        fn is_unscheduled(a: &Array) -> bool;
+        fn born_ready(a: &Array) -> bool;
 
-        fn eval_list(list: &ArrayList) -> Result<()>;
+        fn eval_list(list: &ArrayList, s: &StreamRef) -> Result<()>;
         fn readable(a: &Array, s: &StreamRef) -> Result<UniquePtr<Array>>;
         fn data_bytes(a: &Array) -> Result<&[u8]>;
         fn is_row_contiguous(a: &Array) -> bool;
@@ -86,17 +97,28 @@ mod bridge {
 
 pub use bridge::*;
 
-// SAFETY: an `mlx::core::array` is a handle to a reference-counted,
-// immutable-once-built graph node (its descriptor is a `std::shared_ptr`, whose
-// count is atomic). Moving a handle to another thread is therefore sound. The
-// one thread-bound thing in MLX is a stream's command encoder, and the crate
-// upholds the policy that keeps it sound: only the thread of the queue that
-// owns a stream evaluates arrays built on that stream (see queue.rs); BEAM
-// scheduler threads only build graph nodes and read immutable metadata.
+// SAFETY: an `mlx::core::array` is a handle to a reference-counted graph
+// node (its descriptor is a `std::shared_ptr`, whose count is atomic), so
+// moving a handle to another thread is sound. What is *not* immutable in a
+// node is what evaluation changes: its status, data, event, and (when the
+// graph is detached after evaluation) its primitive and inputs. The crate
+// upholds the policy that keeps sharing sound:
+// - only the thread of the queue that owns a stream evaluates arrays built
+//   on it (queue.rs), and only that thread reads their status
+//   (`is_unscheduled`), their primitive or their inputs;
+// - BEAM scheduler threads read only what never changes (shape, dtype,
+//   size), copy handles into new graph nodes, and look inside nodes only of
+//   an op's new outputs, which no other thread can reach yet
+//   (`born_ready`, the op registry's checks); an output that is one of the
+//   op's inputs is recognised and not looked into (`list_alias`);
+// - data, strides and flags are read off the queue thread only once EMLX's
+//   own readiness flag (tensor.rs) says the array is computed, which the
+//   queue sets with `Release` after MLX's status is final (`eval_list` and
+//   `readable` wait on their arrays), so nothing writes them any more.
 unsafe impl Send for Array {}
-// SAFETY: shared references are used only for the read-only accessors above
-// and for copying the handle into new graph nodes, both safe to do
-// concurrently under the same policy.
+// SAFETY: shared references are used only as the policy above allows: the
+// immutable accessors, copying the handle, and (on the owning queue's
+// thread, or once ready) evaluation and data reads.
 unsafe impl Sync for Array {}
 // SAFETY: an ArrayList is a std::vector of the handles above, owned by one
 // Rust value at a time; it carries the same guarantees as `Array`.

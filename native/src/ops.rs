@@ -12,10 +12,12 @@ use std::sync::OnceLock;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Env, NifResult, Term, TermType};
 
+use emlx_pure::arg_list::{self, read_list, Item, ListArg, ListError};
+
 use crate::args;
 use crate::error::{Error, Result};
 use crate::ffi::{self, Call};
-use crate::tensor::{decode_tensor, QueueRes, TensorRes};
+use crate::tensor::{decode_tensor, QueueRes, ReadyFlag, TensorRes};
 
 mod atoms {
     rustler::atoms! { nil }
@@ -60,17 +62,34 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
     let mut call = ffi::new_call();
     let list = args::list(&name_str(), "the argument list", args)?;
+    let mut inputs = Inputs {
+        queue_id: queue.id,
+        ready: Vec::new(),
+    };
     for (i, term) in list.into_iter().enumerate() {
-        push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
+        push_arg(call.pin_mut(), term, &mut inputs).map_err(|e| match e {
             Error::BadArg(msg) => {
                 Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
             }
+            Error::CrossQueue { .. } => Error::CrossQueue {
+                op: name_str(),
+                argument: i + 1,
+            },
             other => other,
         })?;
     }
     let out = ffi::run_op(index, &call, &queue.stream)?;
     let n = ffi::list_len(&out);
-    let wrap = |i| TensorRes::wrap(env, TensorRes::new(ffi::list_get(&out, i), queue.clone()));
+    // An output that is one of the inputs shares that input's readiness.
+    let wrap = |i| {
+        let inherited = usize::try_from(ffi::list_alias(&out, i))
+            .ok()
+            .and_then(|k| inputs.ready.get(k).cloned());
+        TensorRes::wrap(
+            env,
+            TensorRes::new(ffi::list_get(&out, i), queue.clone(), inherited),
+        )
+    };
     if n == 1 {
         Ok(wrap(0))
     } else {
@@ -79,33 +98,40 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
 }
 
-/// Runs `f` on a tensor's array, refusing arrays of another queue that are
-/// not computed yet: a lazy graph can only be evaluated on its own queue's
-/// thread, and one whose evaluation is running there must be waited for
-/// before another queue reads it.
-fn usable(res: &TensorRes, queue_id: u64, f: impl FnOnce(&ffi::Array)) -> Result<()> {
-    res.with(|a| {
-        if res.queue.id != queue_id && !res.is_ready() {
-            return Err(cross_queue());
-        }
-        f(a);
+/// The tensor arguments of one op call, in push order: the queue the op is
+/// built on, and each tensor's readiness flag (for outputs that turn out to
+/// be one of them).
+struct Inputs {
+    queue_id: u64,
+    ready: Vec<ReadyFlag>,
+}
+
+impl Inputs {
+    /// Pushes a tensor's array with `push`, refusing arrays of another queue
+    /// that are not computed yet: a lazy graph can only be evaluated on its
+    /// own queue's thread, and one whose evaluation is running there must be
+    /// waited for before another queue reads it.
+    fn push(&mut self, res: &TensorRes, push: impl FnOnce(&ffi::Array)) -> Result<()> {
+        res.with(|a| {
+            if res.queue.id != self.queue_id && !res.is_ready() {
+                return Err(Error::CrossQueue {
+                    op: String::new(),
+                    argument: 0,
+                });
+            }
+            push(a);
+            Ok(())
+        })??;
+        self.ready.push(res.ready_flag());
         Ok(())
-    })?
+    }
 }
 
-pub fn cross_queue() -> Error {
-    Error::BadArg(
-        "cross_queue: the tensor is an unevaluated result of another command queue; \
-         evaluate it first (EMLX.eval/1) or build it on this queue"
-            .into(),
-    )
-}
-
-fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result<()> {
+fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> Result<()> {
     match term.get_type() {
-        TermType::Integer => match (term.decode::<i64>(), term.decode::<u64>()) {
-            (Ok(v), _) => ffi::push_int(call, v),
-            (_, Ok(v)) => ffi::push_uint(call, v),
+        TermType::Integer => match integer_item(term) {
+            Item::Int(v) => ffi::push_int(call, v),
+            Item::UInt(v) => ffi::push_uint(call, v),
             _ => {
                 return Err(Error::BadArg(format!(
                     "integer {} does not fit in 64 bits",
@@ -137,21 +163,17 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
         TermType::Tuple => {
             let items = get_tuple(term).unwrap_or_default();
             if items.len() == 2 && items[1].get_type() == TermType::Ref {
-                usable(&*decode_tensor(term)?, queue_id, |a| {
-                    ffi::push_array(call, a)
-                })?;
+                inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
             } else {
-                push_list(call, items, queue_id, term)?;
+                push_list(call, items, inputs, term)?;
             }
         }
         TermType::List => {
             let items = args::list("op", "a list argument", term)?;
-            push_list(call, items, queue_id, term)?;
+            push_list(call, items, inputs, term)?;
         }
         TermType::Ref => {
-            usable(&*decode_tensor(term)?, queue_id, |a| {
-                ffi::push_array(call, a)
-            })?;
+            inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
         }
         _ => {
             return Err(Error::BadArg(format!(
@@ -164,55 +186,56 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
     Ok(())
 }
 
+fn integer_item(term: Term) -> Item {
+    arg_list::integer_item(term.decode::<i64>().ok(), term.decode::<u64>().ok())
+}
+
 /// A list (or tuple) of integers, of numbers, or of tensors.
 fn push_list(
     call: std::pin::Pin<&mut Call>,
     items: Vec<Term>,
-    queue_id: u64,
+    inputs: &mut Inputs,
     whole: Term,
 ) -> Result<()> {
-    if items.iter().all(|t| t.get_type() == TermType::Integer) {
-        let ints = items
-            .iter()
-            .map(|t| t.decode::<i64>())
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|_| {
-                Error::BadArg(format!(
-                    "integers in {} must fit in 64 bits",
-                    args::show(whole)
-                ))
-            })?;
-        ffi::push_ints(call, &ints);
-        return Ok(());
-    }
-    if items
+    let kinds: Vec<Item> = items
         .iter()
-        .all(|t| matches!(t.get_type(), TermType::Integer | TermType::Float))
-    {
-        let floats: Vec<f64> = items
-            .iter()
-            .map(|t| {
-                t.decode::<f64>()
-                    .or_else(|_| t.decode::<i64>().map(|i| i as f64))
-            })
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::BadArg(format!("unreadable numbers in {}", args::show(whole))))?;
-        ffi::push_floats(call, &floats);
-        return Ok(());
-    }
-    let mut list = ffi::new_list();
-    for item in items {
-        let tensor = decode_tensor(item).map_err(|_| {
-            Error::BadArg(format!(
-                "expected a list of integers, of numbers or of tensors; {} is none of these \
-                 (in {})",
-                args::show(item),
+        .map(|t| match t.get_type() {
+            TermType::Integer => integer_item(*t),
+            TermType::Float => Item::Float(t.decode::<f64>().unwrap_or(f64::NAN)),
+            _ => Item::Other,
+        })
+        .collect();
+    match read_list(&kinds) {
+        Ok(ListArg::Ints(ints)) => ffi::push_ints(call, &ints),
+        Ok(ListArg::Floats(floats)) => ffi::push_floats(call, &floats),
+        Err(ListError::IntRange) => {
+            return Err(Error::BadArg(format!(
+                "integers in {} must fit in 64 bits",
                 args::show(whole)
-            ))
-        })?;
-        usable(&tensor, queue_id, |a| ffi::list_push(list.pin_mut(), a))?;
+            )))
+        }
+        Err(ListError::NumberRange) => {
+            return Err(Error::BadArg(format!(
+                "unreadable numbers in {}",
+                args::show(whole)
+            )))
+        }
+        Ok(ListArg::Tensors) => {
+            let mut list = ffi::new_list();
+            for item in items {
+                let tensor = decode_tensor(item).map_err(|_| {
+                    Error::BadArg(format!(
+                        "expected a list of integers, of numbers or of tensors; {} is none of \
+                         these (in {})",
+                        args::show(item),
+                        args::show(whole)
+                    ))
+                })?;
+                inputs.push(&tensor, |a| ffi::list_push(list.pin_mut(), a))?;
+            }
+            ffi::push_arrays(call, &list);
+        }
     }
-    ffi::push_arrays(call, &list);
     Ok(())
 }
 
@@ -256,7 +279,10 @@ fn copy_blob<'a>(
     let shape = args::int_list(nif, "the shape", shape)?;
     let dtype = args::atom_name(nif, "the dtype", dtype)?;
     let array = ffi::from_bytes(blob.as_slice(), &shape, &dtype).map_err(Error::from)?;
-    Ok(TensorRes::wrap(env, TensorRes::new(array, queue.0.clone())))
+    Ok(TensorRes::wrap(
+        env,
+        TensorRes::new(array, queue.0.clone(), None),
+    ))
 }
 
 #[rustler::nif]
@@ -271,7 +297,9 @@ fn shape<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
 
 #[rustler::nif]
 fn strides(tensor: Term) -> NifResult<Vec<i64>> {
-    Ok(decode_tensor(tensor)?.with(ffi::strides_of)?)
+    let res = decode_tensor(tensor)?;
+    let ready = res.is_ready();
+    Ok(res.with(|a| ffi::strides_of(a, ready))?)
 }
 
 #[rustler::nif]

@@ -85,10 +85,18 @@ pub enum Reply {
 
 /// Where a reply goes: `{tag, result, run_ns}` to `pid`, where `run_ns` is
 /// how long the job ran on the queue thread (0 if it never ran).
+///
+/// A reply is always sent, exactly once: by `send` after the job ran, or,
+/// for a job dropped without an answer (its queue thread ended, unwound by a
+/// panic, or skipped it), by `Drop` with an error. The caller's `receive`
+/// therefore always ends while the VM lives. The one exception is a job
+/// refused by `submit`: its caller gets the error from the NIF call itself,
+/// so no reply is sent (`disarm`).
 pub struct ReplyTo {
     pid: LocalPid,
     env: OwnedEnv,
     tag: SavedTerm,
+    answered: bool,
 }
 
 impl ReplyTo {
@@ -99,6 +107,7 @@ impl ReplyTo {
             pid: env.pid(),
             env: owned,
             tag,
+            answered: false,
         }
     }
 
@@ -108,17 +117,64 @@ impl ReplyTo {
         self.env.run(|env| env.is_process_alive(self.pid))
     }
 
+    /// Marks the job as needing no reply (its caller is gone, or was told
+    /// synchronously that the job was refused).
+    fn disarm(&mut self) {
+        self.answered = true;
+    }
+
     fn send(mut self, result: Result<Reply>, run_ns: u64) {
-        let tag = self.tag;
+        self.deliver(result, run_ns);
+    }
+
+    /// Sends the reply. Encoding runs the job's own closure (`Reply::Term`);
+    /// if that panics, the caller gets an error reply instead, so a panic
+    /// never leaves a caller waiting.
+    fn deliver(&mut self, result: Result<Reply>, run_ns: u64) {
+        if self.answered {
+            return;
+        }
+        self.answered = true;
+        // OwnedEnv::send_and_clear panics on a BEAM thread: no reply can be
+        // sent from one (and none is owed: see `disarm`).
+        if rustler::thread::is_scheduler_thread() {
+            return;
+        }
+        let tag = &self.tag;
         // A caller that died in the meantime simply gets no message.
         let _ = self.env.send_and_clear(&self.pid, move |env| {
-            let body = match result {
-                Ok(Reply::Ok) => atoms::ok().encode(env),
-                Ok(Reply::Term(f)) => (atoms::ok(), f(env)).encode(env),
-                Err(e) => (atoms::error(), e.to_pair(env)).encode(env),
-            };
+            let body = catch_unwind(AssertUnwindSafe(|| encode_result(env, result)))
+                .unwrap_or_else(|_| {
+                    let e = Error::Internal(
+                        "encoding the result of a command queue job panicked".into(),
+                    );
+                    (atoms::error(), e.to_pair(env)).encode(env)
+                });
             (tag.load(env), body, run_ns).encode(env)
         });
+    }
+}
+
+impl Drop for ReplyTo {
+    fn drop(&mut self) {
+        if !self.answered {
+            let e = Error::Queue(
+                "the command queue's thread ended before answering this job \
+                 (an internal error in EMLX; the queue is closed now)"
+                    .into(),
+            );
+            // Never let a panic out of a destructor (it may run while
+            // unwinding, where a second panic aborts the VM).
+            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(Err(e), 0)));
+        }
+    }
+}
+
+fn encode_result<'a>(env: Env<'a>, result: Result<Reply>) -> Term<'a> {
+    match result {
+        Ok(Reply::Ok) => atoms::ok().encode(env),
+        Ok(Reply::Term(f)) => (atoms::ok(), f(env)).encode(env),
+        Err(e) => (atoms::error(), e.to_pair(env)).encode(env),
     }
 }
 
@@ -127,7 +183,19 @@ type Work = Box<dyn FnOnce(&StreamRef) -> Result<Reply> + Send>;
 enum Job {
     Run(Work, ReplyTo),
     Release(cxx::UniquePtr<Array>),
+    /// Fault injection (tests only): the queue thread panics outside any
+    /// job, as a bug in EMLX would, while holding this job's reply.
+    Crash(ReplyTo),
     Stop,
+}
+
+impl Job {
+    /// Marks a job that never entered the channel as needing no reply.
+    fn disarm(&mut self) {
+        if let Job::Run(_, reply) | Job::Crash(reply) = self {
+            reply.disarm();
+        }
+    }
 }
 
 /// Counters a queue keeps about its jobs (read with `Queue::stats`).
@@ -208,7 +276,12 @@ impl Queue {
                 let stream = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
                 if let Some(stream) = stream {
-                    serve(stream, rx, &thread_stats, &thread_closed);
+                    // A panic that escapes the jobs' own guards ends the
+                    // thread; `serve`'s drain guard has answered every job
+                    // by then, and the flags below still go down.
+                    let _ = catch_unwind(AssertUnwindSafe(|| {
+                        serve(stream, &rx, &thread_stats, &thread_closed)
+                    }));
                 }
                 thread_stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
@@ -257,25 +330,45 @@ impl Queue {
 
     /// Sends a job; its result goes to `reply`.
     pub fn submit(&self, reply: ReplyTo, work: Work) -> Result<()> {
+        self.send_job(Job::Run(work, reply))
+    }
+
+    /// Fault injection for tests: makes the queue thread panic outside any
+    /// job, with this job's reply in hand (see `Job::Crash`).
+    pub fn submit_crash(&self, reply: ReplyTo) -> Result<()> {
+        self.send_job(Job::Crash(reply))
+    }
+
+    fn send_job(&self, mut job: Job) -> Result<()> {
         let closed = self.closed.read();
         if *closed {
+            job.disarm();
             return Err(self.closed_error());
         }
-        match self.tx.try_send(Job::Run(work, reply)) {
+        match self.tx.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::Queue(format!(
-                "command queue {} is full: {} jobs are already waiting; wait for replies \
-                 before sending more, or create the queue with a larger :capacity",
-                self.id, self.capacity
-            ))),
-            Err(TrySendError::Disconnected(_)) => Err(self.closed_error()),
+            Err(TrySendError::Full(mut job)) => {
+                job.disarm();
+                Err(Error::Queue(format!(
+                    "command queue {} is full: {} jobs are already waiting; wait for replies \
+                     before sending more, or create the queue with a larger :capacity",
+                    self.id, self.capacity
+                )))
+            }
+            Err(TrySendError::Disconnected(mut job)) => {
+                job.disarm();
+                Err(self.closed_error())
+            }
         }
     }
 
-    /// Drops an array, on the queue thread when it still holds a graph
-    /// (freeing a large unevaluated graph can take long), inline otherwise.
-    pub fn release(&self, array: cxx::UniquePtr<Array>) {
-        if array.is_null() || !ffi::is_lazy(&array) {
+    /// Drops an array, on the queue thread when it may still hold a graph
+    /// (freeing a large unevaluated graph can take long), inline when it is
+    /// `ready` (computed: its graph is gone). Whether it still holds a graph
+    /// is EMLX's own readiness flag, never MLX's status, which the queue
+    /// thread may be writing right now.
+    pub fn release(&self, array: cxx::UniquePtr<Array>, ready: bool) {
+        if array.is_null() || ready {
             return;
         }
         let closed = self.closed.read();
@@ -337,26 +430,68 @@ impl Queue {
         DEFAULTS.write()[self.device.code() as usize] = Some(self.clone());
     }
 
-    /// The queue that runs a job for a tensor built on `self`: `self` while
-    /// it is open; for an evaluated tensor of a closed queue, the default
-    /// queue of its device (evaluated arrays are shared freely across
-    /// queues); otherwise an error.
-    pub fn serving(self: &Arc<Self>, lazy: bool) -> Result<Arc<Queue>> {
+    /// Where a job for a tensor built on `self` runs: on `self` while it is
+    /// open; once it is closed, on the default queue of its device
+    /// (evaluated arrays are shared freely across queues). Whether a tensor
+    /// that is not known to be `ready` was evaluated anyway (as part of a
+    /// larger graph) can only be asked of MLX on a thread that no other
+    /// evaluates it on: the route then has the serving job ask, once the
+    /// closed queue's thread has ended (`Route::check`).
+    pub fn route(self: &Arc<Self>, ready: bool) -> Result<Route> {
         if !self.is_closed() {
-            return Ok(self.clone());
-        }
-        if lazy {
-            return Err(Error::Queue(format!(
-                "the tensor is an unevaluated result of command queue {}, which is closed \
-                 (closed explicitly, or its owner process exited): only that queue could \
-                 evaluate it; evaluate results before their queue closes",
-                self.id
-            )));
+            return Ok(Route {
+                queue: self.clone(),
+                closed_owner: None,
+            });
         }
         match &DEFAULTS.read()[self.device.code() as usize] {
-            Some(q) if !q.is_closed() => Ok(q.clone()),
+            Some(q) if !q.is_closed() => Ok(Route {
+                queue: q.clone(),
+                closed_owner: (!ready).then(|| self.clone()),
+            }),
             _ => Err(self.closed_error()),
         }
+    }
+
+    fn lazy_on_closed_error(&self) -> Error {
+        Error::Queue(format!(
+            "the tensor is an unevaluated result of command queue {}, which is closed \
+             (closed explicitly, or its owner process exited): only that queue could \
+             evaluate it; evaluate results before their queue closes",
+            self.id
+        ))
+    }
+
+    /// Waits until the queue's thread has ended (it is closed: it finishes
+    /// its running job, answers the waiting ones and ends).
+    fn wait_ended(&self) {
+        while self.stats.running.load(Ordering::SeqCst) {
+            thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+}
+
+/// The queue that serves a job, from [`Queue::route`].
+pub struct Route {
+    pub queue: Arc<Queue>,
+    /// The closed queue that built the job's tensors, when they are not
+    /// known to be ready.
+    closed_owner: Option<Arc<Queue>>,
+}
+
+impl Route {
+    /// Run by the job on the serving queue's thread before it reads
+    /// `array`: for a tensor of a closed queue that is not known to be
+    /// ready, waits for that queue's thread to end, then refuses the array
+    /// if it was never evaluated (nothing can evaluate it any more).
+    pub fn check(&self, array: &Array) -> Result<()> {
+        if let Some(owner) = &self.closed_owner {
+            owner.wait_ended();
+            if ffi::is_unscheduled(array) {
+                return Err(owner.lazy_on_closed_error());
+            }
+        }
+        Ok(())
     }
 }
 
@@ -381,36 +516,63 @@ pub fn live_threads() -> usize {
     LIVE_THREADS.load(Ordering::SeqCst)
 }
 
-fn serve(stream: StreamRef, rx: Receiver<Job>, stats: &Stats, closed: &RwLock<bool>) {
+fn serve(stream: StreamRef, rx: &Receiver<Job>, stats: &Stats, closed: &RwLock<bool>) {
+    let mut drain = DrainOnExit {
+        rx,
+        stats,
+        closed,
+        normal: false,
+    };
     while let Ok(job) = rx.recv() {
         if *closed.read() {
-            cancel(job, stats);
+            cancel(job, stats, CLOSED);
             break;
         }
         match job {
             Job::Run(work, reply) => run(&stream, work, reply, stats),
             Job::Release(array) => drop(array),
+            Job::Crash(_reply) => crate::faults::inject(),
             Job::Stop => break,
         }
     }
-    // Whatever is still queued is answered, never silently lost. No job can
-    // enter once the queue is closed, so this drains the channel for good.
-    for job in rx.try_iter() {
-        cancel(job, stats);
+    drain.normal = true;
+}
+
+const CLOSED: &str = "the command queue was closed before this job ran \
+                      (closed explicitly, or its owner process exited)";
+const DIED: &str = "the command queue's thread ended before running this job \
+                    (an internal error in EMLX; the queue is closed now)";
+
+/// Answers whatever is still queued when `serve` ends, normally or by a
+/// panic: the queue is marked closed first, so that no job can enter
+/// afterwards (submitters hold the read lock while they send), and every job
+/// in the channel then gets an error reply, never silently lost.
+struct DrainOnExit<'a> {
+    rx: &'a Receiver<Job>,
+    stats: &'a Stats,
+    closed: &'a RwLock<bool>,
+    normal: bool,
+}
+
+impl Drop for DrainOnExit<'_> {
+    fn drop(&mut self) {
+        *self.closed.write() = true;
+        let why = if self.normal { CLOSED } else { DIED };
+        for job in self.rx.try_iter() {
+            cancel(job, self.stats, why);
+        }
     }
 }
 
-fn run(stream: &StreamRef, work: Work, reply: ReplyTo, stats: &Stats) {
+fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, stats: &Stats) {
     if !reply.caller_alive() {
         stats.dropped.fetch_add(1, Ordering::Relaxed);
+        reply.disarm();
         return;
     }
     let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| work(stream))).unwrap_or_else(|_| {
-        Err(Error::Mlx(
-            "internal error: a command queue job panicked".into(),
-        ))
-    });
+    let result = catch_unwind(AssertUnwindSafe(|| work(stream)))
+        .unwrap_or_else(|_| Err(Error::Internal("a command queue job panicked".into())));
     let run_ns = start.elapsed().as_nanos() as u64;
     stats.busy_ns.fetch_add(run_ns, Ordering::Relaxed);
     let counter = if result.is_ok() {
@@ -419,21 +581,13 @@ fn run(stream: &StreamRef, work: Work, reply: ReplyTo, stats: &Stats) {
         &stats.failed
     };
     counter.fetch_add(1, Ordering::Relaxed);
-    // Encoding the reply runs the job's own closure: keep a panic there from
-    // ending the thread.
-    let _ = catch_unwind(AssertUnwindSafe(|| reply.send(result, run_ns)));
+    // `send` catches a panic while encoding and answers with an error.
+    reply.send(result, run_ns);
 }
 
-fn cancel(job: Job, stats: &Stats) {
-    if let Job::Run(_, reply) = job {
+fn cancel(job: Job, stats: &Stats, why: &str) {
+    if let Job::Run(_, reply) | Job::Crash(reply) = job {
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
-        reply.send(
-            Err(Error::Queue(
-                "the command queue was closed before this job ran \
-                 (closed explicitly, or its owner process exited)"
-                    .into(),
-            )),
-            0,
-        );
+        reply.send(Err(Error::Queue(why.into())), 0);
     }
 }

@@ -162,17 +162,13 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     let mut list = ffi::new_list();
     let mut flags = Vec::new();
     let mut owner: Option<Arc<Queue>> = None;
-    let mut any_lazy = false;
     for t in tensors {
         let res = decode_tensor(t)?;
         if res.is_ready() {
             res.with(|_| ())?;
             continue;
         }
-        res.with(|a| {
-            any_lazy |= ffi::is_lazy(a);
-            ffi::list_push(list.pin_mut(), a);
-        })?;
+        res.with(|a| ffi::list_push(list.pin_mut(), a))?;
         flags.push(res.ready_flag());
         match &owner {
             Some(q) if q.id != res.queue.id => {
@@ -189,10 +185,14 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
     let Some(queue) = owner else {
         return Ok(atoms::done());
     };
-    queue.serving(any_lazy)?.submit(
+    let route = queue.route(false)?;
+    route.queue.clone().submit(
         ReplyTo::new(env, tag),
-        Box::new(move |_stream| {
-            ffi::eval_list(&list)?;
+        Box::new(move |stream| {
+            for i in 0..ffi::list_len(&list) {
+                route.check(&ffi::list_get(&list, i))?;
+            }
+            ffi::eval_list(&list, stream)?;
             mark_ready(&flags);
             Ok(Reply::Ok)
         }),
@@ -217,7 +217,8 @@ pub fn read_job<'a>(
 ) -> NifResult<Term<'a>> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
-    if inline_when_ready && res.is_ready() && ffi::is_row_contiguous(&array) {
+    let ready = res.is_ready();
+    if inline_when_ready && ready && ffi::is_row_contiguous(&array) {
         let reply = work(ReadArgs {
             array: &array,
             stream: &res.queue.stream,
@@ -229,11 +230,12 @@ pub fn read_job<'a>(
             Reply::Term(f) => (atoms::done(), f(env)).encode(env),
         });
     }
-    let queue = res.queue.serving(ffi::is_lazy(&array))?;
+    let route = res.queue.route(ready)?;
     let flag = res.ready_flag();
-    queue.submit(
+    route.queue.clone().submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
+            route.check(&array)?;
             let reply = work(ReadArgs {
                 array: &array,
                 stream,
@@ -316,11 +318,7 @@ fn to_blob<'a>(
     read_job(env, tensor, tag, true, move |job| {
         let ready = job.readable()?;
         let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
-        let total = ffi::nbytes_of(&ready);
-        let len = match limit {
-            Some(n) => (n as usize).saturating_mul(itemsize).min(total),
-            None => total,
-        };
+        let len = emlx_pure::blob::byte_len(limit, itemsize, ffi::nbytes_of(&ready));
         let blob = ResourceArc::new(BlobRes(ready));
         Ok(Reply::Term(Box::new(move |env| {
             blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)

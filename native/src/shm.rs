@@ -1,9 +1,10 @@
 //! POSIX shared-memory segments (`shm_open` + `mmap`), for
 //! `EMLX.tensor_to_shm/2` and `EMLX.shm_unlink/1`.
 //!
-//! Besides `ffi.rs`, this is the crate's only module with `unsafe`: the libc
-//! calls below, each with its SAFETY argument. Everything else about a
-//! segment (naming, sizing, error mapping) is safe Rust.
+//! With `ffi.rs`, one of the crate's two modules with `unsafe`: the libc
+//! calls below, each with its SAFETY argument. Naming is in
+//! `emlx_pure::shm_name` (unit-tested); sizing and error mapping are safe
+//! Rust.
 
 use std::ffi::CString;
 use std::io;
@@ -11,38 +12,33 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use emlx_pure::shm_name;
+
 use crate::error::{Error, Result};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// The longest name accepted (macOS limits shm names to 31 bytes).
-const MAX_NAME: usize = 31;
-
-/// A fresh name: `/emlx` + process id + counter + clock, in hex, short
-/// enough for every platform's limit.
+/// A fresh name for this process (see `shm_name::fresh`).
 fn fresh_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut name = format!("/emlx{:x}.{:x}.{:x}", std::process::id(), n, nanos);
-    name.truncate(MAX_NAME);
-    name
+    shm_name::fresh(
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos,
+    )
 }
 
 /// Checks a segment name: `/` followed by 1 to 30 bytes, no other `/`, no NUL.
 pub fn checked_name(name: &str) -> Result<CString> {
-    let valid = name.len() > 1
-        && name.len() <= MAX_NAME
-        && name.starts_with('/')
-        && !name[1..].contains('/');
-    let c = CString::new(name).ok().filter(|_| valid);
+    let c = CString::new(name).ok().filter(|_| shm_name::is_valid(name));
     c.ok_or_else(|| {
         Error::BadArg(format!(
             "invalid shared-memory name {name:?}: expected \"/\" followed by 1 to {} bytes \
              without \"/\" or NUL (as returned by EMLX.tensor_to_shm/2)",
-            MAX_NAME - 1
+            shm_name::MAX_NAME - 1
         ))
     })
 }

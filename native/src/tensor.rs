@@ -15,17 +15,23 @@ use crate::error::{Error, Result};
 use crate::ffi::{self, Array};
 use crate::queue::Queue;
 
+/// Whether an array's data is known to be computed: EMLX's own readiness
+/// state, the only one read off a queue's thread. False while the array is
+/// a graph node, or its evaluation may be running; set (with `Release`) by
+/// the queue thread once a job that evaluated the array has finished and
+/// MLX's own status is final; never unset. Shared by every tensor that holds
+/// the same MLX array (an op that returns its input unchanged).
+pub type ReadyFlag = Arc<AtomicBool>;
+
 pub struct TensorRes {
     /// `None` once deallocated.
     array: RwLock<Option<UniquePtr<Array>>>,
     pub queue: Arc<Queue>,
-    /// Whether the array's data is known to be computed: true for arrays
-    /// born with data, and set by the queue thread once a job that
-    /// evaluated the array has finished. Other queues may read the array
-    /// only then. (MLX's own status cannot tell: it says "evaluated" as soon
-    /// as a computation is scheduled, and may only be read safely on the
-    /// queue's thread.)
-    ready: Arc<AtomicBool>,
+    /// See [`ReadyFlag`]. Other queues may read the array only once it is
+    /// set. MLX's own status is never read off the queue thread: it is a
+    /// plain field that the evaluating thread writes (and it says
+    /// "evaluated" as soon as a computation is scheduled).
+    ready: ReadyFlag,
 }
 
 #[rustler::resource_impl]
@@ -33,20 +39,31 @@ impl Resource for TensorRes {}
 
 impl Drop for TensorRes {
     fn drop(&mut self) {
+        let ready = self.is_ready();
         if let Some(array) = self.array.get_mut().take() {
-            self.queue.release(array);
+            self.queue.release(array, ready);
         }
     }
 }
 
 impl TensorRes {
-    pub fn new(array: UniquePtr<Array>, queue: Arc<Queue>) -> ResourceArc<TensorRes> {
-        // The array is not shared yet, so reading its status here is safe.
-        let ready = !array.is_null() && ffi::is_ready(&array);
+    /// A tensor for `array`, built on `queue`. `same_as` is the readiness of
+    /// the input tensor that `array` *is* (an op that returned its input);
+    /// without it the array must be one no other thread can reach yet (an
+    /// op's new node, an array made from bytes), whose status it is safe to
+    /// read here.
+    pub fn new(
+        array: UniquePtr<Array>,
+        queue: Arc<Queue>,
+        same_as: Option<ReadyFlag>,
+    ) -> ResourceArc<TensorRes> {
+        let ready = same_as.unwrap_or_else(|| {
+            Arc::new(AtomicBool::new(!array.is_null() && ffi::born_ready(&array)))
+        });
         ResourceArc::new(TensorRes {
             array: RwLock::new(Some(array)),
             queue,
-            ready: Arc::new(AtomicBool::new(ready)),
+            ready,
         })
     }
 
@@ -56,7 +73,7 @@ impl TensorRes {
     }
 
     /// What a job sets (with `mark_ready`) once it has evaluated the array.
-    pub fn ready_flag(&self) -> Arc<AtomicBool> {
+    pub fn ready_flag(&self) -> ReadyFlag {
         self.ready.clone()
     }
 
@@ -91,7 +108,7 @@ impl TensorRes {
         let taken = self.array.write().take();
         match taken {
             Some(array) => {
-                self.queue.release(array);
+                self.queue.release(array, self.is_ready());
                 true
             }
             None => false,
@@ -131,8 +148,9 @@ impl BlobRes {
     }
 }
 
-/// Records that a job has computed the arrays behind `flags`.
-pub fn mark_ready(flags: &[Arc<AtomicBool>]) {
+/// Records that a job has computed the arrays behind `flags`. Only the
+/// queue thread calls this, after MLX's status of those arrays is final.
+pub fn mark_ready(flags: &[ReadyFlag]) {
     for flag in flags {
         flag.store(true, Ordering::Release);
     }

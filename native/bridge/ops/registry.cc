@@ -2,6 +2,7 @@
 // names once at load (op_names) and calls ops by index (run_op).
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <limits>
 #include <optional>
@@ -178,7 +179,22 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   } catch (const std::exception& e) {
     throw std::runtime_error(with_op(entry->name, e.what()));
   }
-  for (const auto& a : list->items) check_fits(a, entry->name);
+  // An output that *is* one of the inputs (a no-op reshape, cast, ...) is
+  // reported as such: it shares that input's readiness, and it is not
+  // inspected here, since the input's queue may be evaluating it right now.
+  // Only the nodes this op built are, which no other thread can reach yet.
+  std::vector<uintptr_t> inputs;
+  for (const auto& arg : call.args) {
+    if (auto* a = std::get_if<Array>(&arg)) inputs.push_back(a->id());
+    if (auto* v = std::get_if<std::vector<Array>>(&arg)) {
+      for (const auto& a : *v) inputs.push_back(a.id());
+    }
+  }
+  for (const auto& a : list->items) {
+    auto hit = std::find(inputs.begin(), inputs.end(), a.id());
+    list->alias.push_back(hit == inputs.end() ? -1 : static_cast<int32_t>(hit - inputs.begin()));
+    if (hit == inputs.end()) check_fits(a, entry->name);
+  }
   return list;
 }
 
