@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -165,6 +166,11 @@ bool born_ready(const Array& a);
 // Whether evaluating `a` allocates a buffer of its own (views such as
 // broadcasts, reshapes and slices share their input's buffer).
 bool allocates(const Array& a);
+
+// Refuses (std::invalid_argument) a graph node that MLX's 32-bit counts
+// would compute wrong (limits.cc). On the evaluating queue's thread only;
+// `spans` memoises what it learns about the graph.
+void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 // Evaluates the arrays and waits for them, so that their status is final

@@ -4,8 +4,12 @@ if Code.ensure_loaded?(Nx) do
     # Reduction callbacks of EMLX.Backend: all/any/sum/product/max/min over
     # axes, argmax/argmin, reduce with an Elixir function, sort and argsort.
     #
-    # Nx decides the result type (sum of u8 is u32, of s8 s32, …); the
-    # operand is converted to it first so that MLX accumulates in it.
+    # Nx decides the result type (sum of u8 is u32, of s8 s32, of u64 s64).
+    # MLX's own sum and product of an integer type accumulate in a type of
+    # that same width (32 bits for narrower types), which wraps exactly as
+    # Nx's result type does, so the reduction runs on the operand as it is
+    # and only the (small) result is converted: no copy of the operand,
+    # whatever its size (a reduction over a huge broadcast stays a view).
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
@@ -16,10 +20,10 @@ if Code.ensure_loaded?(Nx) do
       def unquote(name)(%T{type: type} = out, %T{shape: shape} = tensor, opts) do
         axes = opts[:axes] || Nx.axes(shape)
         x = Convert.from_nx(tensor)
-        x = if unquote(name in [:all, :any]), do: x, else: Convert.astype(x, Convert.mlx_type(type))
+        reduced = EMLX.unquote(fun)(x, axes, opts[:keep_axes] || false)
+        reduced = if unquote(name in [:all, :any]), do: reduced, else: Convert.astype(reduced, Convert.mlx_type(type))
 
-        x
-        |> EMLX.unquote(fun)(axes, opts[:keep_axes] || false)
+        reduced
         |> EMLX.reshape(out.shape)
         |> Convert.to_nx(out)
       end
@@ -31,31 +35,32 @@ if Code.ensure_loaded?(Nx) do
     def argmin(out, tensor, opts), do: arg_reduce(:argmin, out, tensor, opts)
 
     # Ties go to the first index (MLX's choice) or, for tie_break: :high, to
-    # the last (through a reversed axis). A NaN wins over every number (Nx
+    # the last (through reversed axes). A NaN wins over every number (Nx
     # returns the index of a NaN when there is one): the first NaN's index.
+    # Without an axis, EMLX's argmax/argmin over all elements (row-major
+    # order, at any size: :uint32 indices, :int64 past 2^32 - 1 elements).
     defp arg_reduce(op, %T{shape: out_shape} = out, %T{shape: shape, type: type} = tensor, opts) do
       x = Convert.from_nx(tensor)
 
-      {x, axis, n} =
+      {axes, n, arg} =
         case opts[:axis] do
-          nil -> {EMLX.reshape(x, {Nx.size(shape)}), 0, Nx.size(shape)}
-          axis -> {x, axis, elem(shape, axis)}
+          nil -> {Nx.axes(shape), Nx.size(shape), &apply(EMLX, &1, [&2, false])}
+          axis -> {[axis], elem(shape, axis), &apply(EMLX, &1, [&2, axis, false])}
         end
 
       index =
         if opts[:tie_break] == :high do
-          reversed = EMLX.Backend.Shape.reverse_ref(x, [axis])
-          last = scalar_like(n - 1, :uint32, x)
-          EMLX.subtract(last, apply(EMLX, op, [reversed, axis, false]))
+          found = arg.(op, EMLX.Backend.Shape.reverse_ref(x, axes))
+          EMLX.subtract(scalar_like(n - 1, EMLX.scalar_type(found), x), found)
         else
-          apply(EMLX, op, [x, axis, false])
+          arg.(op, x)
         end
 
       index =
         if Nx.Type.float?(type) do
           nan = EMLX.is_nan(x)
-          first_nan = EMLX.argmax(EMLX.astype(nan, :uint8), axis, false)
-          EMLX.where(EMLX.any(nan, [axis], false), first_nan, index)
+          first_nan = arg.(:argmax, EMLX.astype(nan, :uint8))
+          EMLX.where(EMLX.any(nan, axes, false), first_nan, index)
         else
           index
         end

@@ -39,6 +39,20 @@ void require_integer(const char* op, const char* what, const Array& a);
 // The integer tensor `idx` clamped into [lo, hi] (lo <= hi), in its own dtype.
 Array clamp_index(const Array& idx, int64_t lo, int64_t hi, S s);
 
+// --- reductions that are right at any size (staged.cc) ---
+enum class Reduction { Sum, Prod, Max, Min, All, Any };
+// Floating-point sums add at most this many numbers in one sequential run
+// (MLX's CPU kernels add sequentially); longer reductions are staged.
+inline constexpr int64_t kBlock = 1 << 14;
+// `mx::sum` & co. over `axes`, staged so that no MLX kernel reduces 2^31 or
+// more elements and float sums stay accurate; half-precision sums and
+// products accumulate in float32. Same result dtype and shape as MLX's.
+Array reduce(Reduction k, const Array& x, const std::vector<int>& axes, bool keep, S s);
+// The index of the first maximum (minimum) of all elements in row-major
+// order, at any size: `uint32` as MLX's argmax up to 2^32 - 1 elements,
+// `int64` beyond.
+Array arg_all(bool is_max, const Array& x, bool keep, S s);
+
 // Throws the ArgumentError-class error "<op>: <msg>".
 [[noreturn]] void bad_arg(const Call& c, const std::string& msg);
 

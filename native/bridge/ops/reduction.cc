@@ -5,20 +5,21 @@ namespace emlx::ops {
 
 namespace {
 
-#define REDUCE(name, fn)                             \
-  {#name, [](const Call& c, S s) -> Out {            \
-     return {fn(c.arr(0), c.axes(1), c.flag(2), s)}; \
+// Staged (staged.cc): right at any size, accurate float sums.
+#define REDUCE(name, kind)                                               \
+  {#name, [](const Call& c, S s) -> Out {                                \
+     return {reduce(Reduction::kind, c.arr(0), c.axes(1), c.flag(2), s)}; \
    }}
 #define CUMULATIVE(name, fn)                                   \
   {#name, [](const Call& c, S s) -> Out {                      \
      return {fn(c.arr(0), c.i32(1), c.flag(2), c.flag(3), s)}; \
    }}
 
-// argmax/argmin: (tensor, keep_axes) over all elements, or
-// (tensor, axis, keep_axes) along one axis.
-#define ARG_REDUCE(name, fn)                                             \
+// argmax/argmin: (tensor, keep_axes) over all elements (staged.cc: any
+// size), or (tensor, axis, keep_axes) along one axis.
+#define ARG_REDUCE(name, fn, is_max)                                     \
   {#name, [](const Call& c, S s) -> Out {                                \
-     if (c.size() == 2) return {fn(c.arr(0), c.flag(1), s)};             \
+     if (c.size() == 2) return {arg_all(is_max, c.arr(0), c.flag(1), s)}; \
      return {fn(c.arr(0), axis_index(#name, c.i64(1), c.arr(0).ndim()), \
                 c.flag(2), s)};                                          \
    }}
@@ -38,18 +39,18 @@ Out cumulative_extreme(bool max, const Call& c, S s) {
 
 const Entry ENTRIES[] = {
     // --- reductions ---
-    REDUCE(sum, mx::sum),
-    REDUCE(product, mx::prod),
-    REDUCE(max, mx::max),
-    REDUCE(min, mx::min),
-    REDUCE(all, mx::all),
-    REDUCE(any, mx::any),
+    REDUCE(sum, Sum),
+    REDUCE(product, Prod),
+    REDUCE(max, Max),
+    REDUCE(min, Min),
+    REDUCE(all, All),
+    REDUCE(any, Any),
     CUMULATIVE(cumulative_sum, mx::cumsum),
     CUMULATIVE(cumulative_product, mx::cumprod),
     {"cumulative_max", [](const Call& c, S s) -> Out { return cumulative_extreme(true, c, s); }},
     {"cumulative_min", [](const Call& c, S s) -> Out { return cumulative_extreme(false, c, s); }},
-    ARG_REDUCE(argmax, mx::argmax),
-    ARG_REDUCE(argmin, mx::argmin),
+    ARG_REDUCE(argmax, mx::argmax, true),
+    ARG_REDUCE(argmin, mx::argmin, false),
 
     // --- sorting ---
     {"sort", [](const Call& c, S s) -> Out { return {mx::sort(c.arr(0), c.i32(1), s)}; }},

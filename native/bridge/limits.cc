@@ -1,0 +1,146 @@
+// MLX's 32-bit limits, and the guard that refuses graphs MLX would compute
+// wrong because of them.
+//
+// MLX dimensions are 32-bit (Call::shape refuses larger ones), and many of
+// MLX 0.32.4's CPU kernels count elements or index memory in `int`: a
+// kernel past 2^31 - 1 elements silently computes garbage (a full sum of
+// more elements returns 0). Read from MLX's source (mlx/backend/cpu):
+// - Reduce: the plan merges reduced axes into an `int` count (overflows
+//   when the reduced elements are 2^31 or more), a contiguous full
+//   reduction takes an `int` size, and strided plans compute `int` offsets.
+// - Binary element-wise ops, Scan, Sort/ArgSort/Partition, Scatter, Conv,
+//   Matmul and most other kernels: `int` sizes, loop counters or offsets.
+// - Copies (Copy, AsType, Full, Contiguous, the copy behind Reshape), the
+//   unary element-wise ops, Gather/GatherAxis and ArgReduce count in 64 bits.
+// EMLX's own reductions are staged (ops/staged.cc) so that they never build
+// a Reduce past the limit. Everything else is checked here, on the queue's
+// thread before evaluation, for every node about to be computed; a node
+// MLX would get wrong is refused with std::invalid_argument (ArgumentError).
+// The rules follow MLX's CPU kernels and apply to nodes on CPU streams,
+// except the reduction count, which applies on every device.
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <unordered_map>
+
+#include "bridge.h"
+#include "mlx/primitives.h"  // Primitive::name(), stream()
+
+namespace emlx {
+
+namespace {
+
+constexpr int64_t kMax32 = std::numeric_limits<int32_t>::max();
+
+bool named(const char* name, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    if (std::strcmp(name, n) == 0) return true;
+  }
+  return false;
+}
+
+// Kernels that count and index in 64 bits: any number of elements is fine.
+bool wide(const char* name) {
+  return named(name, {"Copy", "Contiguous", "AsType", "Full", "Reshape", "Flatten", "Unflatten",
+                      "Abs", "ArcCos", "ArcCosh", "ArcSin", "ArcSinh", "ArcTan", "ArcTanh",
+                      "BitwiseInvert", "Ceil", "Conjugate", "Cos", "Cosh", "Erf", "ErfInv", "Exp",
+                      "Expm1", "Floor", "Imag", "Log", "Log2", "Log10", "Log1p", "LogicalNot",
+                      "Negative", "Real", "Round", "Sigmoid", "Sign", "Sin", "Sinh", "Square",
+                      "Sqrt", "Tan", "Tanh"});
+}
+
+// Kernels whose output is bounded by the output rule and that index their
+// inputs in 64 bits, however far those reach.
+bool wide_inputs(const char* name) {
+  return wide(name) || named(name, {"Gather", "GatherAxis", "ArgReduce"});
+}
+
+bool is_reduce(const char* name) {
+  return named(name, {"Sum", "Prod", "Max", "Min", "And", "Or"});
+}
+
+// Views: their span is their input's (they select from its buffer).
+bool selects(const char* name) {
+  return named(name, {"Broadcast", "BroadcastAxes", "Slice", "Transpose", "ExpandDims", "Squeeze"});
+}
+
+size_t saturating_add(size_t a, size_t b) {
+  size_t r;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<size_t>::max() : r;
+}
+
+// How far into its buffer (in elements) a kernel reading `a` may reach: the
+// largest offset MLX computes for it, plus one. Exact for evaluated arrays;
+// for graph nodes an upper bound (a view reaches no further than its input;
+// a reshape that only splits axes is a view; a computed node is a fresh,
+// dense buffer of its own size).
+size_t span(const Array& a, std::unordered_map<uintptr_t, size_t>& memo) {
+  if (a.size() == 0) return 0;
+  if (a.status() != Array::Status::unscheduled) {
+    size_t reach = 1;
+    for (size_t i = 0; i < a.ndim(); ++i) {
+      size_t step = static_cast<size_t>(a.strides()[i] < 0 ? -a.strides()[i] : a.strides()[i]);
+      size_t far;
+      if (__builtin_mul_overflow(step, static_cast<size_t>(a.shape(i) - 1), &far)) {
+        return std::numeric_limits<size_t>::max();
+      }
+      reach = saturating_add(reach, far);
+    }
+    return reach;
+  }
+  if (auto hit = memo.find(a.id()); hit != memo.end()) return hit->second;
+  size_t reach = a.size();
+  if (a.has_primitive() && !a.inputs().empty()) {
+    const char* name = a.primitive().name();
+    if (selects(name) || !allocates(a)) reach = span(a.inputs()[0], memo);
+  }
+  memo.emplace(a.id(), reach);
+  return reach;
+}
+
+std::string described(const Array& a) {
+  std::ostringstream out;
+  out << "[";
+  for (size_t i = 0; i < a.ndim(); ++i) out << (i ? ", " : "") << a.shape(i);
+  out << "] " << dtype_name(a.dtype());
+  return out.str();
+}
+
+[[noreturn]] void refuse(const Array& a, const char* name, const std::string& why) {
+  std::ostringstream msg;
+  msg << "cannot evaluate " << name << " (result " << described(a) << "): " << why
+      << "; MLX counts elements in 32 bits there and would silently compute a wrong result, so "
+         "EMLX refuses it. Work on parts below 2^31 elements (Nx.slice) and combine the results";
+  throw std::invalid_argument(msg.str());
+}
+
+}  // namespace
+
+void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans) {
+  if (!a.has_primitive()) return;
+  const char* name = a.primitive().name();
+  if (is_reduce(name) && !a.inputs().empty() && a.size() > 0) {
+    size_t reduced = a.inputs()[0].size() / a.size();
+    if (reduced > static_cast<size_t>(kMax32)) {
+      std::ostringstream why;
+      why << "it reduces " << reduced << " elements into each result element";
+      refuse(a, name, why.str());
+    }
+  }
+  if (!allocates(a) || a.primitive().stream().device.type != mx::Device::cpu) return;
+  if (a.size() > static_cast<size_t>(kMax32) && !wide(name)) {
+    refuse(a, name, "its result has " + std::to_string(a.size()) + " elements");
+  }
+  if (wide_inputs(name)) return;
+  for (const auto& in : a.inputs()) {
+    size_t reach = span(in, spans);
+    if (reach > static_cast<size_t>(kMax32)) {
+      std::ostringstream why;
+      why << "it reads an input of shape " << described(in) << " that reaches " << reach
+          << " elements into its buffer";
+      refuse(a, name, why.str());
+    }
+  }
+}
+
+}  // namespace emlx
