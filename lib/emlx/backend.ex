@@ -71,9 +71,17 @@ if Code.ensure_loaded?(Nx) do
         raises). Dynamic slice starts are clamped as Nx documents.
       * `window_scatter_max`/`_min` pick the last of equal candidates, as
         `Nx.BinaryBackend` does; `sign` of a complex number is `z / |z|`.
-      * `triangular_solve` raises `ArgumentError` for a zero on the diagonal
-        (reading one boolean back); MLX's linalg runs on the CPU, and
-        triangular systems of CPU tensors are solved in float64.
+      * Linear algebra on invalid input answers NaN, as EXLA does
+        (`Nx.BinaryBackend` raises), never a plausible wrong matrix: every
+        floating-point output for a matrix with a non-finite entry (`lu`,
+        `qr`, `svd`, `eigh`, `cholesky`, `solve`, `invert`, `pinv`,
+        `least_squares`, `triangular_solve`), for a matrix that is not
+        positive definite (`cholesky`), or for a singular one (`solve`,
+        `invert`, `triangular_solve` with a zero on the diagonal) is NaN,
+        decided per matrix of a batch without reading anything back. (`lu`
+        keeps its permutation, the identity then; `determinant` of a
+        singular matrix is 0.) MLX's linalg runs on the CPU, in float64 for
+        CPU tensors, in float32 for GPU ones.
 
     Every difference from `Nx.BinaryBackend` that the differential fuzzer
     (`test/emlx/reliability/fuzz_test.exs`) finds and that is understood is

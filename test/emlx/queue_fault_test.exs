@@ -179,11 +179,18 @@ defmodule EMLX.QueueFaultTest do
   end
 
   describe "jobs that fail inside MLX" do
-    test "jobs MLX fails at evaluation raise EMLX.NIFError and the queue serves the next job" do
+    test "jobs refused at evaluation raise and the queue serves the next job" do
       q = CommandQueue.new!(:cpu)
-      # A singular matrix: LAPACK's LU fails inside MLX, on the queue thread.
-      singular = CommandQueue.with_queue(q, fn -> EMLX.linalg_inv(EMLX.full(0.0, {2, 2}, :float32, :cpu)) end)
-      assert_raise EMLX.NIFError, ~r/LU factorization failed/, fn -> EMLX.eval(singular) end
+      # A scan of 2^31 + 2 elements: the bridge throws on the queue thread,
+      # before MLX evaluates it (MLX's scan counts in 32 bits).
+      refused =
+        CommandQueue.with_queue(q, fn ->
+          EMLX.ones({1, 1}, :uint8, :cpu)
+          |> EMLX.broadcast_to({2, 1_073_741_825})
+          |> EMLX.cumulative_sum(1, false, true)
+        end)
+
+      assert_raise ArgumentError, ~r/cannot evaluate CumSum/, fn -> EMLX.eval(refused) end
 
       # 2^40 float32 elements (4 TiB) as a broadcast view is fine, but reading
       # it back needs a contiguous copy: MLX's CPU allocator would hand back a

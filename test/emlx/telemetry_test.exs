@@ -65,9 +65,13 @@ defmodule EMLX.TelemetryTest do
   end
 
   test "a failing evaluation emits :exception and the error still raises" do
-    singular = EMLX.linalg_inv(EMLX.full(0.0, {2, 2}, :float32, :cpu))
-    assert_raise EMLX.NIFError, fn -> EMLX.eval(singular) end
-    assert_received {:event, [:emlx, :eval, :exception], %{duration: _}, %{kind: :error, reason: %EMLX.NIFError{}}}
+    # A scan of 2^31 + 2 elements: refused on the queue thread before MLX
+    # evaluates it (MLX's scan counts in 32 bits).
+    refused =
+      EMLX.ones({1, 1}, :uint8, :cpu) |> EMLX.broadcast_to({2, 1_073_741_825}) |> EMLX.cumulative_sum(1, false, true)
+
+    assert_raise ArgumentError, ~r/cannot evaluate CumSum/, fn -> EMLX.eval(refused) end
+    assert_received {:event, [:emlx, :eval, :exception], %{duration: _}, %{kind: :error, reason: %ArgumentError{}}}
     refute_received {:event, [:emlx, :eval, :stop], _, _}
 
     huge = EMLX.ones({1}, :float32, :cpu) |> EMLX.broadcast_to({1_048_576, 1_048_576})

@@ -8,7 +8,9 @@ if Code.ensure_loaded?(Nx) do
     #   integer dots multiply and sum in the integer type (wrapping exactly
     #   as Nx does), in chunks that bound the temporary's size.
     # * triangular_solve and the MLX linalg ops run on the CPU (MLX has them
-    #   there only) in float32 or float64.
+    #   there only), in float64 for CPU tensors and float32 for GPU ones;
+    #   invalid input (a zero on the diagonal, a non-finite entry) gives NaN
+    #   (see native/bridge/ops/linalg.cc), decided without reading back.
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
@@ -127,7 +129,6 @@ if Code.ensure_loaded?(Nx) do
       compute = if device == :cpu, do: :float64, else: linalg_type(type, device)
       a = a |> Convert.from_nx(device) |> EMLX.astype(compute)
       b = b |> Convert.from_nx(device) |> EMLX.astype(compute)
-      check_nonsingular!(a, a_shape)
 
       # op(A): A or its transpose; `lower` says which triangle op(A) uses.
       {a, lower} =
@@ -159,19 +160,6 @@ if Code.ensure_loaded?(Nx) do
 
     defp batch(shape), do: shape |> Tuple.delete_at(tuple_size(shape) - 1) |> Tuple.delete_at(tuple_size(shape) - 2)
 
-    # Nx raises for a zero on the diagonal; so does this (it reads one
-    # boolean back from the device).
-    defp check_nonsingular!({device, _} = a, shape) do
-      m = elem(shape, tuple_size(shape) - 1)
-      eye = EMLX.eye(m, m, EMLX.scalar_type(a), device)
-      zero = EMLX.scalar_tensor(0, EMLX.scalar_type(a), device)
-      diagonal = a |> EMLX.multiply(eye) |> EMLX.sum([tuple_size(shape) - 1], false)
-
-      if diagonal |> EMLX.equal(zero) |> EMLX.any(Nx.axes(Tuple.delete_at(shape, 0)), false) |> EMLX.item() do
-        raise ArgumentError, "can't solve for singular matrix"
-      end
-    end
-
     defp triangular_solve_binary(out, a, b, opts) do
       EMLX.Backend.Reduction.on_binary_backend(out, [a, b], fn [a, b], binary_out ->
         Nx.BinaryBackend.triangular_solve(binary_out, a, b, opts)
@@ -179,8 +167,13 @@ if Code.ensure_loaded?(Nx) do
     end
 
     @doc false
-    # The type MLX's linalg (float32 or float64 only) computes `type` in.
+    # The type MLX's linalg (float32 or float64 only) computes `type` in:
+    # float64 for CPU tensors (MLX's linalg runs on the CPU, which has it;
+    # float32 results then come out correctly rounded, and tiny singular
+    # values and pivots of float32 input are resolved), float32 for GPU
+    # tensors (the GPU has no float64 to convert in).
     def linalg_type({:f, 64}, _device), do: :float64
+    def linalg_type(_type, :cpu), do: :float64
     def linalg_type(_type, _device), do: :float32
 
     @doc false

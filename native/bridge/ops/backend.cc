@@ -15,6 +15,8 @@
 
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
+#include <limits>
+
 #include "ops.h"
 
 #ifdef __clang__
@@ -352,7 +354,12 @@ const Entry ENTRIES[] = {
          throw std::invalid_argument("linalg_det: expected non-empty square matrices, got shape " +
                                      shape_str(a.shape()));
        }
-       return {mx::linalg::det(a, c.cpu())};
+       // NaN for a matrix with a non-finite entry, as every linalg op
+       // (linalg.cc); the determinant of a singular matrix is 0.
+       auto s = c.cpu();
+       auto finite = mx::all(mx::isfinite(a, s), std::vector<int>{-2, -1}, false, s);
+       auto nan = Array(std::numeric_limits<float>::quiet_NaN(), a.dtype());
+       return {mx::where(finite, mx::linalg::det(a, s), nan, s)};
      }},
     {"from_address", [](const Call& c, S) -> Out { return {from_address(c)}; }},
     {"from_shm", [](const Call& c, S) -> Out { return {from_shm(c)}; }},

@@ -9,6 +9,9 @@
 // touches a stream it does not own. CPU queues have a companion stream too,
 // so this path is the same, and tested, on machines without a GPU.
 #include <cctype>
+#include <functional>
+#include <limits>
+#include <optional>
 #include <sstream>
 
 #include "ops.h"
@@ -54,13 +57,74 @@ bool empty_matrices(const Array& a) {
   return a.ndim() >= 2 && (a.shape(-1) == 0 || a.shape(-2) == 0);
 }
 
-// inv(A) and tri_inv(A) of empty square matrices are empty.
+// --- invalid input: NaN, never a plausible wrong matrix ---------------------
+//
+// MLX (LAPACK underneath) answers invalid input inconsistently: the Cholesky
+// factor of a matrix that is not positive definite comes back half-computed,
+// the inverse of a singular matrix and the SVD of a matrix with a NaN throw,
+// the eigenvalues of a matrix with an infinity look plausible. EMLX's answer
+// is one rule: every floating-point output for a matrix whose input is
+// invalid (a non-finite entry; not positive definite for Cholesky; singular
+// for inverses and solves) is NaN, as XLA (EXLA) answers. It is decided on
+// the device, per matrix, by a mask and `where`: nothing is read back, so the
+// same graph works inside a compiled program. An invalid matrix is replaced
+// by a harmless one before MLX sees it, so MLX never throws on it.
+
+// true per matrix (shape batch + (1, 1)) where every entry is finite.
+Array all_finite(const Array& a, mx::Stream s) {
+  return mx::all(mx::isfinite(a, s), std::vector<int>{-2, -1}, true, s);
+}
+
+// true per matrix where every diagonal entry satisfies `pred`.
+template <typename Pred>
+Array diagonal_all(const Array& a, Pred pred, mx::Stream s) {
+  auto d = mx::diagonal(a, 0, -2, -1, s);
+  return mx::expand_dims(mx::all(pred(d), std::vector<int>{-1}, true, s), -1, s);
+}
+
+// `x` where `valid` (batch + (1, 1)), NaN elsewhere; vectors of a batch
+// (one fewer axis, such as singular values) take the mask without its last
+// axis. Integer outputs (LU's permutation) stay as they are.
+Array nan_unless(const Array& valid, const Array& x, mx::Stream s) {
+  if (!mx::issubdtype(x.dtype(), mx::inexact)) return x;
+  auto v = x.ndim() + 1 == valid.ndim() ? mx::squeeze(valid, -1, s) : valid;
+  return mx::where(v, x, Array(std::numeric_limits<float>::quiet_NaN(), x.dtype()), s);
+}
+
+// `a` where `valid`, else the identity (or, for `zeros`, zero): a matrix MLX
+// can always decompose.
+Array harmless_unless(const Array& valid, const Array& a, mx::Stream s, bool zeros = false) {
+  Array safe = zeros ? mx::zeros(a.shape(), a.dtype(), s)
+                     : mx::broadcast_to(mx::eye(a.shape(-2), a.shape(-1), 0, a.dtype(), s),
+                                        a.shape(), s);
+  return mx::where(valid, a, safe, s);
+}
+
+// Finite and, for a general matrix, nonsingular (no zero pivot in its LU
+// factorisation, which is what makes LAPACK's inverse fail); for a
+// triangular one (`upper` or lower: only that triangle is read), finite
+// there and no zero on the diagonal.
+Array invertible(const Array& a, std::optional<bool> upper, mx::Stream s) {
+  auto nonzero = [&](const Array& d) { return mx::not_equal(d, Array(0, d.dtype()), s); };
+  if (upper) {
+    auto used = *upper ? mx::triu(a, 0, s) : mx::tril(a, 0, s);
+    return mx::logical_and(all_finite(used, s), diagonal_all(a, nonzero, s), s);
+  }
+  auto ok = all_finite(a, s);
+  auto lu = mx::linalg::lu_factor(harmless_unless(ok, a, s), s).first;
+  return mx::logical_and(ok, diagonal_all(lu, nonzero, s), s);
+}
+
+// inv(A) and tri_inv(A); those of empty square matrices are empty.
 Array inverse(const Call& c, const char* op, bool triangular) {
   const auto& a = c.arr(0);
   require_matrices(op, a, true);
   require_float(op, a);
-  if (empty_matrices(a)) return mx::copy(a, c.cpu());
-  return triangular ? mx::linalg::tri_inv(a, c.flag(1), c.cpu()) : mx::linalg::inv(a, c.cpu());
+  auto s = c.cpu();
+  if (empty_matrices(a)) return mx::copy(a, s);
+  auto ok = invertible(a, triangular ? std::optional<bool>(c.flag(1)) : std::nullopt, s);
+  auto x = harmless_unless(ok, a, s);
+  return nan_unless(ok, triangular ? mx::linalg::tri_inv(x, c.flag(1), s) : mx::linalg::inv(x, s), s);
 }
 
 // solve(A, B) with empty A: the (empty) result has the shape of A @ B.
@@ -70,17 +134,51 @@ Array solve(const Call& c, const char* op, bool triangular) {
   require_matrices(op, a, true);
   require_float(op, a);
   require_float(op, b);
-  if (empty_matrices(a)) return mx::matmul(a, b, c.cpu());
-  return triangular ? mx::linalg::solve_triangular(a, b, c.flag(2), c.cpu())
-                    : mx::linalg::solve(a, b, c.cpu());
+  auto s = c.cpu();
+  if (empty_matrices(a)) return mx::matmul(a, b, s);
+  auto ok = invertible(a, triangular ? std::optional<bool>(c.flag(2)) : std::nullopt, s);
+  auto x = harmless_unless(ok, a, s);
+  auto out = triangular ? mx::linalg::solve_triangular(x, b, c.flag(2), s) : mx::linalg::solve(x, b, s);
+  return nan_unless(ok, out, s);
 }
 
-// [P, L, U] with A[..., P, :] = L @ U; P is a uint32 row permutation.
+// A decomposition of finite matrices: NaN outputs for the others (with
+// `zeros`, a matrix of zeros stands in for them instead of the identity).
+Out decompose(const Array& a, mx::Stream s, bool zeros,
+              const std::function<Out(const Array&)>& run) {
+  // Not matrices, or empty ones: MLX says what is wrong, or answers.
+  if (a.ndim() < 2 || empty_matrices(a)) return run(a);
+  auto ok = all_finite(a, s);
+  auto outs = run(harmless_unless(ok, a, s, zeros));
+  for (auto& o : outs) o = nan_unless(ok, o, s);
+  return outs;
+}
+
+// The Cholesky factor, NaN unless the matrix is finite and positive
+// definite: LAPACK stops at the first pivot that is not positive and leaves
+// it on the diagonal, so a factor is valid exactly when its diagonal is.
+Array cholesky(const Call& c) {
+  const auto& a = c.arr(0);
+  require_float("linalg_cholesky", a);
+  auto s = c.cpu();
+  if (a.ndim() < 2 || a.shape(-1) != a.shape(-2) || empty_matrices(a)) {
+    return mx::linalg::cholesky(a, c.flag(1), s);
+  }
+  auto ok = all_finite(a, s);
+  auto f = mx::linalg::cholesky(harmless_unless(ok, a, s), c.flag(1), s);
+  auto positive = [&](const Array& d) { return mx::greater(d, Array(0, d.dtype()), s); };
+  return nan_unless(mx::logical_and(ok, diagonal_all(f, positive, s), s), f, s);
+}
+
+// [P, L, U] with A[..., P, :] = L @ U; P is a uint32 row permutation. L and
+// U are NaN for a matrix with a non-finite entry (P is then the identity).
 Out lu(const Call& c) {
   const auto& a = c.arr(0);
   require_matrices("linalg_lu", a, false);
   require_float("linalg_lu", a);
-  if (!empty_matrices(a)) return mx::linalg::lu(a, c.cpu());
+  if (!empty_matrices(a)) {
+    return decompose(a, c.cpu(), false, [&](const Array& x) { return mx::linalg::lu(x, c.cpu()); });
+  }
   auto s = c.cpu();
   int m = a.shape(-2), n = a.shape(-1), k = std::min(m, n);
   mx::Shape batch(a.shape().begin(), a.shape().end() - 2);
@@ -138,31 +236,34 @@ const Entry ENTRIES[] = {
     {"linalg_qr",
      [](const Call& c, S) -> Out {
        require_float("linalg_qr", c.arr(0));
-       auto [q, r] = mx::linalg::qr(c.arr(0), c.cpu());
-       return {q, r};
+       return decompose(c.arr(0), c.cpu(), false, [&](const Array& x) -> Out {
+         auto [q, r] = mx::linalg::qr(x, c.cpu());
+         return {q, r};
+       });
      }},
     {"linalg_svd",
      [](const Call& c, S) -> Out {
        require_float("linalg_svd", c.arr(0));
-       return mx::linalg::svd(c.arr(0), c.flag(1), c.cpu());
+       return decompose(c.arr(0), c.cpu(), true,
+                        [&](const Array& x) { return mx::linalg::svd(x, c.flag(1), c.cpu()); });
      }},
-    {"linalg_cholesky",
-     [](const Call& c, S) -> Out {
-       require_float("linalg_cholesky", c.arr(0));
-       return {mx::linalg::cholesky(c.arr(0), c.flag(1), c.cpu())};
-     }},
+    {"linalg_cholesky", [](const Call& c, S) -> Out { return {cholesky(c)}; }},
     {"linalg_eigh",
      [](const Call& c, S) -> Out {
        require_float("linalg_eigh", c.arr(0));
-       auto [values, vectors] = mx::linalg::eigh(c.arr(0), uplo(c, 1), c.cpu());
-       return {values, vectors};
+       auto side = uplo(c, 1);
+       return decompose(c.arr(0), c.cpu(), false, [&](const Array& x) -> Out {
+         auto [values, vectors] = mx::linalg::eigh(x, side, c.cpu());
+         return {values, vectors};
+       });
      }},
     {"linalg_inv", [](const Call& c, S) -> Out { return {inverse(c, "linalg_inv", false)}; }},
     {"tri_inv", [](const Call& c, S) -> Out { return {inverse(c, "tri_inv", true)}; }},
     {"linalg_pinv",
      [](const Call& c, S) -> Out {
        require_float("linalg_pinv", c.arr(0));
-       return {mx::linalg::pinv(c.arr(0), c.cpu())};
+       return decompose(c.arr(0), c.cpu(), true,
+                        [&](const Array& x) -> Out { return {mx::linalg::pinv(x, c.cpu())}; });
      }},
     {"linalg_solve", [](const Call& c, S) -> Out { return {solve(c, "linalg_solve", false)}; }},
     {"linalg_solve_triangular",
