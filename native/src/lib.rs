@@ -11,8 +11,8 @@
 //! - `shm`: the libc calls behind shared memory.
 //! - `faults`: fault injection for the test suite.
 //!
-//! `unsafe` appears in `ffi` and `shm` only, each block with a `SAFETY:`
-//! comment. Logic that needs neither the BEAM nor MLX is in the
+//! `unsafe` appears in `ffi`, `shm` and `queue`'s `atexit` registration,
+//! each with a `SAFETY:` comment. Logic that needs neither the BEAM nor MLX is in the
 //! `emlx-pure` crate (native/pure), which `cargo test` unit-tests.
 
 mod args;

@@ -34,6 +34,9 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
+/// Every queue started, weakly (for `shutdown_all`).
+static ALL: Mutex<Vec<Weak<Queue>>> = Mutex::new(Vec::new());
+
 /// The application's default queue of each device (CPU, GPU): the queue that
 /// serves reads of *evaluated* tensors whose own queue is closed.
 static DEFAULTS: RwLock<[Option<Arc<Queue>>; 2]> = RwLock::new([None, None]);
@@ -299,7 +302,7 @@ impl Queue {
         let stream = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
-        Ok(Arc::new(Queue {
+        let queue = Arc::new(Queue {
             id,
             device,
             stream,
@@ -309,7 +312,21 @@ impl Queue {
             closed,
             thread: Mutex::new(Some(handle)),
             owner: OnceLock::new(),
-        }))
+        });
+        let mut all = ALL.lock();
+        all.retain(|q| q.strong_count() > 0);
+        all.push(Arc::downgrade(&queue));
+        AT_EXIT.call_once(|| {
+            // MLX's singletons (scheduler, streams, allocator) exist by now,
+            // so their destructors were registered before this handler,
+            // which therefore runs first.
+            let _ = ffi::active_memory();
+            // SAFETY: `atexit` only records the function; `on_exit` is a
+            // plain `extern "C"` function that lives as long as the process
+            // (the NIF library is never unloaded) and never unwinds.
+            unsafe { libc::atexit(on_exit) };
+        });
+        Ok(queue)
     }
 
     /// Closes the queue when `pid` exits. Fails if `pid` is not alive.
@@ -509,6 +526,35 @@ fn create_streams(device: Device) -> Result<StreamRef> {
         device: device.code(),
         cpu_index,
     })
+}
+
+static AT_EXIT: std::sync::Once = std::sync::Once::new();
+
+/// At process exit (the VM halting), before libmlx's static objects are
+/// destroyed, the queue threads are stopped, so that none of them touches
+/// MLX while it is torn down (a release job freeing arrays then corrupted
+/// the heap).
+extern "C" fn on_exit() {
+    let _ = catch_unwind(|| shutdown_all(std::time::Duration::from_secs(2)));
+}
+
+/// Closes every queue and waits, up to `timeout`, for their threads to end.
+/// Run when the process exits (see lib.rs): the queue threads must not
+/// still be evaluating or freeing MLX arrays while libmlx's static objects
+/// (its allocator, its streams) are destroyed.
+pub fn shutdown_all(timeout: std::time::Duration) {
+    let queues: Vec<Arc<Queue>> = ALL.lock().iter().filter_map(Weak::upgrade).collect();
+    for q in &queues {
+        q.close();
+    }
+    let deadline = Instant::now() + timeout;
+    while queues
+        .iter()
+        .any(|q| q.stats.running.load(Ordering::SeqCst))
+        && Instant::now() < deadline
+    {
+        thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).

@@ -17,8 +17,18 @@ const Entry ENTRIES[] = {
      [](const Call& c, S s) -> Out { return {mx::eye(c.i32(0), c.i32(1), 0, c.dtype(2), s)}; }},
     {"arange",
      [](const Call& c, S s) -> Out {
+       double start = c.f64(0), step = c.f64(2);
        auto dtype = c.flag(3) ? mx::int64 : mx::float32;
-       return {mx::arange(c.f64(0), c.f64(1), c.f64(2), dtype, s)};
+       auto plain = mx::arange(start, c.f64(1), step, dtype, s);
+       // MLX's CPU kernel makes a float range by adding `step` in float32,
+       // one element after the other: past 2^24 (1, 2, ...) it stops
+       // growing. There, element i is start + i * step counted in int64 and
+       // scaled in float64, correctly rounded to float32.
+       if (c.flag(3) || mx::to_stream(s).device != mx::Device::cpu) return {plain};
+       auto i = mx::astype(mx::arange(0.0, static_cast<double>(plain.size()), 1.0, mx::int64, s),
+                           mx::float64, s);
+       auto x = mx::add(mx::multiply(i, Array(step, mx::float64), s), Array(start, mx::float64), s);
+       return {mx::astype(x, mx::float32, s)};
      }},
 };
 

@@ -230,20 +230,18 @@ const Entry ENTRIES[] = {
     {"fast_rms_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
-       return {mx::fast::rms_norm(c.arr(0), c.arr(1), static_cast<float>(c.f64(2)), s)};
+       return {rms_norm(c.arr(0), c.arr(1), static_cast<float>(c.f64(2)), s)};
      }},
     {"fast_layer_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
        check_norm(c, c.arr(0), c.arr(2), "bias");
-       return {mx::fast::layer_norm(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)),
-                                    s)};
+       return {layer_norm(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)), s)};
      }},
     {"fast_layer_norm_no_bias",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
-       return {mx::fast::layer_norm(c.arr(0), c.arr(1), std::nullopt,
-                                    static_cast<float>(c.f64(2)), s)};
+       return {layer_norm(c.arr(0), c.arr(1), std::nullopt, static_cast<float>(c.f64(2)), s)};
      }},
 
     // --- rotary position embeddings ---

@@ -6,6 +6,7 @@
 // lib/emlx/ops/<family>.ex (same names, same argument order).
 #pragma once
 
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -52,6 +53,11 @@ Array reduce(Reduction k, const Array& x, const std::vector<int>& axes, bool kee
 // order, at any size: `uint32` as MLX's argmax up to 2^32 - 1 elements,
 // `int64` beyond.
 Array arg_all(bool is_max, const Array& x, bool keep, S s);
+// mx::fast::rms_norm / layer_norm over the last axis, with staged means for
+// rows longer than kBlock on the CPU (where MLX composes them sequentially).
+Array rms_norm(const Array& x, const Array& w, float eps, S s);
+Array layer_norm(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
+                 float eps, S s);
 
 // Throws the ArgumentError-class error "<op>: <msg>".
 [[noreturn]] void bad_arg(const Call& c, const std::string& msg);

@@ -170,4 +170,46 @@ Array arg_all(bool is_max, const Array& x, bool keep, S s) {
   return keep ? mx::reshape(out, mx::Shape(x.ndim(), 1), s) : out;
 }
 
+namespace {
+
+// MLX's CPU backend has no fused normalisation kernels: mx::fast::rms_norm
+// and layer_norm run there as compositions over MLX's sequential mean (the
+// rms_norm of 2^25 ones came out as 1.41). Rows longer than kBlock on a CPU
+// stream are normalised with the staged mean instead; shorter rows, and
+// the GPU's fused kernels (which accumulate in parallel), are MLX's own.
+bool long_cpu_rows(const Array& x, S s) {
+  return x.ndim() > 0 && x.shape(-1) > kBlock && mx::to_stream(s).device == mx::Device::cpu;
+}
+
+// The mean over the last axis, staged, in float32 (or float64).
+Array row_mean(const Array& x, S s) {
+  auto n = Array(static_cast<double>(x.shape(-1)), x.dtype());
+  return mx::divide(reduce(Reduction::Sum, x, {-1}, true, s), n, s);
+}
+
+Array widened(const Array& a, S s) {
+  return a.dtype() == mx::float64 ? a : mx::astype(a, mx::float32, s);
+}
+
+}  // namespace
+
+Array rms_norm(const Array& x, const Array& w, float eps, S s) {
+  if (!long_cpu_rows(x, s)) return mx::fast::rms_norm(x, w, eps, s);
+  auto xf = widened(x, s);
+  auto scale = mx::rsqrt(mx::add(row_mean(mx::square(xf, s), s), Array(eps, xf.dtype()), s), s);
+  return mx::astype(mx::multiply(mx::multiply(xf, scale, s), widened(w, s), s), x.dtype(), s);
+}
+
+Array layer_norm(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
+                 float eps, S s) {
+  if (!long_cpu_rows(x, s)) return mx::fast::layer_norm(x, w, b, eps, s);
+  auto xf = widened(x, s);
+  auto centred = mx::subtract(xf, row_mean(xf, s), s);
+  auto var = row_mean(mx::square(centred, s), s);
+  auto y = mx::multiply(centred, mx::rsqrt(mx::add(var, Array(eps, xf.dtype()), s), s), s);
+  if (w) y = mx::multiply(y, widened(*w, s), s);
+  if (b) y = mx::add(y, widened(*b, s), s);
+  return mx::astype(y, x.dtype(), s);
+}
+
 }  // namespace emlx::ops
