@@ -23,5 +23,7 @@ exclude =
   end
 
 # Tests tagged :long (the 1,000,000-cycle memory soak, minutes) run only on
-# demand: `mix test --only long`.
-ExUnit.start(exclude: exclude ++ [:long])
+# demand: `mix test --only long`. Tests tagged :large_memory make buffers of
+# 2^31 bytes and more (to and from binaries past 2^31 bytes): `mix test
+# --only large_memory` on a machine with a few GiB to spare.
+ExUnit.start(exclude: exclude ++ [:long, :large_memory])

@@ -35,6 +35,11 @@ defmodule Bench.Workloads do
       matmul(ctx, 2048, :float32),
       matmul(ctx, 1024, :bfloat16),
       elementwise(ctx),
+      sum(ctx, "sum_8k", [8192], [0]),
+      sum(ctx, "sum_20k", [20_000], [0]),
+      sum(ctx, "sum_100k", [100_000], [0]),
+      sum(ctx, "sum_1m", [1_000_000], [0]),
+      sum(ctx, "sum_rows_32k", [64, 32_768], [1]),
       sum(ctx, "sum_all", [@big], [0]),
       sum(ctx, "sum_axis1", [4096, 4096], [1]),
       sum(ctx, "sum_axis0", [4096, 4096], [0]),
@@ -265,6 +270,15 @@ defmodule Bench.Workloads do
         fn -> EMLX.sum(x, axes, false) |> EMLX.eval() end
       end)
 
+    # EMLX's max over the same data: one MLX reduction kernel with EMLX's
+    # own call and evaluation overhead, so EMLX sum / EMLX max is what the
+    # accurate (staged) sum costs over a single plain MLX kernel.
+    emlx_max =
+      Measure.local(:emlx_max, "EMLX max (one MLX kernel)", :reference, fn ->
+        x = wave(count, 0.001, :float32, d) |> EMLX.reshape(List.to_tuple(shape)) |> ready()
+        fn -> EMLX.max(x, axes, false) |> EMLX.eval() end
+      end)
+
     params = %{shape: shape, axes: axes}
 
     %{
@@ -275,7 +289,7 @@ defmodule Bench.Workloads do
       dtype: "f32",
       bytes: 4 * count,
       goals: %{mlx: {:min_speed, 0.95}},
-      runners: [emlx, mlx(ctx, "sum", params), numpy(ctx, "sum", params)] ++ nx(ctx, :sum, params),
+      runners: [emlx, emlx_max, mlx(ctx, "sum", params), numpy(ctx, "sum", params)] ++ nx(ctx, :sum, params),
       notes: []
     }
   end

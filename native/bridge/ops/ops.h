@@ -44,7 +44,7 @@ Array clamp_index(const Array& idx, int64_t lo, int64_t hi, S s);
 enum class Reduction { Sum, Prod, Max, Min, All, Any };
 // Floating-point sums add at most this many numbers in one sequential run
 // (MLX's CPU kernels add sequentially); longer reductions are staged.
-inline constexpr int64_t kBlock = 1 << 14;
+inline constexpr int64_t kBlock = 1 << 12;
 // `mx::sum` & co. over `axes`, staged so that no MLX kernel reduces 2^31 or
 // more elements and float sums stay accurate; half-precision sums and
 // products accumulate in float32. Same result dtype and shape as MLX's.

@@ -104,8 +104,15 @@ Array reduce(Reduction k, const Array& x, const std::vector<int>& axes_in, bool 
   bool half = x.dtype() == mx::float16 || x.dtype() == mx::bfloat16;
   bool widen = half && (k == Reduction::Sum || k == Reduction::Prod) &&
                x.size() <= static_cast<size_t>(kMax32);
+  // A float32 product rounds at every multiplication, by up to eps / 2 of
+  // the result whatever its order: staging does not help, a wider
+  // accumulator does. On the CPU (which has float64) products of up to
+  // 2^28 float32 values (a 2 GiB float64 copy at most) run in float64.
+  bool wide_product = k == Reduction::Prod && x.dtype() == mx::float32 &&
+                      x.size() <= (size_t{1} << 28) && mx::to_stream(s).device == mx::Device::cpu;
   bool accurate = k == Reduction::Sum && mx::issubdtype(x.dtype(), mx::inexact);
-  Array cur = widen ? mx::astype(x, mx::float32, s) : x;
+  Array cur = widen ? mx::astype(x, mx::float32, s) : wide_product ? mx::astype(x, mx::float64, s) : x;
+  widen = widen || wide_product;
   auto finish = [&](Array out) { return widen ? mx::astype(out, x.dtype(), s) : out; };
 
   int64_t limit = accurate ? kBlock : kMax32;
