@@ -100,6 +100,13 @@ defmodule EMLX.Native do
     end
   end
 
+  # No timeout is needed: the reply is guaranteed by the native layer. The
+  # job holds the caller's reply handle (queue.rs, ReplyTo), which answers
+  # from its destructor if the job is dropped unanswered, so a queue thread
+  # that dies (a panic outside any job) answers this job and every waiting
+  # one with an error as it unwinds, and a panic while encoding a result is
+  # answered with an error too. Only the VM itself going down can leave this
+  # receive waiting.
   defp await(ref) do
     receive do
       {^ref, reply, ns} -> {unwrap(reply), ns}

@@ -216,51 +216,6 @@ int32_t list_alias(const ArrayList& list, size_t i) {
 // MLX's memory limit or the machine's memory (EMLX.NIFError). A limit of 0
 // refuses every allocation.
 
-// Views share their input's buffer and allocate nothing. (By name: libmlx
-// does not export its primitives' type information.) Reshape, Flatten,
-// Unflatten and View copy an input that is not row-contiguous, which a lazy
-// input may turn out to be, except a reshape that only splits axes (or
-// adds and drops size-1 axes): MLX's reshape then always finds strides for
-// it (it collapses the input's contiguous axes, then splits them), so it is
-// a view too. Reads only shapes and the node's own primitive.
-namespace {
-
-// Whether `out` refines `in`: each axis of `in` is the product of
-// consecutive axes of `out`, size-1 axes aside. (Not when `in` starts with
-// a size-1 axis that `out` does not: MLX keeps that axis, whose stride is
-// arbitrary, as a collapsed axis of its own, and then may copy.)
-bool refines(const mx::Shape& in, const mx::Shape& out) {
-  if (!in.empty() && in[0] == 1 && (out.empty() || out[0] != 1)) return false;
-  size_t j = 0;
-  for (auto d : in) {
-    if (d == 1) continue;
-    int64_t p = 1;
-    while (p < d && j < out.size()) p *= out[j++];
-    if (p != d) return false;
-  }
-  for (; j < out.size(); ++j) {
-    if (out[j] != 1) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-bool allocates(const Array& a) {
-  static const char* const views[] = {"AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims",
-                                      "Slice",     "Squeeze",   "Transpose"};
-  if (!a.has_primitive()) return true;
-  const char* name = a.primitive().name();
-  for (const char* v : views) {
-    if (std::strcmp(name, v) == 0) return false;
-  }
-  bool splits = std::strcmp(name, "Reshape") == 0 || std::strcmp(name, "Unflatten") == 0;
-  if (splits && a.inputs().size() == 1 && a.size() > 0 && refines(a.inputs()[0].shape(), a.shape())) {
-    return false;
-  }
-  return true;
-}
-
 namespace {
 
 size_t physical_memory() {

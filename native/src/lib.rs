@@ -4,6 +4,8 @@
 //! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
+//! - `reply`: the one reply every queue job gets.
+//! - `lifetime`: jobs for closed queues' tensors; stopping queues at exit.
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
@@ -11,7 +13,7 @@
 //! - `shm`: the libc calls behind shared memory.
 //! - `faults`: fault injection for the test suite.
 //!
-//! `unsafe` appears in `ffi`, `shm` and `queue`'s `atexit` registration,
+//! `unsafe` appears in `ffi`, `shm` and `lifetime`'s `atexit` registration,
 //! each with a `SAFETY:` comment. Logic that needs neither the BEAM nor MLX is in the
 //! `emlx-pure` crate (native/pure), which `cargo test` unit-tests.
 
@@ -19,8 +21,10 @@ mod args;
 mod error;
 mod faults;
 mod ffi;
+mod lifetime;
 mod ops;
 mod queue;
+mod reply;
 mod runtime;
 mod sharing;
 mod shm;

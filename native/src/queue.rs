@@ -13,6 +13,12 @@
 //! A queue nobody can reach any more (no handle, no tensor built on it) ends
 //! too: its channel disconnects. Jobs whose caller died before they started
 //! are skipped.
+//!
+//! Replies. Every job gets exactly one reply (`ReplyTo`): after it ran, or
+//! an error if it is dropped unanswered; a panic while encoding a result is
+//! answered with an error, and a panic that escapes the job guards ends the
+//! thread only after the queue is closed and every waiting job answered
+//! (`DrainOnExit`). A caller's `receive` therefore needs no timeout.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -22,11 +28,11 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
-use rustler::env::SavedTerm;
-use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
+use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 
 use crate::error::{Error, Result};
 use crate::ffi::{self, Array, StreamRef};
+pub use crate::reply::{Reply, ReplyTo};
 
 /// How many jobs may wait on a queue, unless its creator says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -34,15 +40,12 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Every queue started, weakly (for `shutdown_all`).
-static ALL: Mutex<Vec<Weak<Queue>>> = Mutex::new(Vec::new());
-
 /// The application's default queue of each device (CPU, GPU): the queue that
 /// serves reads of *evaluated* tensors whose own queue is closed.
-static DEFAULTS: RwLock<[Option<Arc<Queue>>; 2]> = RwLock::new([None, None]);
+pub(crate) static DEFAULTS: RwLock<[Option<Arc<Queue>>; 2]> = RwLock::new([None, None]);
 
 mod atoms {
-    rustler::atoms! { ok, error, cpu, gpu }
+    rustler::atoms! { cpu, gpu }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,113 +74,11 @@ impl Device {
         }
     }
 
-    fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             Device::Cpu => 0,
             Device::Gpu => 1,
         }
-    }
-}
-
-/// What a job hands back to the caller on success.
-pub enum Reply {
-    Ok,
-    /// A value encoded on the queue thread, inside the reply's environment.
-    Term(Box<dyn for<'a> FnOnce(Env<'a>) -> Term<'a> + Send>),
-}
-
-/// Where a reply goes: `{tag, result, run_ns}` to `pid`, where `run_ns` is
-/// how long the job ran on the queue thread (0 if it never ran).
-///
-/// A reply is always sent, exactly once: by `send` after the job ran, or,
-/// for a job dropped without an answer (its queue thread ended, unwound by a
-/// panic, or skipped it), by `Drop` with an error. The caller's `receive`
-/// therefore always ends while the VM lives. The one exception is a job
-/// refused by `submit`: its caller gets the error from the NIF call itself,
-/// so no reply is sent (`disarm`).
-pub struct ReplyTo {
-    pid: LocalPid,
-    env: OwnedEnv,
-    tag: SavedTerm,
-    answered: bool,
-}
-
-impl ReplyTo {
-    pub fn new(env: Env, tag: Term) -> ReplyTo {
-        let owned = OwnedEnv::new();
-        let tag = owned.save(tag);
-        ReplyTo {
-            pid: env.pid(),
-            env: owned,
-            tag,
-            answered: false,
-        }
-    }
-
-    /// Whether the caller is still there to read the reply. Safe off the
-    /// BEAM's threads: `enif_is_process_alive` handles non-scheduler callers.
-    fn caller_alive(&self) -> bool {
-        self.env.run(|env| env.is_process_alive(self.pid))
-    }
-
-    /// Marks the job as needing no reply (its caller is gone, or was told
-    /// synchronously that the job was refused).
-    fn disarm(&mut self) {
-        self.answered = true;
-    }
-
-    fn send(mut self, result: Result<Reply>, run_ns: u64) {
-        self.deliver(result, run_ns);
-    }
-
-    /// Sends the reply. Encoding runs the job's own closure (`Reply::Term`);
-    /// if that panics, the caller gets an error reply instead, so a panic
-    /// never leaves a caller waiting.
-    fn deliver(&mut self, result: Result<Reply>, run_ns: u64) {
-        if self.answered {
-            return;
-        }
-        self.answered = true;
-        // OwnedEnv::send_and_clear panics on a BEAM thread: no reply can be
-        // sent from one (and none is owed: see `disarm`).
-        if rustler::thread::is_scheduler_thread() {
-            return;
-        }
-        let tag = &self.tag;
-        // A caller that died in the meantime simply gets no message.
-        let _ = self.env.send_and_clear(&self.pid, move |env| {
-            let body = catch_unwind(AssertUnwindSafe(|| encode_result(env, result)))
-                .unwrap_or_else(|_| {
-                    let e = Error::Internal(
-                        "encoding the result of a command queue job panicked".into(),
-                    );
-                    (atoms::error(), e.to_pair(env)).encode(env)
-                });
-            (tag.load(env), body, run_ns).encode(env)
-        });
-    }
-}
-
-impl Drop for ReplyTo {
-    fn drop(&mut self) {
-        if !self.answered {
-            let e = Error::Queue(
-                "the command queue's thread ended before answering this job \
-                 (an internal error in EMLX; the queue is closed now)"
-                    .into(),
-            );
-            // Never let a panic out of a destructor (it may run while
-            // unwinding, where a second panic aborts the VM).
-            let _ = catch_unwind(AssertUnwindSafe(|| self.deliver(Err(e), 0)));
-        }
-    }
-}
-
-fn encode_result<'a>(env: Env<'a>, result: Result<Reply>) -> Term<'a> {
-    match result {
-        Ok(Reply::Ok) => atoms::ok().encode(env),
-        Ok(Reply::Term(f)) => (atoms::ok(), f(env)).encode(env),
-        Err(e) => (atoms::error(), e.to_pair(env)).encode(env),
     }
 }
 
@@ -313,19 +214,7 @@ impl Queue {
             thread: Mutex::new(Some(handle)),
             owner: OnceLock::new(),
         });
-        let mut all = ALL.lock();
-        all.retain(|q| q.strong_count() > 0);
-        all.push(Arc::downgrade(&queue));
-        AT_EXIT.call_once(|| {
-            // MLX's singletons (scheduler, streams, allocator) exist by now,
-            // so their destructors were registered before this handler,
-            // which therefore runs first.
-            let _ = ffi::active_memory();
-            // SAFETY: `atexit` only records the function; `on_exit` is a
-            // plain `extern "C"` function that lives as long as the process
-            // (the NIF library is never unloaded) and never unwinds.
-            unsafe { libc::atexit(on_exit) };
-        });
+        crate::lifetime::register(&queue);
         Ok(queue)
     }
 
@@ -446,70 +335,6 @@ impl Queue {
     pub fn make_default(self: &Arc<Self>) {
         DEFAULTS.write()[self.device.code() as usize] = Some(self.clone());
     }
-
-    /// Where a job for a tensor built on `self` runs: on `self` while it is
-    /// open; once it is closed, on the default queue of its device
-    /// (evaluated arrays are shared freely across queues). Whether a tensor
-    /// that is not known to be `ready` was evaluated anyway (as part of a
-    /// larger graph) can only be asked of MLX on a thread that no other
-    /// evaluates it on: the route then has the serving job ask, once the
-    /// closed queue's thread has ended (`Route::check`).
-    pub fn route(self: &Arc<Self>, ready: bool) -> Result<Route> {
-        if !self.is_closed() {
-            return Ok(Route {
-                queue: self.clone(),
-                closed_owner: None,
-            });
-        }
-        match &DEFAULTS.read()[self.device.code() as usize] {
-            Some(q) if !q.is_closed() => Ok(Route {
-                queue: q.clone(),
-                closed_owner: (!ready).then(|| self.clone()),
-            }),
-            _ => Err(self.closed_error()),
-        }
-    }
-
-    fn lazy_on_closed_error(&self) -> Error {
-        Error::Queue(format!(
-            "the tensor is an unevaluated result of command queue {}, which is closed \
-             (closed explicitly, or its owner process exited): only that queue could \
-             evaluate it; evaluate results before their queue closes",
-            self.id
-        ))
-    }
-
-    /// Waits until the queue's thread has ended (it is closed: it finishes
-    /// its running job, answers the waiting ones and ends).
-    fn wait_ended(&self) {
-        while self.stats.running.load(Ordering::SeqCst) {
-            thread::sleep(std::time::Duration::from_millis(1));
-        }
-    }
-}
-
-/// The queue that serves a job, from [`Queue::route`].
-pub struct Route {
-    pub queue: Arc<Queue>,
-    /// The closed queue that built the job's tensors, when they are not
-    /// known to be ready.
-    closed_owner: Option<Arc<Queue>>,
-}
-
-impl Route {
-    /// Run by the job on the serving queue's thread before it reads
-    /// `array`: for a tensor of a closed queue that is not known to be
-    /// ready, waits for that queue's thread to end, then refuses the array
-    /// if it was never evaluated (nothing can evaluate it any more).
-    pub fn check(&self, array: &Array) -> Result<()> {
-        if let Some(owner) = &self.closed_owner {
-            owner.wait_ended();
-            if ffi::is_unscheduled(array) {
-                return Err(owner.lazy_on_closed_error());
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Creates the queue's streams on the calling (queue) thread: its main stream
@@ -526,35 +351,6 @@ fn create_streams(device: Device) -> Result<StreamRef> {
         device: device.code(),
         cpu_index,
     })
-}
-
-static AT_EXIT: std::sync::Once = std::sync::Once::new();
-
-/// At process exit (the VM halting), before libmlx's static objects are
-/// destroyed, the queue threads are stopped, so that none of them touches
-/// MLX while it is torn down (a release job freeing arrays then corrupted
-/// the heap).
-extern "C" fn on_exit() {
-    let _ = catch_unwind(|| shutdown_all(std::time::Duration::from_secs(2)));
-}
-
-/// Closes every queue and waits, up to `timeout`, for their threads to end.
-/// Run when the process exits (see lib.rs): the queue threads must not
-/// still be evaluating or freeing MLX arrays while libmlx's static objects
-/// (its allocator, its streams) are destroyed.
-pub fn shutdown_all(timeout: std::time::Duration) {
-    let queues: Vec<Arc<Queue>> = ALL.lock().iter().filter_map(Weak::upgrade).collect();
-    for q in &queues {
-        q.close();
-    }
-    let deadline = Instant::now() + timeout;
-    while queues
-        .iter()
-        .any(|q| q.stats.running.load(Ordering::SeqCst))
-        && Instant::now() < deadline
-    {
-        thread::sleep(std::time::Duration::from_millis(1));
-    }
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).

@@ -4,7 +4,7 @@ defmodule EMLX.ReadinessStress do
   # queue thread evaluates it: the reads that used to look at MLX's status
   # from scheduler threads (eval, needs_eval_for, strides, inline reads,
   # ops taking the tensor, releases). Used by the readiness test and, with
-  # fewer processes, run under valgrind's helgrind (see bench/README.md).
+  # fewer processes, run under valgrind's helgrind (docs/thread_checking.md).
   #
   # The tensor: the row sums of 64 chained products of a 256x256 matrix of
   # 1/256s, which is its own square exactly in float32, so every row sum is

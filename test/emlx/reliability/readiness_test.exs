@@ -3,7 +3,7 @@ defmodule EMLX.Reliability.ReadinessTest do
   # same tensor (EMLX.ReadinessStress): every read must give the oracle's
   # bytes, and nothing may raise. EMLX's own readiness flag is the only
   # state read off the queue thread; this is the workload that was run under
-  # valgrind's helgrind (see bench/README.md, "Thread checking").
+  # valgrind's helgrind (docs/thread_checking.md).
   #
   # Not async: it counts the VM's queue threads.
   use ExUnit.Case, async: false
