@@ -330,6 +330,26 @@ defmodule EMLX do
     do: raise(ArgumentError, "shm_unlink: the name must be a string, got: #{inspect(name)}")
 
   if Code.ensure_loaded?(Nx) do
+    ## The defn compiler (EMLX.Defn)
+
+    @behaviour Nx.Defn.Compiler
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __jit__(key, vars, fun, args_list, opts), do: EMLX.Defn.__jit__(key, vars, fun, args_list, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __compile__(key, vars, fun, opts), do: EMLX.Defn.__compile__(key, vars, fun, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __partitions_options__(opts), do: EMLX.Defn.__partitions_options__(opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __to_backend__(opts), do: EMLX.Defn.__to_backend__(opts)
+
     ## Nx tensors
 
     @doc """

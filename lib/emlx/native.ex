@@ -5,11 +5,22 @@ defmodule EMLX.Native do
   # queue thread later sends `{tag, result, run_ns}` to the caller, where
   # `run_ns` is the time the job ran on the queue thread.
 
+  @trace EMLX.Defn.Trace.key()
+
   @doc false
-  # Runs a lazy op on `queue`. A lazy input built on another queue can only
-  # be evaluated by that queue, so it is evaluated there first and the op
-  # retried (the documented cross-queue rule, see EMLX.CommandQueue).
+  # Runs a lazy op on `queue`; while a defn function is being compiled
+  # (EMLX.Defn.Trace) the op is also recorded as a step of its program.
   def op(queue, name, args) do
+    case Process.get(@trace) do
+      nil -> build(queue, name, args)
+      _ -> EMLX.Defn.Trace.record(name, args, build(queue, name, args))
+    end
+  end
+
+  # A lazy input built on another queue can only be evaluated by that queue,
+  # so it is evaluated there first and the op retried (the documented
+  # cross-queue rule, see EMLX.CommandQueue).
+  defp build(queue, name, args) do
     EMLX.NIF.op(queue, name, args)
   rescue
     e in ArgumentError ->
@@ -34,8 +45,38 @@ defmodule EMLX.Native do
   end
 
   @doc false
+  # Raises ArgumentError with `message` when the boolean scalar `flag` is
+  # true. In a function being compiled the check becomes a program step,
+  # made when the compiled function runs (and raising there).
+  def check(flag, message) do
+    if Process.get(@trace) do
+      EMLX.Defn.Trace.step({:check, flag, message})
+    else
+      if item(flag) not in [false, 0], do: raise(ArgumentError, message)
+    end
+
+    :ok
+  end
+
+  @doc false
+  # Runs a compiled program on `queue` with `inputs`; `{outputs, hooks}`.
+  def run_program(queue, program, inputs) do
+    value(&EMLX.NIF.program_run(queue, program, inputs, &1))
+  rescue
+    e in ArgumentError ->
+      if e.message =~ "cross_queue:" do
+        settle(queue, inputs)
+        value(&EMLX.NIF.program_run(queue, program, inputs, &1))
+      else
+        reraise e, __STACKTRACE__
+      end
+  end
+
+  @doc false
   # Evaluates `tensors` on their queue; emits the [:emlx, :eval, _] span.
   def eval(tensors) do
+    reading!(tensors, "EMLX.eval/1")
+
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :eval], eval_metadata(tensors), fn ->
         {:ok, ns} = do_eval(tensors)
@@ -57,11 +98,16 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def item(tensor), do: value(&EMLX.NIF.item(tensor, &1))
+  def item(tensor) do
+    reading!(tensor, "reading a tensor's value (EMLX.item/1, Nx.to_number/1)")
+    value(&EMLX.NIF.item(tensor, &1))
+  end
 
   @doc false
   # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
   def to_blob(tensor, limit) do
+    reading!(tensor, "reading a tensor's data (EMLX.to_blob/1, Nx.to_binary/1)")
+
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
         {binary, ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
@@ -75,10 +121,20 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def tensor_data_ptr(tensor), do: value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+  def tensor_data_ptr(tensor) do
+    reading!(tensor, "EMLX.tensor_data_ptr/1")
+    value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+  end
 
   @doc false
-  def tensor_to_shm(tensor, permissions), do: value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  def tensor_to_shm(tensor, permissions) do
+    reading!(tensor, "EMLX.tensor_to_shm/2")
+    value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  end
+
+  defp reading!(tensors, what) do
+    if Process.get(@trace), do: EMLX.Defn.Trace.check_read!(tensors, what)
+  end
 
   @doc false
   def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))

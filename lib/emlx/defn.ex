@@ -1,0 +1,294 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.Defn do
+    @moduledoc false
+    # `compiler: EMLX` (the callbacks live in `EMLX`, which delegates here).
+    #
+    # A defn function is lowered once per (function, input signature,
+    # device, options) into a native program (EMLX.Defn.Lower records what
+    # EMLX.Backend builds; program.rs/program.cc hold and run it) and kept in
+    # an ETS cache. A call then costs one NIF call and one job on a command
+    # queue, which builds the whole graph, drives loops and branches,
+    # evaluates the outputs and replies; hooks run in the caller afterwards,
+    # in program order.
+
+    alias Nx.Defn.Composite
+    alias Nx.Tensor, as: T
+    alias EMLX.Backend.Convert
+    alias EMLX.Defn.{Lower, Trace}
+
+    @options [:device, :max_concurrency, :command_queue, :hooks, :fuse]
+    @table EMLX.Defn.Cache
+
+    @doc false
+    def table, do: @table
+
+    ## Nx.Defn.Compiler
+
+    @doc false
+    def __partitions_options__(opts) do
+      config = config!(opts)
+      count = Keyword.get(opts, :max_concurrency, 1)
+
+      unless is_integer(count) and count > 0 do
+        raise ArgumentError, ":max_concurrency must be a positive integer, got: #{inspect(count)}"
+      end
+
+      # One command queue (one thread, one MLX stream) per partition, owned
+      # by the calling process (Nx.Serving's), so they end with it.
+      for _ <- 1..count//1 do
+        opts
+        |> Keyword.delete(:max_concurrency)
+        |> Keyword.merge(device: config.device, command_queue: EMLX.CommandQueue.new!(config.device))
+      end
+    end
+
+    @doc false
+    def __to_backend__(opts), do: {EMLX.Backend, device: config!(opts).device}
+
+    @doc false
+    def __jit__(key, vars, fun, args_list, opts) do
+      config = config!(opts)
+      Enum.map(args_list, &call(key, vars, fun, config, &1))
+    end
+
+    @doc false
+    def __compile__(key, vars, fun, opts) do
+      config = config!(opts)
+      fn args_list -> Enum.map(args_list, &call(key, vars, fun, config, &1)) end
+    end
+
+    ## Options
+
+    defp config!(opts) do
+      for {name, _} <- opts, name not in @options do
+        raise ArgumentError,
+              "unknown option #{inspect(name)} for compiler: EMLX; the options are " <>
+                Enum.map_join(@options, ", ", &inspect/1)
+      end
+
+      queue =
+        case Keyword.get(opts, :command_queue) do
+          nil -> nil
+          %EMLX.CommandQueue{} = queue -> queue
+          other -> raise ArgumentError, ":command_queue must be an EMLX.CommandQueue, got: #{inspect(other)}"
+        end
+
+      device =
+        case {Keyword.get(opts, :device), queue} do
+          {nil, nil} ->
+            EMLX.default_device()
+
+          {nil, %{device: device}} ->
+            device
+
+          {device, nil} when device in [:cpu, :gpu] ->
+            device
+
+          {device, %{device: device}} ->
+            device
+
+          {device, nil} ->
+            raise ArgumentError, "unknown device #{inspect(device)}: expected :cpu or :gpu"
+
+          {device, queue} ->
+            raise ArgumentError,
+                  "device: #{inspect(device)} differs from the device of the :command_queue (#{inspect(queue.device)})"
+        end
+
+      hooks =
+        case Keyword.get(opts, :hooks, %{}) do
+          hooks when is_map(hooks) -> hooks
+          other -> raise ArgumentError, ":hooks must be a map of hook names to functions, got: #{inspect(other)}"
+        end
+
+      fuse =
+        case Keyword.get(opts, :fuse, default_fuse(device)) do
+          fuse when is_boolean(fuse) -> fuse
+          other -> raise ArgumentError, ":fuse must be a boolean, got: #{inspect(other)}"
+        end
+
+      %{device: device, queue: queue, hooks: hooks, fuse: fuse}
+    end
+
+    # Fusion (mx::compile) pays on the GPU; on the CPU MLX's fused kernels are
+    # compiled by a C++ compiler at run time and measured no faster (bench/).
+    defp default_fuse(:gpu), do: true
+    defp default_fuse(:cpu), do: false
+
+    ## Calls
+
+    defp call(key, vars, fun, config, args) do
+      tensors = Enum.map(args, & &1.())
+
+      if Process.get(Trace.key()) do
+        inline(vars, fun, config, tensors)
+      else
+        signature = Enum.map(tensors, &signature/1)
+        cache_key = {key, signature, config.device, config.fuse, Map.keys(config.hooks)}
+
+        compiled =
+          case :ets.lookup(@table, cache_key) do
+            [{_, compiled}] ->
+              compiled
+
+            [] ->
+              compiled = build(vars, fun, config, tensors)
+              :ets.insert(@table, {cache_key, compiled})
+              compiled
+          end
+
+        run(compiled, tensors, config)
+      end
+    end
+
+    # What a compiled program depends on in an input: its template, and for a
+    # quantized tensor the layout of its codes and scales.
+    defp signature(%T{data: %EMLX.Backend{quantization_config: cfg}} = t) when cfg != nil,
+      do: {Nx.to_template(t), quantization_signature(cfg)}
+
+    defp signature(t), do: Nx.to_template(t)
+
+    defp quantization_signature(cfg) do
+      cfg
+      |> Map.from_struct()
+      |> Enum.map(fn
+        {field, %T{} = t} -> {field, Nx.to_template(t)}
+        other -> other
+      end)
+    end
+
+    # A call made while another function is being compiled (a defn function
+    # that EMLX.Backend's code calls): lowered in place, into the same trace.
+    defp inline(vars, fun, config, tensors) do
+      {expr, templates} = outputs(fun.(vars))
+      params = Enum.map(tensors, &Nx.devectorize/1)
+      {result, hook_specs} = Lower.lower(expr, params, config.device, config.hooks)
+
+      if hook_specs != [] do
+        raise ArgumentError,
+              "compiler: EMLX cannot run hooks of a defn function called while another function is compiled"
+      end
+
+      attach(Composite.flatten_list([result]), templates)
+    end
+
+    ## Building
+
+    defp build(vars, fun, config, tensors) do
+      {expr, templates} = outputs(fun.(vars))
+      device = config.device
+
+      {{result, inputs, hook_specs}, steps} =
+        with_defaults(device, fn ->
+          Trace.run(fn ->
+            params = Enum.map(tensors, &stand_in(&1, device))
+            {result, hook_specs} = Lower.lower(expr, params, device, config.hooks)
+            {result, Enum.flat_map(params, &Lower.arrays/1), hook_specs}
+          end)
+        end)
+
+      leaves =
+        Enum.map(Composite.flatten_list([result]), fn
+          %T{data: %EMLX.Backend{}} = leaf -> leaf
+          leaf -> Nx.backend_copy(leaf, {EMLX.Backend, device: device})
+        end)
+
+      outputs = Enum.flat_map(leaves, &Lower.arrays/1)
+      program = EMLX.NIF.program_new({inputs, steps, outputs, config.fuse})
+
+      hooks = Map.new(hook_specs, fn {id, spec, value} -> {id, {spec, value}} end)
+      %{program: program, outputs: leaves, templates: templates, hooks: hooks}
+    end
+
+    # The devectorized output expression, and the container of its
+    # (vectorized) templates, as Nx.Defn.Evaluator keeps them.
+    defp outputs(expr) do
+      {Composite.traverse(expr, &Nx.devectorize/1), Composite.traverse(expr, &Nx.to_template/1)}
+    end
+
+    # Compilation runs nested defn functions through this compiler (inlined,
+    # see call/5) and creates tensors on EMLX.
+    defp with_defaults(device, fun) do
+      previous_opts = Nx.Defn.default_options()
+      previous_backend = Nx.default_backend()
+      Nx.Defn.default_options(Keyword.put(previous_opts, :compiler, EMLX))
+      Nx.default_backend({EMLX.Backend, device: device})
+
+      try do
+        fun.()
+      after
+        Nx.Defn.default_options(previous_opts)
+        Nx.default_backend(previous_backend)
+      end
+    end
+
+    # A traced stand-in for an input tensor: like it in storage, quantized
+    # inputs with stand-ins for their scales (and biases) too.
+    defp stand_in(%T{data: %EMLX.Backend{quantization_config: cfg} = data} = t, device) when cfg != nil do
+      t = Nx.devectorize(t)
+      codes = Trace.placeholder(device, data.shape, EMLX.scalar_type(data.ref))
+
+      cfg =
+        Map.new(Map.from_struct(cfg), fn
+          {field, %T{} = value} -> {field, Lower.stand_in(value, device)}
+          other -> other
+        end)
+
+      %{t | data: %{data | ref: codes, quantization_config: struct(data.quantization_config.__struct__, cfg)}}
+    end
+
+    defp stand_in(t, device), do: t |> Nx.devectorize() |> Lower.stand_in(device)
+
+    ## Running
+
+    defp run(compiled, tensors, config) do
+      queue = if config.queue, do: config.queue.ref, else: EMLX.CommandQueue.current(config.device)
+      inputs = Enum.flat_map(tensors, &input_arrays(&1, config.device))
+      {outputs, hooks} = EMLX.Native.run_program(queue, compiled.program, inputs)
+      {leaves, []} = Enum.map_reduce(compiled.outputs, outputs, &wrap/2)
+
+      for {id, values} <- hooks do
+        {spec, value} = Map.fetch!(compiled.hooks, id)
+        fun = Lower.resolve_hook(spec, config.hooks)
+        {value, []} = Composite.traverse(value, values, &wrap/2)
+        fun.(value)
+      end
+
+      attach(leaves, compiled.templates)
+    end
+
+    defp input_arrays(%T{data: %EMLX.Backend{}} = t, _device), do: Lower.arrays(t)
+    defp input_arrays(t, device), do: [t |> Nx.devectorize() |> Convert.from_nx(device)]
+
+    # A traced leaf with its array(s) replaced by ones from `arrays`.
+    defp wrap(%T{data: %EMLX.Backend{quantization_config: nil} = data} = leaf, [ref | rest]),
+      do: {%{leaf | data: %{data | ref: ref}}, rest}
+
+    defp wrap(%T{data: %EMLX.Backend{quantization_config: cfg} = data} = leaf, [ref | rest]) do
+      {cfg, rest} =
+        cfg
+        |> Map.from_struct()
+        |> Enum.sort()
+        |> Enum.map_reduce(rest, fn
+          {field, %T{} = t}, rest ->
+            {t, rest} = wrap(t, rest)
+            {{field, t}, rest}
+
+          other, rest ->
+            {other, rest}
+        end)
+
+      {%{leaf | data: %{data | ref: ref, quantization_config: struct(data.quantization_config.__struct__, cfg)}}, rest}
+    end
+
+    # Output leaves (flat, devectorized) onto the container of templates.
+    defp attach(leaves, templates) do
+      {result, []} =
+        Composite.traverse(templates, leaves, fn template, [leaf | rest] ->
+          {%{template | data: leaf.data}, rest}
+        end)
+
+      result
+    end
+  end
+end

@@ -1,0 +1,266 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.Defn.Lower do
+    @moduledoc false
+    # Lowers an `Nx.Defn.Expr` graph into program steps (see EMLX.Defn.Trace),
+    # by evaluating it the way `Nx.Defn.Evaluator` does — every node through
+    # the `EMLX.Backend` callback of the same name, with stand-in tensors —
+    # while the trace records what the backend builds. The syntax nodes get
+    # their own treatment:
+    #
+    #   * `parameter`, `tensor`, `constant`, `elem`, `metadata`: values;
+    #   * `while`, `cond`: blocks of their own (program steps driven on the
+    #     queue thread, no BEAM round trip per iteration);
+    #   * `hook` (and tokens): a hook step; the values go back with the reply
+    #     and the caller runs the callbacks in order;
+    #   * `block`: `EMLX.Backend`'s native implementation when it has one,
+    #     else the block's traced default expression;
+    #   * `reduce` / `window_reduce` with a reducer function: the function's
+    #     expression applied element-wise (EMLX.Defn.Reduce).
+    #
+    # Each node is lowered once per scope (memoised by id). A branch of a
+    # `cond` sees what its parent computed before it; what it computes itself
+    # stays inside it. A `while` body sees only its own parameters.
+
+    alias Nx.Defn.{Composite, Expr, Tree}
+    alias Nx.Tensor, as: T
+    alias EMLX.Backend.Convert
+    alias EMLX.Defn.Trace
+
+    @creation_ops [:eye, :iota, :from_binary]
+
+    defstruct [:device, :params, cache: %{}, hooks: %{}, hook_specs: [], next_hook: 0]
+
+    @doc false
+    # Lowers the (devectorized) output container `expr` given the traced
+    # parameter tensors. Runs inside EMLX.Defn.Trace.run/1. Returns
+    # `{result container, hook specs}`; hook specs are `{id, spec, value}`
+    # with `value` the traced container handed to the hook.
+    def lower(expr, params, device, hooks) do
+      state = %__MODULE__{device: device, params: params, hooks: hooks}
+      {result, state} = composite(expr, state)
+      {result, Enum.reverse(state.hook_specs)}
+    end
+
+    @doc false
+    # Lowers `expr` with `params` in a scope of its own (a block's default
+    # expression, a reducer): nothing of the caller's scope is visible.
+    def lower_scoped(expr, params, %__MODULE__{} = state) do
+      {result, inner} = composite(expr, %{state | params: params, cache: %{}})
+      {result, %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+    end
+
+    defp composite(container, state), do: Composite.traverse(container, state, &eval/2)
+
+    ## Nodes
+
+    defp eval(%T{data: %Expr{op: :tensor, args: [t]}}, state), do: {capture(t, state.device), state}
+
+    defp eval(%T{data: %Expr{id: id, op: op, args: args}} = ans, %{cache: cache} = state) do
+      case cache do
+        %{^id => value} ->
+          {value, state}
+
+        %{} ->
+          {value, state} = node(op, args, ans, state)
+          {value, %{state | cache: Map.put(state.cache, id, value)}}
+      end
+    end
+
+    defp eval(other, state), do: {other, state}
+
+    defp node(:constant, [number], ans, state) do
+      {EMLX.Backend.constant(ans, number, device: state.device), state}
+    end
+
+    defp node(:parameter, [i], _ans, state), do: {Enum.fetch!(state.params, i), state}
+
+    defp node(:elem, [tuple, i], _ans, state) do
+      {tuple, state} = composite(tuple, state)
+      {elem(tuple, i), state}
+    end
+
+    defp node(:metadata, [expr, _meta], _ans, state), do: composite(expr, state)
+
+    defp node(:while, [initial, _arg, condition, body], _ans, state) do
+      {initial, state} = composite(initial, state)
+      init = Composite.flatten_list([initial])
+      params = Enum.map(init, &stand_in(&1, state.device))
+      scope = %{state | params: params, cache: %{}}
+
+      {{pred, scope}, cond_steps} = Trace.block(fn -> eval(condition, scope) end)
+      {{body, scope}, body_steps} = Trace.block(fn -> composite(body, scope) end)
+      results = Enum.map(init, &stand_in(&1, state.device))
+
+      Trace.step(
+        {:while, refs(init), refs(params), cond_steps, ref(pred), body_steps, refs(Composite.flatten_list([body])),
+         refs(results)}
+      )
+
+      {rebuild(initial, results), %{state | hook_specs: scope.hook_specs, next_hook: scope.next_hook}}
+    end
+
+    defp node(:cond, [clauses, last], _ans, state) do
+      {clauses, state} =
+        Enum.map_reduce(clauses, state, fn {pred, body}, state ->
+          {{pred, state}, pred_steps} = Trace.block(fn -> branch(pred, state) end)
+          {{body, state}, body_steps} = Trace.block(fn -> branch(body, state) end)
+          {{pred_steps, ref(pred), body_steps, body}, state}
+        end)
+
+      {{last, state}, last_steps} = Trace.block(fn -> branch(last, state) end)
+      leaves = Composite.flatten_list([last])
+      results = Enum.map(leaves, &stand_in(&1, state.device))
+
+      clauses =
+        for {pred_steps, pred, body_steps, body} <- clauses do
+          {pred_steps, pred, body_steps, refs(Composite.flatten_list([body]))}
+        end
+
+      Trace.step({:cond, clauses, last_steps, refs(leaves), refs(results)})
+      {rebuild(last, results), state}
+    end
+
+    defp node(:hook, [expr, spec, template, _ref], _ans, state) do
+      {value, state} = composite(expr, state)
+
+      state =
+        case spec do
+          {:token_hook, hooked, inner} ->
+            {hooked, state} = composite(hooked, state)
+            hook(hooked, inner, state)
+
+          spec ->
+            hook(value, spec, state)
+        end
+
+      case template do
+        %T{} -> {value, state}
+        _ -> {value |> List.wrap() |> Composite.flatten_list() |> List.to_tuple(), state}
+      end
+    end
+
+    defp node(:block, [struct, in_args, default, _callback], ans, state) do
+      {args, state} =
+        Enum.map_reduce(in_args, state, fn
+          %T{} = t, state -> eval(t, state)
+          other, state -> {other, state}
+        end)
+
+      out = if match?(%{type: {:tuple, _}}, ans), do: default, else: ans
+
+      case EMLX.Backend.Block.native_block(struct, out, args) do
+        :default ->
+          {tensors, _opts} = Enum.split_while(args, &(not is_list(&1)))
+          lower_scoped(default, tensors, state)
+
+        result ->
+          {result, state}
+      end
+    end
+
+    defp node(:runtime_call, _args, _ans, _state) do
+      raise ArgumentError,
+            "compiler: EMLX cannot compile Nx.runtime_call/4 (a callback into Elixir in the middle " <>
+              "of the computation); call the function outside the compiled function instead"
+    end
+
+    defp node(op, [tensor, acc, opts, fun], ans, state) when op == :reduce do
+      {[tensor, acc], state} = eval_list([tensor, acc], state)
+      {EMLX.Defn.Reduce.reduce(ans, tensor, acc, opts, fun, state), state}
+    end
+
+    defp node(op, [tensor, acc, window, opts, fun], ans, state) when op == :window_reduce do
+      {[tensor, acc], state} = eval_list([tensor, acc], state)
+      {EMLX.Defn.Reduce.window_reduce(ans, tensor, acc, window, opts, fun, state), state}
+    end
+
+    defp node(op, args, ans, state) do
+      ans = put_in(ans.data.args, args)
+      {args, state} = Tree.apply_args(ans, state, &eval/2)
+
+      args =
+        cond do
+          op in @creation_ops -> [ans | args] ++ [[device: state.device]]
+          match?({:tuple, _}, ans.type) -> args
+          true -> [ans | args]
+        end
+
+      {apply(EMLX.Backend, op, args), state}
+    end
+
+    defp eval_list(list, state), do: Enum.map_reduce(list, state, &eval/2)
+
+    # A branch's own nodes are forgotten after it: the parent (or another
+    # branch) computes them again where it needs them.
+    defp branch(expr, state) do
+      {value, inner} = composite(expr, state)
+      {value, %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+    end
+
+    ## Hooks
+
+    defp hook(value, spec, state) do
+      if resolve_hook(spec, state.hooks) do
+        id = state.next_hook
+        Trace.step({:hook, id, refs(Composite.flatten_list([value]))})
+        %{state | hook_specs: [{id, spec, value} | state.hook_specs], next_hook: id + 1}
+      else
+        state
+      end
+    end
+
+    @doc false
+    def resolve_hook({:fn, fun}, _hooks), do: fun
+    def resolve_hook({:named, name, callback}, hooks), do: hooks[name] || callback
+
+    ## Tensors
+
+    @doc false
+    # A tensor the function closes over (an `Nx.Defn.Expr` `tensor` node):
+    # kept by the program as a constant, so it must be computed and live on
+    # the program's device's memory (MLX reads it in place).
+    def capture(%T{data: %EMLX.Backend{}} = t, _device) do
+      t = Nx.devectorize(t)
+      for array <- arrays(t), not Trace.traced?(array), do: EMLX.Native.eval([array])
+      t
+    end
+
+    def capture(%T{} = t, device), do: t |> Nx.devectorize() |> Nx.backend_copy({EMLX.Backend, device: device})
+
+    @doc false
+    # A traced stand-in for a tensor like `t` (same shape, Nx type and
+    # storage) on `device`.
+    def stand_in(%T{type: type, shape: shape} = t, device) do
+      ref = Trace.placeholder(device, shape, Convert.mlx_type(type))
+      %{t | data: %EMLX.Backend{ref: ref, shape: shape, type: type}}
+    end
+
+    @doc false
+    # The MLX arrays an EMLX tensor is made of: its array, and for a
+    # quantized one then each tensor of its configuration, in field order.
+    def arrays(%T{data: %EMLX.Backend{ref: ref, quantization_config: nil}}), do: [ref]
+
+    def arrays(%T{data: %EMLX.Backend{ref: ref, quantization_config: cfg}}) do
+      tensors = for {_field, %T{} = t} <- cfg |> Map.from_struct() |> Enum.sort(), do: t
+      [ref | Enum.flat_map(tensors, &arrays/1)]
+    end
+
+    def arrays(%T{} = t), do: [ref(t)]
+
+    defp ref(%T{data: %EMLX.Backend{ref: ref}}), do: ref
+
+    defp ref(%T{} = t) do
+      raise ArgumentError,
+            "compiler: EMLX: internal error, a value of the compiled function is not an EMLX " <>
+              "tensor: #{inspect(t)}; please report this with the defn code"
+    end
+
+    defp refs(tensors), do: Enum.map(tensors, &ref/1)
+
+    # The container `like` with its leaves replaced, in order, by `tensors`.
+    defp rebuild(like, tensors) do
+      {result, []} = Composite.traverse(like, tensors, fn _, [t | rest] -> {t, rest} end)
+      result
+    end
+  end
+end
