@@ -178,7 +178,7 @@ if Code.ensure_loaded?(Nx) do
       {expr, templates} = outputs(fun.(vars))
       device = config.device
 
-      {{result, inputs, hook_specs}, steps} =
+      {{result, inputs, hook_specs}, steps, callbacks} =
         with_defaults(device, fn ->
           Trace.run(fn ->
             params = Enum.map(tensors, &stand_in(&1, device))
@@ -197,7 +197,7 @@ if Code.ensure_loaded?(Nx) do
       program = EMLX.NIF.program_new({inputs, steps, outputs, config.fuse})
 
       hooks = Map.new(hook_specs, fn {id, spec, value} -> {id, {spec, value}} end)
-      %{program: program, outputs: leaves, templates: templates, hooks: hooks}
+      %{program: program, outputs: leaves, templates: templates, hooks: hooks, callbacks: callbacks}
     end
 
     # The devectorized output expression, and the container of its
@@ -244,7 +244,9 @@ if Code.ensure_loaded?(Nx) do
     defp run(compiled, tensors, config) do
       queue = if config.queue, do: config.queue.ref, else: EMLX.CommandQueue.current(config.device)
       inputs = Enum.flat_map(tensors, &input_arrays(&1, config.device))
-      {outputs, hooks} = EMLX.Native.run_program(queue, compiled.program, inputs)
+      side = if compiled.callbacks != %{}, do: side_queue(config.device)
+
+      {outputs, hooks} = EMLX.Native.run_program(queue, compiled.program, inputs, compiled.callbacks, side)
       {leaves, []} = Enum.map_reduce(compiled.outputs, outputs, &wrap/2)
 
       for {id, values} <- hooks do
@@ -255,6 +257,20 @@ if Code.ensure_loaded?(Nx) do
       end
 
       attach(leaves, compiled.templates)
+    end
+
+    # The queue callbacks of compiled functions build their tensors on (one
+    # per device): never the queue that waits for the callback's answer.
+    defp side_queue(device) do
+      case :persistent_term.get({__MODULE__, :side_queue, device}, nil) do
+        nil ->
+          queue = EMLX.CommandQueue.new!(device, owner: nil)
+          :persistent_term.put({__MODULE__, :side_queue, device}, queue)
+          queue
+
+        queue ->
+          queue
+      end
     end
 
     defp input_arrays(%T{data: %EMLX.Backend{}} = t, _device), do: Lower.arrays(t)

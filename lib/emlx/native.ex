@@ -60,16 +60,65 @@ defmodule EMLX.Native do
 
   @doc false
   # Runs a compiled program on `queue` with `inputs`; `{outputs, hooks}`.
-  def run_program(queue, program, inputs) do
-    value(&EMLX.NIF.program_run(queue, program, inputs, &1))
+  # While it runs, the program may ask this process to run a callback (id
+  # => function of a list of arrays, giving a list of arrays), which runs
+  # with `side_queue` bound so that what it builds never waits behind the
+  # program's own queue.
+  def run_program(queue, program, inputs, callbacks \\ %{}, side_queue \\ nil) do
+    submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
+
+    try do
+      program_job(submit, callbacks, side_queue)
+    rescue
+      e in ArgumentError ->
+        if e.message =~ "cross_queue:" do
+          settle(queue, inputs)
+          program_job(submit, callbacks, side_queue)
+        else
+          reraise e, __STACKTRACE__
+        end
+    end
+  end
+
+  defp program_job(submit, callbacks, side_queue) do
+    ref = make_ref()
+    :ok = submit.(ref)
+    await_program(ref, callbacks, side_queue)
+  end
+
+  defp await_program(ref, callbacks, side_queue) do
+    receive do
+      {:emlx_callback, ^ref, id, arrays, reply} ->
+        case run_callback(Map.fetch!(callbacks, id), arrays, side_queue) do
+          {:ok, results} ->
+            EMLX.NIF.program_callback_reply(reply, results)
+            await_program(ref, callbacks, side_queue)
+
+          {:error, exception, stacktrace} ->
+            EMLX.NIF.program_callback_reply(reply, {:error, Exception.message(exception)})
+            # The program fails at the callback: collect its reply, raise ours.
+            receive do
+              {^ref, _reply, _ns} -> :ok
+            end
+
+            reraise exception, stacktrace
+        end
+
+      {^ref, reply, _ns} ->
+        unwrap(reply)
+    end
+  end
+
+  defp run_callback(fun, arrays, side_queue) do
+    run = fn ->
+      results = fun.(arrays)
+      Enum.each(results, &eval([&1]))
+      results
+    end
+
+    {:ok, if(side_queue, do: EMLX.CommandQueue.with_queue(side_queue, run), else: run.())}
   rescue
-    e in ArgumentError ->
-      if e.message =~ "cross_queue:" do
-        settle(queue, inputs)
-        value(&EMLX.NIF.program_run(queue, program, inputs, &1))
-      else
-        reraise e, __STACKTRACE__
-      end
+    e -> {:error, e, __STACKTRACE__}
   end
 
   @doc false

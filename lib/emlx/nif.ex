@@ -40,6 +40,7 @@ defmodule EMLX.NIF do
     # program.rs: compiled programs (compiler: EMLX)
     program_new: 1,
     program_run: 4,
+    program_callback_reply: 2,
     # sharing.rs: raw addresses and POSIX shared memory
     tensor_data_ptr: 2,
     tensor_to_shm: 3,

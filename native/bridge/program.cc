@@ -55,7 +55,8 @@ bool truthy(const Array& a) {
 // One run of a program: its slots, and what it hands back besides outputs.
 class Run {
  public:
-  Run(const Program& p, const StreamRef& s) : p_(p), s_(s), slots_(p.n_slots) {}
+  Run(const Program& p, const StreamRef& s, ProgramHost* host)
+      : p_(p), s_(s), host_(host), slots_(p.n_slots) {}
 
   std::optional<Array>& at(Slot slot) {
     if (slot < 0 || static_cast<uint32_t>(slot) >= slots_.size()) broken("slot out of range");
@@ -88,7 +89,7 @@ class Run {
 
   // Outputs, hooks and checks evaluated together; then the checks are read
   // (the first that fails raises) and the hooks handed to the host.
-  std::vector<Array> finish(ProgramHost& host) {
+  std::vector<Array> finish() {
     auto outputs = gather(p_.outputs);
     std::vector<Array> all = outputs;
     for (const auto& [id, arrays] : hooks_) all.insert(all.end(), arrays.begin(), arrays.end());
@@ -99,7 +100,7 @@ class Run {
     }
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
-      host_hook(host, id, list);
+      host_hook(*host_, id, list);
     }
     return outputs;
   }
@@ -111,7 +112,7 @@ class Run {
         const Segment* raw = seg.get();
         const Program* prog = &p_;
         auto fun = [prog, raw, s = s_](const std::vector<Array>& ins) {
-          Run traced(*prog, s);
+          Run traced(*prog, s, nullptr);
           traced.scatter(raw->ins, ins);
           traced.interpret(*raw);
           return traced.gather(raw->outs);
@@ -189,8 +190,17 @@ class Run {
 
   void step(const CheckStep& c) { checks_.emplace_back(get(c.flag), &c.message); }
 
+  void step(const CallbackStep& c) {
+    if (host_ == nullptr) broken("a callback outside a run");
+    ArrayList ins{gather(c.ins)};
+    eval_arrays(ins.items);
+    auto outs = host_callback(*host_, c.id, ins);
+    scatter(c.outs, outs->items);
+  }
+
   const Program& p_;
   StreamRef s_;
+  ProgramHost* host_;
   std::vector<std::optional<Array>> slots_;
   std::vector<std::pair<uint32_t, std::vector<Array>>> hooks_;
   std::vector<std::pair<Array, const std::string*>> checks_;
@@ -235,6 +245,8 @@ void compute_borders(Program& p) {
                 direct = s.slots;
               } else if constexpr (std::is_same_v<T, CheckStep>) {
                 direct = {s.flag};
+              } else if constexpr (std::is_same_v<T, CallbackStep>) {
+                direct = s.ins;
               }
             },
             step);
@@ -383,6 +395,11 @@ void program_check(Program& p, uint32_t block, int32_t flag, rust::Str message) 
   block_of(p, block).steps.emplace_back(CheckStep{flag, std::string(message)});
 }
 
+void program_callback(Program& p, uint32_t block, uint32_t id, rust::Slice<const int32_t> ins,
+                      rust::Slice<const int32_t> outs) {
+  block_of(p, block).steps.emplace_back(CallbackStep{id, to_slots(ins), to_slots(outs)});
+}
+
 void program_constant(Program& p, int32_t slot, const Array& a) {
   p.constants.emplace_back(slot, a);
 }
@@ -404,7 +421,7 @@ std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs
     throw std::invalid_argument("the compiled function takes " + std::to_string(p.inputs.size()) +
                                 " tensors, got " + std::to_string(inputs.items.size()));
   }
-  Run run(p, s);
+  Run run(p, s, &host);
   for (const auto& [slot, array] : p.constants) run.at(slot) = array;
   run.scatter(p.inputs, inputs.items);
   // mx::compile keys its traces by the thread's default stream: make it the
@@ -413,7 +430,7 @@ std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs
   if (s.device != 0) mx::set_default_stream(to_stream(s));
   run.block(0);
   auto out = std::make_unique<ArrayList>();
-  out->items = run.finish(host);
+  out->items = run.finish();
   return out;
 }
 

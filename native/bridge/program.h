@@ -28,7 +28,7 @@
 
 namespace emlx {
 
-struct ProgramHost;  // Rust: receives hook values (program.rs)
+struct ProgramHost;  // Rust: receives hook values, answers callbacks (program.rs)
 
 namespace program {
 
@@ -88,7 +88,16 @@ struct CheckStep {
   std::string message;
 };
 
-using Step = std::variant<std::unique_ptr<Segment>, WhileStep, CondStep, HookStep, CheckStep>;
+// A function of the BEAM's, run by the caller on evaluated `ins`, whose
+// results become `outs` (Nx.runtime_call, and callbacks EMLX.Backend runs
+// in Nx.BinaryBackend). The queue thread waits for the answer.
+struct CallbackStep {
+  uint32_t id;
+  Slots ins, outs;
+};
+
+using Step =
+    std::variant<std::unique_ptr<Segment>, WhileStep, CondStep, HookStep, CheckStep, CallbackStep>;
 
 struct Block {
   std::vector<Step> steps;
@@ -134,6 +143,8 @@ void program_cond(Program& p, uint32_t block, rust::Slice<const uint32_t> clause
                   rust::Slice<const int32_t> results);
 void program_hook(Program& p, uint32_t block, uint32_t id, rust::Slice<const int32_t> slots);
 void program_check(Program& p, uint32_t block, int32_t flag, rust::Str message);
+void program_callback(Program& p, uint32_t block, uint32_t id, rust::Slice<const int32_t> ins,
+                      rust::Slice<const int32_t> outs);
 void program_constant(Program& p, int32_t slot, const Array& a);
 void program_finish(Program& p, uint32_t n_slots, rust::Slice<const int32_t> inputs,
                     rust::Slice<const int32_t> outputs, bool fuse);

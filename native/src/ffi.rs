@@ -112,6 +112,13 @@ mod bridge {
         ) -> Result<()>;
         fn program_hook(p: Pin<&mut Program>, block: u32, id: u32, slots: &[i32]) -> Result<()>;
         fn program_check(p: Pin<&mut Program>, block: u32, flag: i32, message: &str) -> Result<()>;
+        fn program_callback(
+            p: Pin<&mut Program>,
+            block: u32,
+            id: u32,
+            ins: &[i32],
+            outs: &[i32],
+        ) -> Result<()>;
         fn program_constant(p: Pin<&mut Program>, slot: i32, a: &Array);
         fn program_finish(
             p: Pin<&mut Program>,
@@ -139,10 +146,15 @@ mod bridge {
     extern "Rust" {
         type ProgramHost;
         fn host_hook(host: &mut ProgramHost, id: u32, arrays: &ArrayList);
+        fn host_callback(
+            host: &mut ProgramHost,
+            id: u32,
+            arrays: &ArrayList,
+        ) -> Result<UniquePtr<ArrayList>>;
     }
 }
 
-use crate::program::{host_hook, ProgramHost};
+use crate::program::{host_callback, host_hook, ProgramHost};
 pub use bridge::*;
 
 // SAFETY: an `mlx::core::array` is a handle to a reference-counted,

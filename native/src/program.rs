@@ -16,34 +16,70 @@
 //!        | {:cond, [{pred_block, pred, body_block, results}], last_block, last_results, results}
 //!        | {:hook, id, [tensor]}
 //!        | {:check, flag :: tensor, message :: String.t()}
+//!        | {:callback, id, ins :: [tensor], outs :: [tensor]}
 //! ```
 //!
 //! `program_run` sends one job to the queue: the queue thread builds the
 //! graph, drives loops and branches, evaluates the outputs and replies
 //! `{outputs, hooks}` (hooks: `[{id, [tensor]}]`, in the order they ran).
+//! At a callback step the queue thread sends the caller
+//! `{:emlx_callback, tag, id, inputs, reply}` and waits until the caller
+//! answers with `program_callback_reply(reply, results)` (or exits).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 use cxx::UniquePtr;
+use parking_lot::Mutex;
+use rustler::env::SavedTerm;
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Encoder, Env, NifResult, Resource, ResourceArc, Term, TermType};
+use rustler::{
+    Atom, Encoder, Env, LocalPid, NifResult, OwnedEnv, Resource, ResourceArc, Term, TermType,
+};
 
 use crate::args;
 use crate::error::{Error, Result};
 use crate::ffi::{self, ArrayList, Program};
 use crate::ops;
-use crate::queue::{Reply, ReplyTo};
+use crate::queue::{Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, TensorRes};
 
 mod atoms {
-    rustler::atoms! { ok, op, hook, check, cond, while_ = "while" }
+    rustler::atoms! { ok, op, hook, check, cond, callback, emlx_callback, while_ = "while" }
 }
 
-/// What a run hands back besides its outputs: the hooked values, in order.
-#[derive(Default)]
+/// What a run talks to besides MLX: it collects the hooked values (in
+/// order) and asks the caller to run callbacks.
 pub struct ProgramHost {
     hooks: Vec<(u32, UniquePtr<ArrayList>)>,
+    caller: Caller,
 }
+
+/// The process that ran the program, reached by message from the queue
+/// thread: `{:emlx_callback, tag, id, inputs, reply}`.
+struct Caller {
+    pid: LocalPid,
+    /// Holds `tag` for the whole run (each message copies it out).
+    tag_env: OwnedEnv,
+    tag: SavedTerm,
+    queue: Arc<Queue>,
+}
+
+/// The answer to one callback, sent by `program_callback_reply`.
+type Answer = Result<UniquePtr<ArrayList>>;
+
+/// Where the caller's answer to a callback goes; dropping it unanswered
+/// (the caller died, say) tells the waiting queue thread.
+pub struct CallbackReply(Mutex<Option<Sender<Answer>>>);
+
+#[rustler::resource_impl]
+impl Resource for CallbackReply {}
+
+/// How often a queue thread waiting for a callback's answer checks that
+/// the caller is still alive.
+const CALLBACK_POLL: Duration = Duration::from_millis(100);
 
 /// Called by the C++ run, after the final evaluation, once per hook.
 pub fn host_hook(host: &mut ProgramHost, id: u32, arrays: &ArrayList) {
@@ -52,6 +88,74 @@ pub fn host_hook(host: &mut ProgramHost, id: u32, arrays: &ArrayList) {
         ffi::list_push(list.pin_mut(), &ffi::list_get(arrays, i));
     }
     host.hooks.push((id, list));
+}
+
+/// Called by the C++ run at a callback step, with its evaluated inputs:
+/// asks the caller to run the callback and waits for the answer.
+pub fn host_callback(host: &mut ProgramHost, id: u32, arrays: &ArrayList) -> Answer {
+    let (tx, rx) = bounded::<Answer>(1);
+    let reply = ResourceArc::new(CallbackReply(Mutex::new(Some(tx))));
+    let caller = &host.caller;
+    let inputs: Vec<UniquePtr<ffi::Array>> = (0..ffi::list_len(arrays))
+        .map(|i| ffi::list_get(arrays, i))
+        .collect();
+    let sent = OwnedEnv::new().send_and_clear(&caller.pid, |env| {
+        let tag = caller.tag_env.run(|tag_env| caller.tag.load(tag_env).in_env(env));
+        let inputs: Vec<Term> = inputs
+            .into_iter()
+            .map(|a| TensorRes::wrap(env, TensorRes::evaluated(a, caller.queue.clone())))
+            .collect();
+        (atoms::emlx_callback(), tag, id, inputs, reply).encode(env)
+    });
+    if sent.is_err() {
+        return Err(Error::Queue("the caller of the compiled function has exited".into()));
+    }
+    loop {
+        match rx.recv_timeout(CALLBACK_POLL) {
+            Ok(answer) => return answer,
+            Err(RecvTimeoutError::Timeout) => {
+                let alive = caller.tag_env.run(|env| env.is_process_alive(caller.pid));
+                if !alive {
+                    return Err(Error::Queue(
+                        "the caller of the compiled function exited before answering its callback"
+                            .into(),
+                    ));
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Mlx(
+                    "the callback of the compiled function was never answered".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// The caller's answer to a callback: its result tensors, or
+/// `{:error, message}` when the callback raised.
+#[rustler::nif]
+fn program_callback_reply<'a>(reply: Term<'a>, answer: Term<'a>) -> NifResult<Atom> {
+    let reply: ResourceArc<CallbackReply> = reply.decode().map_err(|_| {
+        args::bad("program_callback_reply", "the reply", "a callback reply", reply)
+    })?;
+    let answer = match answer.decode::<(Atom, String)>() {
+        Ok((tag, message)) if tag == rustler::types::atom::error() => Err(Error::Mlx(message)),
+        _ => {
+            let mut list = ffi::new_list();
+            for t in args::list("program_callback_reply", "the results", answer)? {
+                let res = decode_tensor(t)?;
+                if !res.is_ready() {
+                    return Err(internal("a callback's result is not computed").into());
+                }
+                res.with(|a| ffi::list_push(list.pin_mut(), a))?;
+            }
+            Ok(list)
+        }
+    };
+    if let Some(tx) = reply.0.lock().take() {
+        let _ = tx.send(answer);
+    }
+    Ok(atoms::ok())
 }
 
 /// A built program, and what its inputs must look like.
@@ -240,6 +344,20 @@ impl<'a> Builder<'a> {
                     &message,
                 )?)
             }
+            4 if kind == atoms::callback() => {
+                let id = parts[1]
+                    .decode::<u32>()
+                    .map_err(|_| internal("a callback id must be an integer"))?;
+                let ins = self.slots_of(parts[2])?;
+                let outs = self.define_all(parts[3])?;
+                Ok(ffi::program_callback(
+                    self.program.pin_mut(),
+                    block,
+                    id,
+                    &ins,
+                    &outs,
+                )?)
+            }
             _ => Err(internal("unknown step")),
         }
     }
@@ -365,10 +483,20 @@ fn program_run<'a>(
         })??;
     }
     let owner = queue.clone();
+    let tag_env = OwnedEnv::new();
+    let caller = Caller {
+        pid: env.pid(),
+        tag: tag_env.save(tag),
+        tag_env,
+        queue: queue.clone(),
+    };
     queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
-            let mut host = ProgramHost::default();
+            let mut host = ProgramHost {
+                hooks: Vec::new(),
+                caller,
+            };
             let outputs = ffi::program_run(&program.program, &list, stream, &mut host)?;
             Ok(Reply::Term(Box::new(move |env| {
                 let wrap = |list: &ArrayList| -> Vec<Term> {
@@ -376,7 +504,7 @@ fn program_run<'a>(
                         .map(|i| {
                             TensorRes::wrap(
                                 env,
-                                TensorRes::new(ffi::list_get(list, i), owner.clone()),
+                                TensorRes::evaluated(ffi::list_get(list, i), owner.clone()),
                             )
                         })
                         .collect()

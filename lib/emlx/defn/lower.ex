@@ -83,20 +83,20 @@ if Code.ensure_loaded?(Nx) do
 
     defp node(:while, [initial, _arg, condition, body], _ans, state) do
       {initial, state} = composite(initial, state)
-      init = Composite.flatten_list([initial])
-      params = Enum.map(init, &stand_in(&1, state.device))
-      scope = %{state | params: params, cache: %{}}
+      scope = fn params, state -> %{state | params: params, cache: %{}} end
 
-      {{pred, scope}, cond_steps} = Trace.block(fn -> eval(condition, scope) end)
-      {{body, scope}, body_steps} = Trace.block(fn -> composite(body, scope) end)
-      results = Enum.map(init, &stand_in(&1, state.device))
+      {results, _, inner} =
+        loop(
+          Composite.flatten_list([initial]),
+          state.device,
+          fn params -> eval(condition, scope.(params, state)) end,
+          fn params, cond_state ->
+            {body, body_state} = composite(body, scope.(params, cond_state))
+            {Composite.flatten_list([body]), body_state}
+          end
+        )
 
-      Trace.step(
-        {:while, refs(init), refs(params), cond_steps, ref(pred), body_steps, refs(Composite.flatten_list([body])),
-         refs(results)}
-      )
-
-      {rebuild(initial, results), %{state | hook_specs: scope.hook_specs, next_hook: scope.next_hook}}
+      {rebuild(initial, results), %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
     end
 
     defp node(:cond, [clauses, last], _ans, state) do
@@ -158,10 +158,27 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
-    defp node(:runtime_call, _args, _ans, _state) do
-      raise ArgumentError,
-            "compiler: EMLX cannot compile Nx.runtime_call/4 (a callback into Elixir in the middle " <>
-              "of the computation); call the function outside the compiled function instead"
+    defp node(:runtime_call, [expr, fun, out_template, opts], _ans, state) do
+      {value, state} = composite(expr, state)
+      inputs = Composite.flatten_list([value])
+      outs = Composite.flatten_list([out_template])
+
+      results =
+        host(inputs, outs, state.device, fn tensors ->
+          {value, []} = Composite.traverse(value, tensors, fn _, [t | rest] -> {t, rest} end)
+          result = fun.(value, opts)
+
+          unless Nx.compatible?(out_template, result) do
+            raise ArgumentError, "expected the runtime_call function to match the given output template"
+          end
+
+          Composite.flatten_list([result])
+        end)
+
+      case out_template do
+        %T{} -> {hd(results), state}
+        _ -> {List.to_tuple(results), state}
+      end
     end
 
     defp node(op, [tensor, acc, opts, fun], ans, state) when op == :reduce do
@@ -190,11 +207,59 @@ if Code.ensure_loaded?(Nx) do
 
     defp eval_list(list, state), do: Enum.map_reduce(list, state, &eval/2)
 
+    @doc false
+    # A `while` step over the state `init` (tensors): `cond_fun.(params)`
+    # gives `{predicate, extra}` and `body_fun.(params, extra)` gives
+    # `{next state, extra2}`, both built in blocks of their own on stand-ins
+    # for the state. Returns `{results, extra, extra2}`.
+    def loop(init, device, cond_fun, body_fun) do
+      params = Enum.map(init, &stand_in(&1, device))
+      {{pred, extra}, cond_steps} = Trace.block(fn -> cond_fun.(params) end)
+      {{body, extra2}, body_steps} = Trace.block(fn -> body_fun.(params, extra) end)
+      results = Enum.map(init, &stand_in(&1, device))
+      Trace.step({:while, refs(init), refs(params), cond_steps, ref(pred), body_steps, refs(body), refs(results)})
+      {results, extra, extra2}
+    end
+
     # A branch's own nodes are forgotten after it: the parent (or another
     # branch) computes them again where it needs them.
     defp branch(expr, state) do
       {value, inner} = composite(expr, state)
       {value, %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+    end
+
+    @doc false
+    # A callback step: when the program runs, `fun` gets the (evaluated)
+    # values of `inputs` as tensors in the calling process and returns
+    # tensors like `outs` (templates), which the program goes on with.
+    # Returns the stand-ins for them.
+    def host(inputs, outs, device, fun) do
+      inputs = Enum.map(inputs, fn t -> if match?(%T{data: %EMLX.Backend{}}, t), do: t, else: capture(t, device) end)
+      stand_ins = Enum.map(outs, &stand_in(&1, device))
+
+      callback = fn arrays ->
+        {tensors, []} = Enum.map_reduce(inputs, arrays, fn t, [a | rest] -> {put_ref(t, a), rest} end)
+
+        fun.(tensors)
+        |> Enum.zip_with(stand_ins, fn result, like ->
+          result
+          |> Nx.as_type(like.type)
+          |> Nx.backend_transfer({EMLX.Backend, device: device})
+          |> Nx.devectorize()
+          |> ref()
+        end)
+      end
+
+      Trace.callback(callback, Enum.map(inputs, &plain_ref/1), refs(stand_ins))
+      stand_ins
+    end
+
+    defp put_ref(%T{data: %EMLX.Backend{} = data} = t, ref), do: %{t | data: %{data | ref: ref}}
+
+    defp plain_ref(%T{data: %EMLX.Backend{quantization_config: nil, ref: ref}}), do: ref
+
+    defp plain_ref(%T{}) do
+      raise ArgumentError, "compiler: EMLX cannot pass a quantized tensor to a callback (Nx.runtime_call/4)"
     end
 
     ## Hooks

@@ -8,10 +8,12 @@ if Code.ensure_loaded?(Nx) do
     # scalars — is applied element-wise to whole tensors, with the backend's
     # element-wise callbacks:
     #
-    #   * reduce: the reduced axes are folded pairwise (a tree of log2(n)
-    #     element-wise steps, as XLA reduces), then the accumulator comes in
-    #     last. For a reducer that is associative and commutative (what a
-    #     parallel reduce assumes, as in EXLA) this equals Nx's left fold.
+    #   * reduce: Nx's left fold, `f(x_n, ... f(x_1, f(x_0, acc)))` over the
+    #     reduced elements in row-major order — unrolled for short axes, a
+    #     program loop otherwise. Where the result cannot depend on the order
+    #     (the reducer is one exactly associative, commutative op of its two
+    #     arguments: max, min, logical and bitwise ops, or integer + and *),
+    #     the elements are folded pairwise instead: log2(n) element-wise steps.
     #   * window_reduce: padded with the accumulator (as Nx.BinaryBackend
     #     does), then each window position's strided slice is folded in,
     #     in row-major order, starting from the accumulator.
@@ -35,17 +37,64 @@ if Code.ensure_loaded?(Nx) do
       if n == 0 do
         Nx.broadcast(acc, out.shape)
       else
-        folded =
+        x =
           tensor
           |> Nx.as_type(type)
           |> Nx.transpose(axes: kept ++ axes)
           |> Nx.reshape(List.to_tuple(kept_shape ++ [n]))
-          |> pairwise(fun, state)
 
-        acc = Nx.broadcast(acc, folded.shape)
-        fun |> apply_fun([folded, acc], state) |> Nx.reshape(out.shape)
+        if order_free?(fun, type) do
+          folded = pairwise(x, fun, state)
+          fun |> apply_fun([folded, Nx.broadcast(acc, folded.shape)], state) |> Nx.reshape(out.shape)
+        else
+          x |> left_fold(Nx.broadcast(acc, List.to_tuple(kept_shape)), fun, state) |> Nx.reshape(out.shape)
+        end
       end
     end
+
+    # Short axes are unrolled; longer ones folded by a program loop.
+    @unroll 32
+
+    defp left_fold(%T{shape: shape} = x, acc, fun, state) do
+      last = tuple_size(shape) - 1
+      n = elem(shape, last)
+      element = fn i -> x |> Nx.slice_along_axis(i, 1, axis: last) |> Nx.squeeze(axes: [last]) end
+
+      if n <= @unroll do
+        Enum.reduce(0..(n - 1)//1, acc, &apply_fun(fun, [element.(&1), &2], state))
+      else
+        zero = EMLX.Backend.constant(Nx.template({}, {:s, 64}), 0, device: state.device)
+
+        {[_i, result], _, _} =
+          EMLX.Defn.Lower.loop(
+            [zero, acc],
+            state.device,
+            fn [i, _acc] -> {Nx.less(i, n), nil} end,
+            fn [i, acc], nil -> {[Nx.add(i, 1), apply_fun(fun, [element.(i), acc], state)], nil} end
+          )
+
+        result
+      end
+    end
+
+    @order_free_any [:max, :min, :logical_and, :logical_or, :logical_xor]
+    @order_free_integer [:add, :multiply, :bitwise_and, :bitwise_or, :bitwise_xor]
+
+    # Whether the reducer is one op of its two parameters whose result cannot
+    # depend on the order of the elements (bit for bit).
+    defp order_free?(%T{data: %Expr{op: :fun, args: [[p0, p1], expr, _]}}, {kind, _}) do
+      case expr do
+        %T{data: %Expr{op: op, args: [a, b]}} ->
+          params? = Enum.sort([id(a), id(b)]) == Enum.sort([id(p0), id(p1)])
+          params? and (op in @order_free_any or (kind in [:s, :u] and op in @order_free_integer))
+
+        _ ->
+          false
+      end
+    end
+
+    defp id(%T{data: %Expr{id: id}}), do: id
+    defp id(_), do: nil
 
     # Folds the last axis pairwise down to one element (kept as size 1).
     defp pairwise(%T{shape: shape} = x, fun, state) do

@@ -22,14 +22,15 @@ defmodule EMLX.Defn.Trace do
   def key, do: @key
 
   @doc false
-  # Runs `fun` with tracing on; returns `{fun's result, steps}`.
+  # Runs `fun` with tracing on; returns `{fun's result, steps, callbacks}`
+  # (callbacks: id => function, see callback/3).
   def run(fun) do
-    previous = Process.put(@key, %{frames: [[]], traced: MapSet.new()})
+    previous = Process.put(@key, %{frames: [[]], traced: MapSet.new(), callbacks: %{}})
 
     try do
       result = fun.()
-      %{frames: [steps]} = Process.get(@key)
-      {result, Enum.reverse(steps)}
+      %{frames: [steps], callbacks: callbacks} = Process.get(@key)
+      {result, Enum.reverse(steps), callbacks}
     after
       if previous, do: Process.put(@key, previous), else: Process.delete(@key)
     end
@@ -64,6 +65,18 @@ defmodule EMLX.Defn.Trace do
   end
 
   @doc false
+  # A callback step: when the program runs, `fun` gets the evaluated arrays
+  # of `ins` in the calling process and returns the arrays that become
+  # `outs` (stand-ins, see placeholder/3).
+  def callback(fun, ins, outs) do
+    update(fn %{frames: [steps | rest], callbacks: callbacks} = state ->
+      id = map_size(callbacks)
+      step = {:callback, id, ins, outs}
+      %{state | frames: [[step | steps] | rest], callbacks: Map.put(callbacks, id, fun)}
+    end)
+  end
+
+  @doc false
   # A stand-in tensor of `shape` and MLX `dtype` on `device` (a program
   # input, a loop's state, a branch's results): a broadcast view of a zero,
   # so it costs no memory; marked traced so its value is never read.
@@ -80,6 +93,9 @@ defmodule EMLX.Defn.Trace do
     update(fn s -> %{s | traced: MapSet.put(s.traced, ref)} end)
     ref
   end
+
+  @doc false
+  def active?, do: Process.get(@key) != nil
 
   @doc false
   def traced?(ref) do
