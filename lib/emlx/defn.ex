@@ -244,9 +244,10 @@ if Code.ensure_loaded?(Nx) do
     defp run(compiled, tensors, config) do
       queue = if config.queue, do: config.queue.ref, else: EMLX.CommandQueue.current(config.device)
       inputs = Enum.flat_map(tensors, &input_arrays(&1, config.device))
-      side = if compiled.callbacks != %{}, do: side_queue(config.device)
 
-      {outputs, hooks} = EMLX.Native.run_program(queue, compiled.program, inputs, compiled.callbacks, side)
+      {outputs, hooks} =
+        EMLX.Native.run_program(queue, compiled.program, inputs, compiled.callbacks, config.device)
+
       {leaves, []} = Enum.map_reduce(compiled.outputs, outputs, &wrap/2)
 
       for {id, values} <- hooks do
@@ -257,20 +258,6 @@ if Code.ensure_loaded?(Nx) do
       end
 
       attach(leaves, compiled.templates)
-    end
-
-    # The queue callbacks of compiled functions build their tensors on (one
-    # per device): never the queue that waits for the callback's answer.
-    defp side_queue(device) do
-      case :persistent_term.get({__MODULE__, :side_queue, device}, nil) do
-        nil ->
-          queue = EMLX.CommandQueue.new!(device, owner: nil)
-          :persistent_term.put({__MODULE__, :side_queue, device}, queue)
-          queue
-
-        queue ->
-          queue
-      end
     end
 
     defp input_arrays(%T{data: %EMLX.Backend{}} = t, _device), do: Lower.arrays(t)

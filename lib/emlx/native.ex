@@ -61,38 +61,38 @@ defmodule EMLX.Native do
   @doc false
   # Runs a compiled program on `queue` with `inputs`; `{outputs, hooks}`.
   # While it runs, the program may ask this process to run a callback (id
-  # => function of a list of arrays, giving a list of arrays), which runs
-  # with `side_queue` bound so that what it builds never waits behind the
-  # program's own queue.
-  def run_program(queue, program, inputs, callbacks \\ %{}, side_queue \\ nil) do
+  # => function of a list of arrays, giving a list of arrays). A callback
+  # runs with a command queue of its own on `device` bound, so that what it
+  # builds never waits behind the program's queue, which is waiting for it.
+  def run_program(queue, program, inputs, callbacks \\ %{}, device \\ :cpu) do
     submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
 
     try do
-      program_job(submit, callbacks, side_queue)
+      program_job(submit, callbacks, device)
     rescue
       e in ArgumentError ->
         if e.message =~ "cross_queue:" do
           settle(queue, inputs)
-          program_job(submit, callbacks, side_queue)
+          program_job(submit, callbacks, device)
         else
           reraise e, __STACKTRACE__
         end
     end
   end
 
-  defp program_job(submit, callbacks, side_queue) do
+  defp program_job(submit, callbacks, device) do
     ref = make_ref()
     :ok = submit.(ref)
-    await_program(ref, callbacks, side_queue)
+    await_program(ref, callbacks, device)
   end
 
-  defp await_program(ref, callbacks, side_queue) do
+  defp await_program(ref, callbacks, device) do
     receive do
       {:emlx_callback, ^ref, id, arrays, reply} ->
-        case run_callback(Map.fetch!(callbacks, id), arrays, side_queue) do
+        case run_callback(Map.fetch!(callbacks, id), arrays, device) do
           {:ok, results} ->
             EMLX.NIF.program_callback_reply(reply, results)
-            await_program(ref, callbacks, side_queue)
+            await_program(ref, callbacks, device)
 
           {:error, exception, stacktrace} ->
             EMLX.NIF.program_callback_reply(reply, {:error, Exception.message(exception)})
@@ -109,16 +109,20 @@ defmodule EMLX.Native do
     end
   end
 
-  defp run_callback(fun, arrays, side_queue) do
-    run = fn ->
-      results = fun.(arrays)
-      Enum.each(results, &eval([&1]))
-      results
-    end
+  defp run_callback(fun, arrays, device) do
+    queue = EMLX.CommandQueue.new!(device)
 
-    {:ok, if(side_queue, do: EMLX.CommandQueue.with_queue(side_queue, run), else: run.())}
-  rescue
-    e -> {:error, e, __STACKTRACE__}
+    try do
+      EMLX.CommandQueue.with_queue(queue, fn ->
+        results = fun.(arrays)
+        Enum.each(results, &eval([&1]))
+        {:ok, results}
+      end)
+    rescue
+      e -> {:error, e, __STACKTRACE__}
+    after
+      EMLX.CommandQueue.close(queue)
+    end
   end
 
   @doc false
