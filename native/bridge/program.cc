@@ -87,17 +87,13 @@ class Run {
     }
   }
 
-  // Outputs, hooks and checks evaluated together; then the checks are read
-  // (the first that fails raises) and the hooks handed to the host.
+  // Outputs and hooked values evaluated together; then the hooks are handed
+  // to the host.
   std::vector<Array> finish() {
     auto outputs = gather(p_.outputs);
     std::vector<Array> all = outputs;
     for (const auto& [id, arrays] : hooks_) all.insert(all.end(), arrays.begin(), arrays.end());
-    for (const auto& [flag, _] : checks_) all.push_back(flag);
     eval_arrays(all);
-    for (const auto& [flag, message] : checks_) {
-      if (truthy(flag)) throw std::invalid_argument(*message);
-    }
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
       host_hook(*host_, id, list);
@@ -188,7 +184,13 @@ class Run {
 
   void step(const HookStep& h) { hooks_.emplace_back(h.id, gather(h.slots)); }
 
-  void step(const CheckStep& c) { checks_.emplace_back(get(c.flag), &c.message); }
+  // Made where it stands (as the eager op makes it), before anything after
+  // it can fail on the input it guards against.
+  void step(const CheckStep& c) {
+    const auto& flag = get(c.flag);
+    eval_arrays({flag});
+    if (truthy(flag)) throw std::invalid_argument(c.message);
+  }
 
   void step(const CallbackStep& c) {
     if (host_ == nullptr) broken("a callback outside a run");
@@ -203,7 +205,6 @@ class Run {
   ProgramHost* host_;
   std::vector<std::optional<Array>> slots_;
   std::vector<std::pair<uint32_t, std::vector<Array>>> hooks_;
-  std::vector<std::pair<Array, const std::string*>> checks_;
 };
 
 // --- segments: which slots cross their borders ------------------------------------

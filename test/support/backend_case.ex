@@ -47,7 +47,7 @@ if Code.ensure_loaded?(Nx) do
       assert_same(actual, expected, opts)
 
       if Keyword.get(opts, :jit, true) do
-        assert_same(jit(fun, Enum.map(args, &emlx/1)), expected, opts)
+        assert_same(compiled(fun, Enum.map(args, &emlx/1)), expected, opts)
       end
 
       actual
@@ -58,7 +58,7 @@ if Code.ensure_loaded?(Nx) do
     tensors among `args` are the compiled function's parameters, the other
     arguments (numbers, options) are closed over, as they would be in defn.
     """
-    def jit(fun, args, opts \\ []) do
+    def compiled(fun, args, opts \\ []) do
       # A list of tensors (concatenate, stack) goes in as a tuple parameter.
       tensors = for arg <- args, tensor_arg?(arg), do: if(is_list(arg), do: List.to_tuple(arg), else: arg)
 
@@ -97,6 +97,13 @@ if Code.ensure_loaded?(Nx) do
 
       Enum.zip(Tuple.to_list(actual), Tuple.to_list(expected))
       |> Enum.each(fn {a, e} -> assert_same(a, e, opts) end)
+    end
+
+    def assert_same(actual, expected, opts)
+        when is_map(actual) and is_map(expected) and
+               not is_struct(actual) and not is_struct(expected) do
+      assert Map.keys(actual) == Map.keys(expected)
+      Enum.each(expected, fn {key, e} -> assert_same(Map.fetch!(actual, key), e, opts) end)
     end
 
     def assert_same(%Nx.Tensor{} = actual, %Nx.Tensor{} = expected, opts) do
