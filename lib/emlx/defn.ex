@@ -17,6 +17,8 @@ if Code.ensure_loaded?(Nx) do
     alias EMLX.Defn.{Lower, Trace}
 
     @options [:device, :max_concurrency, :command_queue, :hooks, :fuse]
+    # Options Nx itself passes along to compilers (Nx.Serving, Nx.Defn).
+    @nx_options [:compiler, :batch_keys]
     @table EMLX.Defn.Cache
 
     @doc false
@@ -60,7 +62,7 @@ if Code.ensure_loaded?(Nx) do
     ## Options
 
     defp config!(opts) do
-      for {name, _} <- opts, name not in @options do
+      for {name, _} <- opts, name not in @options and name not in @nx_options do
         raise ArgumentError,
               "unknown option #{inspect(name)} for compiler: EMLX; the options are " <>
                 Enum.map_join(@options, ", ", &inspect/1)
