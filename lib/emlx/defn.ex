@@ -135,12 +135,22 @@ if Code.ensure_loaded?(Nx) do
 
             [] ->
               compiled = build(vars, fun, config, tensors)
-              :ets.insert(@table, {cache_key, compiled})
+              remember(cache_key, compiled)
               compiled
           end
 
         run(compiled, tensors, config)
       end
+    end
+
+    # At most this many compiled programs are kept (a function built anew
+    # for every call, as a closure over changing values, would otherwise fill
+    # the cache): past it the cache starts over.
+    @cache_size 4096
+
+    defp remember(key, compiled) do
+      if :ets.info(@table, :size) >= @cache_size, do: :ets.delete_all_objects(@table)
+      :ets.insert(@table, {key, compiled})
     end
 
     # What a compiled program depends on in an input: its template, and for a

@@ -191,6 +191,21 @@ if Code.ensure_loaded?(Nx) do
       {EMLX.Defn.Reduce.window_reduce(ans, tensor, acc, window, opts, fun, state), state}
     end
 
+    # Nx 0.13's expression builder merges broadcast(broadcast(x)) keeping the
+    # inner axes even where the outer broadcast adds leading axes (x {4, 1}
+    # to {4, 2} to {3, 4, 2} comes out as axes [0, 1]), which no shape fits.
+    # Such a merge is always right-aligned: put x's axes last.
+    defp node(:broadcast, [tensor, shape, axes], ans, state) do
+      fits? = fn axes ->
+        Enum.zip(axes, Tuple.to_list(tensor.shape)) |> Enum.all?(fn {a, d} -> d in [1, elem(shape, a)] end)
+      end
+
+      last = Enum.to_list((tuple_size(shape) - tuple_size(tensor.shape))..(tuple_size(shape) - 1)//1)
+      axes = if not fits?.(axes) and fits?.(last), do: last, else: axes
+      {tensor, state} = eval(tensor, state)
+      {EMLX.Backend.broadcast(ans, tensor, shape, axes), state}
+    end
+
     defp node(op, args, ans, state) do
       ans = put_in(ans.data.args, args)
       {args, state} = Tree.apply_args(ans, state, &eval/2)

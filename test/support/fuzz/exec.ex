@@ -32,12 +32,39 @@ if Code.ensure_loaded?(Nx) do
       apply_op(op, Enum.map(args, &arg(&1, values, backend)), opts, backend)
     end
 
+    # Inside a compiled function (backend nil) the values are expressions already.
+    def arg({:v, i}, values, nil), do: elem(values, i)
     def arg({:v, i}, values, backend), do: values |> elem(i) |> Nx.backend_copy(backend)
     def arg({:num, n}, _values, _backend), do: n
     def arg({:list, args}, values, backend), do: Enum.map(args, &arg(&1, values, backend))
 
     def arg({:view, inner, transforms}, values, backend),
       do: Enum.reduce(transforms, arg(inner, values, backend), &transform/2)
+
+    @doc false
+    # The tensors among materialised `args` (lists of tensors included) as
+    # a tuple of compiled-function parameters, and how to put them back.
+    def params(args) do
+      tensors =
+        Enum.flat_map(args, fn
+          %Nx.Tensor{} = t -> [t]
+          [%Nx.Tensor{} | _] = list -> list
+          _ -> []
+        end)
+
+      rebuild = fn params ->
+        {args, []} =
+          Enum.map_reduce(args, Tuple.to_list(params), fn
+            %Nx.Tensor{}, [p | rest] -> {p, rest}
+            [%Nx.Tensor{} | _] = list, rest -> Enum.split(rest, length(list))
+            other, rest -> {other, rest}
+          end)
+
+        args
+      end
+
+      {List.to_tuple(tensors), rebuild}
+    end
 
     def transform({:transpose, perm}, t), do: Nx.transpose(t, axes: perm)
     def transform({:slice, starts, lengths, strides}, t), do: Nx.slice(t, starts, lengths, strides: strides)
@@ -75,9 +102,13 @@ if Code.ensure_loaded?(Nx) do
 
     def apply_op(:conv, [t, k], opts, _b), do: Nx.conv(t, k, opts)
 
+    # Compiled (backend nil), creation ops take the compiler's backend.
+    def apply_op(:iota, [], opts, nil), do: Nx.iota(opts[:shape], [type: opts[:type]] ++ Keyword.take(opts, [:axis]))
+
     def apply_op(:iota, [], opts, b),
       do: Nx.iota(opts[:shape], [type: opts[:type], backend: b] ++ Keyword.take(opts, [:axis]))
 
+    def apply_op(:eye, [], opts, nil), do: Nx.eye(opts[:shape], type: opts[:type])
     def apply_op(:eye, [], opts, b), do: Nx.eye(opts[:shape], type: opts[:type], backend: b)
   end
 end
