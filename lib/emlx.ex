@@ -14,6 +14,11 @@ defmodule EMLX do
   `EMLX.NIFError` with MLX's message. A result that could not fit in the
   machine's memory is refused when the op is built.
 
+  `EMLX` is also an `Nx.Defn.Compiler`: `Nx.Defn.jit(fun, compiler: EMLX)`
+  (or `Nx.Defn.default_options(compiler: EMLX)`) lowers a defn function once
+  into a native program that runs as one job on a command queue; see
+  `EMLX.Defn` for its options and behaviour.
+
   Indexing never touches memory outside a tensor: `take/3`,
   `take_along_axis/3` and `gather/4` clamp out-of-range (and negative)
   indices into range, `scatter/4` and `scatter_add/4` drop updates that do

@@ -1,15 +1,99 @@
 if Code.ensure_loaded?(Nx) do
   defmodule EMLX.Defn do
-    @moduledoc false
-    # `compiler: EMLX` (the callbacks live in `EMLX`, which delegates here).
-    #
-    # A defn function is lowered once per (function, input signature,
-    # device, options) into a native program (EMLX.Defn.Lower records what
-    # EMLX.Backend builds; program.rs/program.cc hold and run it) and kept in
-    # an ETS cache. A call then costs one NIF call and one job on a command
-    # queue, which builds the whole graph, drives loops and branches,
-    # evaluates the outputs and replies; hooks run in the caller afterwards,
-    # in program order.
+    @moduledoc """
+    `EMLX` as a defn compiler: `compiler: EMLX`.
+
+        Nx.Defn.default_options(compiler: EMLX)              # every defn / jit
+        config :nx, :default_defn_options, compiler: EMLX    # the same, in config
+        Nx.Defn.jit(&MyModel.predict/2, compiler: EMLX, device: :gpu)
+        Nx.Serving.jit(&MyModel.predict/2, compiler: EMLX, max_concurrency: 2)
+
+    A defn function is lowered once per function, input templates, device
+    and options into a native program: the very ops `EMLX.Backend` runs for
+    each node (recorded while the expression is evaluated on stand-ins that
+    hold no data), kept as a flat list of steps over numbered slots. A call
+    then sends one job to a command queue, whose thread builds the whole MLX
+    graph, drives `while` loops and `cond` branches itself (no BEAM round
+    trip per iteration), evaluates the outputs at once — so intermediates
+    exist only inside MLX, which reuses their buffers — and replies. A second
+    call with the same templates does no lowering.
+
+        iex> add_one = Nx.Defn.jit(&Nx.add(&1, 1), compiler: EMLX, device: :cpu)
+        iex> add_one.(Nx.tensor([1, 2], backend: {EMLX.Backend, device: :cpu})) |> Nx.to_flat_list()
+        [2, 3]
+
+    The results are evaluated `EMLX.Backend` tensors on the compiler's
+    device. Inputs of another backend are copied in; `EMLX.Backend` inputs of
+    the other device or of another command queue are read in place (an
+    unevaluated one is evaluated on its own queue first).
+
+    ## Options
+
+      * `:device` — `:cpu` or `:gpu` (default `EMLX.default_device/0`).
+      * `:command_queue` — an `EMLX.CommandQueue` to run on (default: the
+        queue bound with `EMLX.CommandQueue.with_queue/2`, else the device's
+        default queue).
+      * `:max_concurrency` — how many partitions `Nx.Serving` starts with
+        `partitions: true`; each gets a command queue (an OS thread and an MLX
+        stream) of its own, owned by the serving.
+      * `:hooks` — a map of hook names to functions, overriding (or giving)
+        the callbacks of named `hook`s, as `Nx.Defn.Evaluator` takes it.
+      * `:fuse` — hand each run of the program's ops between control-flow
+        steps to MLX's `mx::compile`, which fuses element-wise chains into one
+        kernel (default `true` on the GPU, `false` on the CPU, where MLX
+        compiles fused kernels with the system C++ compiler, `g++`, the first
+        time each is met: seconds, once per kernel and machine — MLX keeps
+        them on disk). Where MLX cannot trace a part, that part runs unfused.
+
+    Any other option raises `ArgumentError` naming it (`:compiler` and
+    `:batch_keys`, which Nx itself passes along, are accepted).
+
+    ## What runs where
+
+      * Every `Nx.Defn.Expr` node lowers to the `EMLX.Backend` callback of the
+        same name, so compiled and eager code compute alike: the same integer
+        corner cases, `float64` precise paths on the CPU, `f8`/2-bit/4-bit
+        narrowing, quantized weights in `Nx.dot`, `EMLX.Fast` fused kernels
+        and `Nx.block/4` natives (`Nx.LinAlg`, FFTs, `Nx.top_k`, cumulative
+        ops); a block `EMLX.Backend` has no native form for runs its default
+        expression, lowered the same way.
+      * `while` and `cond` run on the queue thread: the predicate is
+        evaluated there and the loop body's graph built again per iteration
+        (compiled once by MLX when fusing).
+      * Hooks (`hook/3`, tokens, `print_value/2`) receive their values in the
+        calling process after the run, in program order, once per iteration
+        inside a loop.
+      * `Nx.runtime_call/4`, and the few `EMLX.Backend` paths that compute in
+        `Nx.BinaryBackend` (`Nx.LinAlg.triangular_solve/3` of complex
+        matrices), are callbacks: the queue thread hands the evaluated inputs
+        to the calling process, which runs the function (with a command queue
+        of its own bound, so what it builds never waits behind the program's
+        queue) and answers; the program then goes on. A callback that raises
+        makes the call raise it.
+      * `Nx.reduce/4` and `Nx.window_reduce/5` with a reducer: the reducer's
+        expression is applied element-wise to whole tensors. `reduce` folds
+        pairwise (log2(n) steps) when the reducer is one order-free op of its
+        two arguments (`max`, `min`, logical and bitwise ops, integer `+` and
+        `*`), else it is Nx's left fold, in Nx's order (unrolled for short
+        axes, a loop otherwise); `window_reduce` folds each window's
+        positions in row-major order (at most 4096 positions). A reducer
+        that is not element-wise raises `ArgumentError` naming the op.
+      * Checks that the eager backend makes by reading a value back (a
+        singular triangular system raises) are made where they stand when the
+        program runs, and raise the same `ArgumentError`.
+
+    ## Caching
+
+    Programs are kept per function, input signature (shape, type, names,
+    vectorized axes; a quantized input's layout), device, `:fuse` and hook
+    names, for the life of the VM, at most 4096 of them (past that the cache
+    starts over). A function from `Nx.Defn.compile/3` also skips Nx's own
+    tracing of the arguments on every call.
+    """
+
+    # The Nx.Defn.Compiler callbacks live in `EMLX`, which delegates here.
+    # EMLX.Defn.Lower records what EMLX.Backend builds (EMLX.Defn.Trace);
+    # program.rs / program.cc hold and run the program.
 
     alias Nx.Defn.Composite
     alias Nx.Tensor, as: T

@@ -1,7 +1,8 @@
 if Code.ensure_loaded?(Nx) do
   defmodule EMLX.Defn.NxDefnDoctestTest do
-    # Nx's own doctests of Nx.Defn and Nx.Defn.Kernel, with `compiler: EMLX`
-    # as the default defn compiler and EMLX.Backend as the default backend.
+    # Nx's own doctests of Nx.Defn and Nx.Defn.Kernel (and EMLX.Defn's), with
+    # `compiler: EMLX` as the default defn compiler and EMLX.Backend as the
+    # default backend.
     use ExUnit.Case, async: false
     @moduletag :nx
 
@@ -18,6 +19,7 @@ if Code.ensure_loaded?(Nx) do
       :ok
     end
 
+    doctest EMLX.Defn
     doctest Nx.Defn
 
     describe "Nx.Defn.Kernel" do
