@@ -8,15 +8,11 @@ if Code.ensure_loaded?(Nx) do
     # on the backend first, so the op sees a non-contiguous input), {:list,
     # [arg]} (for concatenate and stack) or {:num, number}.
 
-    @unary [:abs, :negate, :sign, :ceil, :floor, :round, :is_nan, :is_infinity, :bitwise_not] ++
-             [:logical_not, :population_count, :count_leading_zeros] ++
-             [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :cbrt, :sin, :cos, :tan, :asin, :acos] ++
-             [:atan, :sinh, :cosh, :tanh, :asinh, :acosh, :atanh, :erf, :erfc, :erf_inv, :sigmoid]
-
-    @binary [:add, :subtract, :multiply, :divide, :pow, :remainder, :quotient, :atan2, :min, :max] ++
-              [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] ++
-              [:equal, :not_equal, :less, :less_equal, :greater, :greater_equal] ++
-              [:logical_and, :logical_or, :logical_xor]
+    # Every element-wise op of the one declaration (EMLX.Ops.Elementwise)
+    # but the complex-only ones.
+    import EMLX.Ops.Elementwise, only: [nx_names: 2]
+    @unary nx_names(1, fn _, class, _ -> class != :none end)
+    @binary nx_names(2, fn _, class, _ -> class != :none end)
 
     @with_opts [:sum, :product, :reduce_max, :reduce_min, :all, :any, :argmax, :argmin] ++
                  [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min] ++
