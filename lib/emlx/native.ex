@@ -68,31 +68,31 @@ defmodule EMLX.Native do
     submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
 
     try do
-      program_job(submit, callbacks, device)
+      program_job(submit, callbacks, device, queue)
     rescue
       e in ArgumentError ->
         if e.message =~ "cross_queue:" do
           settle(queue, inputs)
-          program_job(submit, callbacks, device)
+          program_job(submit, callbacks, device, queue)
         else
           reraise e, __STACKTRACE__
         end
     end
   end
 
-  defp program_job(submit, callbacks, device) do
+  defp program_job(submit, callbacks, device, queue) do
     ref = make_ref()
     :ok = submit.(ref)
-    await_program(ref, callbacks, device)
+    await_program(ref, callbacks, device, queue)
   end
 
-  defp await_program(ref, callbacks, device) do
+  defp await_program(ref, callbacks, device, queue) do
     receive do
       {:emlx_callback, ^ref, id, arrays, reply} ->
-        case run_callback(Map.fetch!(callbacks, id), arrays, device) do
+        case run_callback(Map.fetch!(callbacks, id), arrays, device, queue) do
           {:ok, results} ->
             EMLX.NIF.program_callback_reply(reply, results)
-            await_program(ref, callbacks, device)
+            await_program(ref, callbacks, device, queue)
 
           {:error, exception, stacktrace} ->
             EMLX.NIF.program_callback_reply(reply, {:error, Exception.message(exception)})
@@ -109,8 +109,13 @@ defmodule EMLX.Native do
     end
   end
 
-  defp run_callback(fun, arrays, device) do
+  # The program's queue waits for the callback: a callback that needed it
+  # to evaluate something would wait forever, so that raises instead.
+  @waiting {__MODULE__, :waiting_queue}
+
+  defp run_callback(fun, arrays, device, waiting) do
     queue = EMLX.CommandQueue.new!(device)
+    previous = Process.put(@waiting, EMLX.NIF.queue_info(waiting).id)
 
     try do
       EMLX.CommandQueue.with_queue(queue, fn ->
@@ -121,8 +126,23 @@ defmodule EMLX.Native do
     rescue
       e -> {:error, e, __STACKTRACE__}
     after
+      if previous, do: Process.put(@waiting, previous), else: Process.delete(@waiting)
       EMLX.CommandQueue.close(queue)
     end
+  end
+
+  defp not_waiting!(tensors) do
+    with id when id != nil <- Process.get(@waiting) do
+      for {_, ref} = t when is_reference(ref) <- List.wrap(tensors),
+          EMLX.NIF.tensor_queue_id(t) == id and not EMLX.NIF.tensor_ready(t) do
+        raise ArgumentError,
+              "a callback of a compiled function (Nx.runtime_call/4) cannot compute a tensor of the " <>
+                "command queue that runs the function, which is waiting for the callback; evaluate " <>
+                "the tensor before calling the compiled function"
+      end
+    end
+
+    :ok
   end
 
   @doc false
@@ -187,6 +207,7 @@ defmodule EMLX.Native do
 
   defp reading!(tensors, what) do
     if Process.get(@trace), do: EMLX.Defn.Trace.check_read!(tensors, what)
+    not_waiting!(tensors)
   end
 
   @doc false

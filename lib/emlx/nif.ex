@@ -18,6 +18,7 @@ defmodule EMLX.NIF do
     nbytes: 1,
     itemsize: 1,
     needs_eval_for: 2,
+    tensor_ready: 1,
     deallocate: 1,
     is_tensor_ref: 1,
     # runtime.rs: queues, jobs answered by message, memory

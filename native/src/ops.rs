@@ -312,6 +312,14 @@ fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
     Ok(res.queue.id != queue.0.id && !res.is_ready())
 }
 
+/// Whether the tensor's data is computed (EMLX's own readiness flag).
+#[rustler::nif]
+fn tensor_ready(tensor: Term) -> NifResult<bool> {
+    let res = decode_tensor(tensor)?;
+    res.with(|_| ())?;
+    Ok(res.is_ready())
+}
+
 #[rustler::nif]
 fn deallocate(tensor: Term) -> NifResult<rustler::Atom> {
     let res = decode_tensor(tensor)?;

@@ -103,6 +103,10 @@ if Code.ensure_loaded?(Nx) do
     defn(printed(x), do: print_value(x + 1, label: "value"))
     defn(printed_expr(x), do: print_expr(x + 1))
 
+    defn(call_back(x), do: Nx.runtime_call(x, x * 2, [], &__MODULE__.add_pending/2) + 1)
+
+    def add_pending(t, _opts), do: Nx.add(t, Process.get(:pending))
+
     def send_hook(name, value), do: send(Process.get(:test_pid), {:hook, name, value})
 
     defp both(fun, args) do
@@ -151,6 +155,36 @@ if Code.ensure_loaded?(Nx) do
         both(&branch_in_loop/1, [bin([1.0, 2.0])])
         both(&loop_in_branch/1, [bin([1.5, 2.0])])
         both(&loop_in_branch/1, [bin([-1.5, 2.0])])
+      end
+    end
+
+    describe "callbacks (Nx.runtime_call)" do
+      test "the callback runs in the caller, mid-program" do
+        Process.put(:pending, emlx(bin([10.0, 20.0])))
+        out = Nx.Defn.jit_apply(&call_back/1, [emlx(bin([1.0, 2.0]))], @opts)
+        assert Nx.to_flat_list(out) == [13.0, 25.0]
+      end
+
+      test "a callback needing the waiting queue raises instead of hanging" do
+        q = EMLX.CommandQueue.new!(:cpu)
+        Process.put(:pending, EMLX.CommandQueue.with_queue(q, fn -> Nx.add(emlx(bin([1.0, 1.0])), 1) end))
+
+        assert_raise ArgumentError, ~r/waiting for the callback/, fn ->
+          Nx.Defn.jit_apply(&call_back/1, [emlx(bin([1.0, 2.0]))], Keyword.put(@opts, :command_queue, q))
+        end
+
+        # The queue lives on.
+        assert Nx.to_flat_list(
+                 Nx.Defn.jit_apply(&Nx.add(&1, 1), [emlx(bin([1]))], Keyword.put(@opts, :command_queue, q))
+               ) == [2]
+      end
+
+      test "a callback that raises makes the call raise it" do
+        Process.put(:pending, :not_a_tensor)
+
+        assert_raise Protocol.UndefinedError, fn ->
+          Nx.Defn.jit_apply(&call_back/1, [emlx(bin([1.0]))], @opts)
+        end
       end
     end
 

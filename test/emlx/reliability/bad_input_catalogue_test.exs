@@ -79,6 +79,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     nbytes: [:tensor],
     itemsize: [:dtype],
     needs_eval_for: [:queue, :tensor],
+    tensor_ready: [:tensor],
     deallocate: [:tensor],
     queue_new: [:device, :owner, :capacity],
     queue_make_default: [:queue],
