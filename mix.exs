@@ -52,6 +52,11 @@ defmodule EMLX.MixProject do
         "CHANGELOG.md"
       ],
       groups_for_extras: [Guides: ~r{^docs/}, Reference: ["bench/RESULTS.md", "CHANGELOG.md"]],
+      # EMLX.Backend's moduledoc names its internal sections (hidden modules).
+      skip_code_autolink_to:
+        ~w(Creation Elementwise Shape Indexing Reduction Window Linalg Conv Block)
+        |> Enum.map(&"EMLX.Backend.#{&1}")
+        |> Kernel.++(["EMLX.Backend.block/4"]),
       groups_for_modules: [
         "Nx backend": [EMLX.Backend, EMLX.Quantization, EMLX.Quantization.Config],
         "MLX functions": [EMLX, EMLX.Fast, EMLX.Types, EMLX.NIFError],

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs emlx as a user without Rust does, from artifacts built here.
 #
-#   test/precompiled_install.sh      (in a checkout built from source; .ci/run runs it)
+#   test/precompiled_install.sh [DIST]   (in a checkout; .ci/run runs it)
 #
-# 1. `mix emlx.precompile DIST` writes this platform's artifact and checksums.
+# 1. `mix emlx.precompile DIST` writes this platform's artifact and checksums
+#    (with DIST given, the artifact already there is tested instead: the
+#    release workflow tests the very file it publishes).
 # 2. A fresh copy of the working tree (what `git clone` gives: no priv/, no
 #    checksum file), with no cargo or rustc on PATH, runs `mix test` on a test
 #    file and an `EMLX` computation with EMLX_PRECOMPILED_URL=file://DIST.
@@ -21,8 +23,13 @@ say() { echo "precompiled_install: $*"; }
 fail() { echo "precompiled_install: FAILED: $*" >&2; exit 1; }
 
 cd "$root"
-mix emlx.precompile "$work/dist"
+if [ -n "${1:-}" ]; then
+  mkdir -p "$work/dist" && cp "$1"/emlx-*.tar.gz "$1/checksums.sha256" "$work/dist/"
+else
+  mix emlx.precompile "$work/dist"
+fi
 artifact=$(cd "$work/dist" && ls emlx-*.tar.gz)
+[ "$(echo "$artifact" | wc -l)" -eq 1 ] || fail "expected one artifact in the dist folder, found: $artifact"
 
 # Copies the named files (NUL-separated on stdin, relative to root) into $1.
 copy_files() {
@@ -59,6 +66,7 @@ if got != want, do: System.halt(1)'
 say "fresh clone, no Rust on PATH, artifacts from file://$work/dist"
 git ls-files -z -co --exclude-standard | copy_files "$work/clone"
 [ ! -e "$work/clone/priv" ] && [ ! -e "$work/clone/checksums.sha256" ] || fail "the copy is not a fresh clone"
+as_user "$work/clone" "file://$work/dist" mix deps.get >/dev/null
 as_user "$work/clone" "file://$work/dist" MIX_ENV=test mix test test/emlx/foundation_test.exs
 as_user "$work/clone" "file://$work/dist" MIX_ENV=test mix run -e "$check"
 grep -q "^$artifact " "$work/clone/priv/.emlx-artifact" || fail "priv/ does not hold $artifact"
@@ -72,7 +80,7 @@ as_user "$work/package" "file://$work/dist" EMLX_NO_NX=1 mix run -e "$check"
 say "a tampered artifact, checked against the package's checksum file"
 mkdir -p "$work/bad"
 cp "$work/dist/$artifact" "$work/bad/"
-printf TAMPERED | dd of="$work/bad/$artifact" bs=1 seek=1000 conv=notrunc status=none
+printf TAMPERED | dd of="$work/bad/$artifact" bs=1 seek=1000 conv=notrunc 2>/dev/null
 rm -rf "$work/package/priv" "$work/cache-package"
 if as_user "$work/package" "file://$work/bad" EMLX_NO_NX=1 mix compile >"$work/tampered.log" 2>&1; then
   fail "mix compile accepted a tampered artifact"
