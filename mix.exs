@@ -34,7 +34,8 @@ defmodule EMLX.MixProject do
     ]
   end
 
-  def cli, do: [preferred_envs: [docs: :docs]]
+  # hex.publish builds the docs too, so it runs where ex_doc is.
+  def cli, do: [preferred_envs: [docs: :docs, "hex.publish": :docs]]
 
   defp docs do
     [
@@ -94,8 +95,9 @@ defmodule EMLX.MixProject do
         [{:nx, "~> 0.13"}, {:telemetry, "~> 1.0", optional: true}]
       end
 
-    docs = [{:ex_doc, "~> 0.40", only: :docs, runtime: false}]
-    docs = if Code.ensure_loaded?(Hex) or local_checkout(:ex_doc), do: docs, else: []
+    # Offline (EMLX_DEPS_DIR), only a local checkout of ex_doc is used.
+    docs? = local_checkout(:ex_doc) || (local_dirs() == [] and Code.ensure_loaded?(Hex))
+    docs = if docs?, do: [{:ex_doc, "~> 0.40", only: :docs, runtime: false}], else: []
 
     local_overrides(nx ++ docs)
   end

@@ -7,8 +7,9 @@
 #    (with DIST given, the artifact already there is tested instead: the
 #    release workflow tests the very file it publishes).
 # 2. A fresh copy of the working tree (what `git clone` gives: no priv/, no
-#    checksum file), with no cargo or rustc on PATH, runs `mix test` on a test
-#    file and an `EMLX` computation with EMLX_PRECOMPILED_URL=file://DIST.
+#    checksum file), with no cargo or rustc on PATH, compiles with
+#    EMLX_PRECOMPILED_URL=file://DIST, then (without it) passes a test file
+#    and checks an `EMLX` computation.
 # 3. The Hex package's files (mix.exs `package: [files: ...]`) with the
 #    checksum file it carries compile the same way.
 # 4. There, a tampered artifact is refused with a message naming the checksum
@@ -48,12 +49,13 @@ done
 PATH=$no_rust_path command -v cargo >/dev/null && fail "cannot hide cargo: it is in a folder mix needs"
 PATH=$no_rust_path command -v mix >/dev/null || fail "mix is in the same folder as cargo"
 
-# Runs a command in $1 as the user: no Rust, a fresh cache, artifacts from DIST.
+# Runs a command in $1 as the user: no Rust, a fresh cache, artifacts from
+# the URL $2 (none when empty).
 as_user() {
   local dir=$1 url=$2
   shift 2
-  (cd "$dir" && env -u EMLX_BUILD PATH="$no_rust_path" EMLX_CACHE_DIR="$work/cache-$(basename "$dir")" \
-    EMLX_PRECOMPILED_URL="$url" "$@")
+  (cd "$dir" && env -u EMLX_BUILD -u EMLX_PRECOMPILED_URL PATH="$no_rust_path" \
+    EMLX_CACHE_DIR="$work/cache-$(basename "$dir")" ${url:+EMLX_PRECOMPILED_URL="$url"} "$@")
 }
 
 check='a = EMLX.from_blob(<<1.0::float-32-native, 2.0::float-32-native, 3.0::float-32-native, 4.0::float-32-native>>, {2, 2}, :float32, :cpu)
@@ -67,9 +69,11 @@ say "fresh clone, no Rust on PATH, artifacts from file://$work/dist"
 git ls-files -z -co --exclude-standard | copy_files "$work/clone"
 [ ! -e "$work/clone/priv" ] && [ ! -e "$work/clone/checksums.sha256" ] || fail "the copy is not a fresh clone"
 as_user "$work/clone" "file://$work/dist" mix deps.get >/dev/null
-as_user "$work/clone" "file://$work/dist" MIX_ENV=test mix test test/emlx/foundation_test.exs
-as_user "$work/clone" "file://$work/dist" MIX_ENV=test mix run -e "$check"
+as_user "$work/clone" "file://$work/dist" MIX_ENV=test mix compile
 grep -q "^$artifact " "$work/clone/priv/.emlx-artifact" || fail "priv/ does not hold $artifact"
+# Later commands need neither Rust nor the URL: the installed artifact stays.
+as_user "$work/clone" "" MIX_ENV=test mix test test/emlx/foundation_test.exs
+as_user "$work/clone" "" MIX_ENV=test mix run -e "$check"
 
 say "the Hex package's files with the checksum file it carries"
 MIX_ENV=test mix run --no-compile --no-start --no-deps-check -e 'IO.write(Enum.join(Mix.Project.config()[:package][:files], <<0>>) <> <<0>>)' |

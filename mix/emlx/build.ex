@@ -35,16 +35,20 @@ defmodule EMLX.Build do
   def published, do: for({t, vs} <- Enum.sort(@targets), v <- vs, do: {t, v})
 
   @doc """
-  How to install: `:source` or `{:precompiled, checksums}` where `checksums`
+  How to install: `:source`, `{:precompiled, checksums}` where `checksums`
   is `{:file, path}` (the package's checksum file) or `{:url, base}` (the
   checksum file published next to the artifacts, used only when the user
-  names the location and the project carries none, as in a git checkout).
+  names the location and the project carries none, as in a git checkout),
+  or `{:keep, name}`: a checkout where an artifact was installed earlier and
+  nothing asks for another install (so `mix test` after
+  `EMLX_PRECOMPILED_URL=... mix compile` needs no Rust either).
   """
   def mode(env, config, root \\ root()) do
     cond do
       truthy?(env["EMLX_BUILD"]) or config[:build_from_source] == true -> :source
       File.regular?(checksum_path(root)) -> {:precompiled, {:file, checksum_path(root)}}
       url = explicit_url(env, config) -> {:precompiled, {:url, url}}
+      installed = EMLX.Build.Precompiled.installed(priv_dir(root)) -> {:keep, elem(installed, 0)}
       true -> :source
     end
   end

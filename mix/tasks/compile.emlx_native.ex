@@ -15,6 +15,7 @@ defmodule Mix.Tasks.Compile.EmlxNative do
     root = Build.root()
     priv = Build.priv_dir(root)
     target = Build.target()
+    version = Mix.Project.config()[:version]
 
     case Build.mode(env, config, root) do
       :source ->
@@ -22,9 +23,19 @@ defmodule Mix.Tasks.Compile.EmlxNative do
         if env["MLX_DIR"] in [nil, ""], do: variant!(target, env, config)
         Source.build!(root: root, priv: priv, env: env, variant_env: variant_env(env, config))
 
-      {:precompiled, checksums} ->
-        version = Mix.Project.config()[:version]
+      {:keep, name} ->
+        wanted = Build.artifact_name(version, target, variant!(target, env, config))
 
+        if name != wanted do
+          Mix.raise(
+            "emlx: priv/ holds the precompiled #{name}, not #{wanted}: set EMLX_PRECOMPILED_URL " <>
+              "to install it, or EMLX_BUILD=true to build from source"
+          )
+        end
+
+        Mix.shell().info("emlx: using the precompiled #{name} installed in priv/ (EMLX_BUILD=true builds from source)")
+
+      {:precompiled, checksums} ->
         Precompiled.install!(
           root: root,
           version: version,

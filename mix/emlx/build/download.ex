@@ -73,8 +73,13 @@ defmodule EMLX.Build.Download do
   defp set_proxy(_key, url) when url in [nil, ""], do: :ok
 
   defp set_proxy(key, url) do
-    %URI{host: host, port: port} = URI.parse(url)
-    :httpc.set_options([{key, {{String.to_charlist(host), port}, []}}], @profile)
+    case URI.parse(url) do
+      %URI{host: host, port: port} when is_binary(host) and host != "" ->
+        :httpc.set_options([{key, {{String.to_charlist(host), port}, []}}], @profile)
+
+      _ ->
+        Mix.shell().error("emlx: ignoring the proxy #{inspect(url)}: expected a URL such as http://proxy:3128")
+    end
   end
 
   defp ssl_options(env) do

@@ -72,6 +72,16 @@ defmodule EMLX.Build.RulesTest do
       assert {:precompiled, _} = Build.mode(%{"EMLX_BUILD" => "false"}, [], root)
     end
 
+    test "a checkout that installed an artifact keeps it until told otherwise", %{root: root} do
+      File.mkdir_p!(Path.join(root, "priv"))
+      File.write!(Path.join(root, "priv/.emlx-artifact"), "emlx-0.1.0-x86_64-linux-gnu-cpu.tar.gz abc\n")
+      assert Build.mode(%{}, [], root) == :source, "a marker without the NIF is no install"
+      File.write!(Path.join(root, "priv/libemlx.so"), "")
+      assert Build.mode(%{}, [], root) == {:keep, "emlx-0.1.0-x86_64-linux-gnu-cpu.tar.gz"}
+      assert Build.mode(%{"EMLX_BUILD" => "true"}, [], root) == :source
+      assert {:precompiled, {:url, _}} = Build.mode(%{"EMLX_PRECOMPILED_URL" => "file:///d"}, [], root)
+    end
+
     test "a named location without a checksum file uses the checksums published there", %{root: root} do
       env = %{"EMLX_PRECOMPILED_URL" => "file:///srv/emlx/"}
       assert Build.mode(env, [], root) == {:precompiled, {:url, "file:///srv/emlx"}}
