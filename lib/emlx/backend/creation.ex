@@ -97,8 +97,7 @@ if Code.ensure_loaded?(Nx) do
 
       # MLX arrays are immutable, but a copy must outlive a deallocation of
       # the original, so it gets its own array (built on the target device).
-      queue = EMLX.CommandQueue.current(target)
-      array = if target == device, do: EMLX.copy(ref), else: EMLX.Native.op(queue, :copy, [ref])
+      array = if target == device, do: EMLX.copy(ref), else: EMLX.to_device(ref, target)
       Convert.to_nx_moved(array, tensor)
     end
 
