@@ -60,6 +60,7 @@ defmodule EMLX do
     body =
       case opts[:out] do
         :tuple -> quote(do: List.to_tuple(unquote(call)))
+        {:tuple, n} -> quote(do: EMLX.padded_tuple(unquote(call), unquote(n)))
         :list -> quote(do: EMLX.as_list(unquote(call)))
         _ -> call
       end
@@ -76,6 +77,12 @@ defmodule EMLX do
     @doc doc
     def unquote(name)(unquote_splicing(head)), do: unquote(body)
   end
+
+  @doc false
+  # An op's outputs as an `n`-tuple, nil where it has fewer (quantize's
+  # biases in the microscaled modes).
+  def padded_tuple(outputs, n),
+    do: outputs |> as_list() |> Kernel.++(List.duplicate(nil, n)) |> Enum.take(n) |> List.to_tuple()
 
   @doc false
   # Ops with a variable number of outputs answer a list even for one.
@@ -430,7 +437,8 @@ defmodule EMLX do
 
     @doc """
     Quantizes a dense rank-2 `Nx.Tensor`; see `EMLX.Quantization.quantize/2`
-    (options `:type`, `{:s, 2}` / `{:s, 4}` / `{:s, 8}`, and `:group_size`).
+    (options `:mode` — `"affine"`, `"mxfp4"`, `"mxfp8"` or `"nvfp4"` —
+    `:type` — `{:s, 2}` / `{:s, 4}` / `{:s, 8}` — and `:group_size`).
     """
     def quantize(%Nx.Tensor{} = tensor, opts) when is_list(opts), do: EMLX.Quantization.quantize(tensor, opts)
 
