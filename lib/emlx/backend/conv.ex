@@ -80,6 +80,7 @@ if Code.ensure_loaded?(Nx) do
       result
       |> EMLX.transpose(channels_first)
       |> EMLX.transpose(inverse)
+      |> EMLX.Debug.check_finite!(:conv)
       |> Convert.to_nx(out)
     end
 

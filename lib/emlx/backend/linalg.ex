@@ -42,7 +42,7 @@ if Code.ensure_loaded?(Nx) do
           _ -> EMLX.matmul(l3, r3)
         end
 
-      product |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+      product |> EMLX.reshape(out.shape) |> EMLX.Debug.check_finite!(:dot) |> Convert.to_nx(out)
     end
 
     # x · W for a quantized weight W (EMLX.Quantization, any mode): MLX
@@ -67,6 +67,7 @@ if Code.ensure_loaded?(Nx) do
         cfg.mode
       )
       |> EMLX.reshape(out.shape)
+      |> EMLX.Debug.check_finite!(:dot)
       |> Convert.to_nx(out)
     end
 

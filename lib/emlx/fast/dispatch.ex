@@ -50,16 +50,17 @@ if Code.ensure_loaded?(Nx) do
     def native_block(%Block{} = block, out, args) do
       with true <- Enum.all?(args, &EMLX.NxInterop.emlx?/1),
            result when result != :default <- Native.run(block, Enum.map(args, &EMLX.NxInterop.ref/1)) do
-        wrap(result, out)
+        wrap(result, out, block.op)
       else
         _ -> :default
       end
     end
 
-    defp wrap(results, outs) when is_tuple(outs) do
-      results |> Tuple.to_list() |> Enum.zip_with(Tuple.to_list(outs), &wrap/2) |> List.to_tuple()
+    defp wrap(results, outs, op) when is_tuple(outs) do
+      results |> Tuple.to_list() |> Enum.zip_with(Tuple.to_list(outs), &wrap(&1, &2, op)) |> List.to_tuple()
     end
 
-    defp wrap(ref, out), do: EMLX.NxInterop.wrap(ref, out)
+    # (:detect_non_finites checks every fused result, see EMLX.Debug.)
+    defp wrap(ref, out, op), do: ref |> EMLX.Debug.check_finite!(op) |> EMLX.NxInterop.wrap(out)
   end
 end
