@@ -54,9 +54,9 @@ defmodule EMLX.Native do
       "copy it to a backend that travels before sending it, e.g. " <>
       "Nx.backend_transfer(tensor, Nx.BinaryBackend); for a distributed Nx.Serving, set " <>
       "Nx.Serving.distributed_postprocessing(serving, &Nx.backend_transfer(&1, Nx.BinaryBackend)) " <>
-      "for results, and pass &Nx.backend_copy(&1, Nx.BinaryBackend) as batched_run/3's " <>
-      "distributed_preprocessing for inputs. (Nx.to_pointer(tensor, mode: :ipc) shares it with " <>
-      "another node on the same machine.)"
+      "for its results, and build inputs on Nx.BinaryBackend (or copy them there in batched_run/3's " <>
+      "distributed_preprocessing). On the same machine, Nx.to_pointer(tensor, mode: :ipc) shares it " <>
+      "with another node."
   end
 
   defp settle(queue, args) do
