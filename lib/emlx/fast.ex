@@ -357,7 +357,7 @@ if Code.ensure_loaded?(Nx) do
     defp sdpa(op, attrs, q, k, v, masks, opts) do
       sinks = Attention.sinks!(:scaled_dot_product_attention, q, k, v, opts)
       args = [q, k, v | masks] ++ List.wrap(sinks)
-      attrs = Keyword.update!(attrs, :scale, &(&1 * 1.0)) ++ [sinks: sinks != nil]
+      attrs = Keyword.update!(attrs, :scale, &Attention.scale!(:scaled_dot_product_attention, &1)) ++ [sinks: sinks != nil]
       run(%Block{op: op, attrs: attrs}, args, Attention.out(q, k, v), default_fun(length(args), &Attention.default/2))
     end
 
@@ -397,7 +397,7 @@ if Code.ensure_loaded?(Nx) do
       {b, t_q, n_q, d} = Nx.shape(q)
       attention = Nx.template({b, n_q, t_q, d}, merged([q, k_cache, v_cache]))
       out = {attention, Nx.to_template(k_cache), Nx.to_template(v_cache)}
-      block = %Block{op: :kv_cache_sdpa_update, attrs: [scale: scale * 1.0]}
+      block = %Block{op: :kv_cache_sdpa_update, attrs: [scale: Attention.scale!(:kv_cache_sdpa_update, scale)]}
 
       if key_mask do
         run(block, [q, new_k, new_v, k_cache, v_cache, offset, key_mask], out, &Attention.kv_cache_update/8)

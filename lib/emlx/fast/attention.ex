@@ -19,6 +19,16 @@ if Code.ensure_loaded?(Nx) do
     end
 
     @doc false
+    # The attention scale: a number known when the call is built (a static
+    # argument of the fused op), not a tensor.
+    def scale!(_function, scale) when is_number(scale), do: scale * 1.0
+
+    def scale!(function, scale) do
+      raise ArgumentError,
+            "#{function}: the scale must be a number (such as 1 / :math.sqrt(head_dim)), got: #{inspect(scale)}"
+    end
+
+    @doc false
     # Checks the layout and the `:sinks` option; returns the sinks or nil.
     def sinks!(function, q, k, v, opts) do
       for {name, t} <- [q: q, k: k, v: v], Nx.rank(t) != 4 do
