@@ -357,7 +357,10 @@ if Code.ensure_loaded?(Nx) do
     defp sdpa(op, attrs, q, k, v, masks, opts) do
       sinks = Attention.sinks!(:scaled_dot_product_attention, q, k, v, opts)
       args = [q, k, v | masks] ++ List.wrap(sinks)
-      attrs = Keyword.update!(attrs, :scale, &Attention.scale!(:scaled_dot_product_attention, &1)) ++ [sinks: sinks != nil]
+
+      attrs =
+        Keyword.update!(attrs, :scale, &Attention.scale!(:scaled_dot_product_attention, &1)) ++ [sinks: sinks != nil]
+
       run(%Block{op: op, attrs: attrs}, args, Attention.out(q, k, v), default_fun(length(args), &Attention.default/2))
     end
 

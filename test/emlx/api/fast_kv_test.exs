@@ -1,3 +1,28 @@
+if Code.ensure_loaded?(Nx) do
+  defmodule EMLX.API.FastKvTest.Loop do
+    @moduledoc false
+    # A decoding loop in defn for EMLX.API.FastKvTest.
+    import Nx.Defn
+
+    defn decode(qs, ks, vs, k_cache, v_cache, key_mask) do
+      steps = elem(Nx.shape(qs), 0)
+      # Made from an input, so it lives on the inputs' backend: Nx's
+      # Evaluator runs put_slice on the backend of the tensor written into.
+      outs = Nx.transpose(qs * 0.0, axes: [0, 1, 3, 2, 4])
+
+      {outs, k_cache, v_cache, _, _, _, _, _} =
+        while {outs, k_cache, v_cache, qs, ks, vs, key_mask, i = 0}, i < steps do
+          {out, k_cache, v_cache} =
+            EMLX.Fast.kv_cache_sdpa_update(qs[i], ks[i], vs[i], k_cache, v_cache, i + 3, key_mask, 0.5)
+
+          {Nx.put_slice(outs, [i, 0, 0, 0, 0], Nx.new_axis(out, 0)), k_cache, v_cache, qs, ks, vs, key_mask, i + 1}
+        end
+
+      {outs, k_cache, v_cache}
+    end
+  end
+end
+
 defmodule EMLX.API.FastKvTest do
   # The KV-cache decoding step with a tensor offset and a key mask:
   # EMLX.kv_cache_sdpa_dynamic/8 and EMLX.Fast.kv_cache_sdpa_update/8. The
@@ -167,7 +192,7 @@ defmodule EMLX.API.FastKvTest do
           qs = steps |> Enum.map(&nx(&1.q, backend)) |> Nx.stack()
           ks = steps |> Enum.map(&nx(&1.k, backend)) |> Nx.stack()
           vs = steps |> Enum.map(&nx(&1.v, backend)) |> Nx.stack()
-          {outs, _, _} = Nx.Defn.jit(&decode/6).(qs, ks, vs, k_upd, v_upd, key_mask)
+          {outs, _, _} = Nx.Defn.jit(&EMLX.API.FastKvTest.Loop.decode/6).(qs, ks, vs, k_upd, v_upd, key_mask)
 
           # The oracle: the same steps one by one from the prefilled caches.
           Enum.reduce(Enum.with_index(steps), {keys, values}, fn {step, s}, {kc, vc} ->
@@ -193,25 +218,6 @@ defmodule EMLX.API.FastKvTest do
           EMLX.Fast.kv_cache_sdpa_update(q[[.., 0..0]], k, v, kc, vc, 0, nil, 0.5)
         end
       end
-    end
-
-    import Nx.Defn
-
-    defn decode(qs, ks, vs, k_cache, v_cache, key_mask) do
-      steps = elem(Nx.shape(qs), 0)
-      # Made from an input, so it lives on the inputs' backend: Nx's
-      # Evaluator runs put_slice on the backend of the tensor written into.
-      outs = Nx.transpose(qs * 0.0, axes: [0, 1, 3, 2, 4])
-
-      {outs, k_cache, v_cache, _, _, _, _, _} =
-        while {outs, k_cache, v_cache, qs, ks, vs, key_mask, i = 0}, i < steps do
-          {out, k_cache, v_cache} =
-            EMLX.Fast.kv_cache_sdpa_update(qs[i], ks[i], vs[i], k_cache, v_cache, i + 3, key_mask, 0.5)
-
-          {Nx.put_slice(outs, [i, 0, 0, 0, 0], Nx.new_axis(out, 0)), k_cache, v_cache, qs, ks, vs, key_mask, i + 1}
-        end
-
-      {outs, k_cache, v_cache}
     end
   end
 end
