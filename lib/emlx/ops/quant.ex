@@ -9,7 +9,7 @@ defmodule EMLX.Ops.Quant do
   """
 
   @modes """
-  `mode` is `"affine"` (what the shorter arity uses) or one of MLX's
+  `mode` is `"affine"` (the default) or one of MLX's
   microscaled floating-point modes, which fix `group_size` and `bits`:
   `"mxfp4"` (32, 4: E2M1 values, a shared power-of-two scale per group),
   `"mxfp8"` (32, 8: E4M3 values) and `"nvfp4"` (16, 4: E2M1 values, an E4M3
@@ -20,70 +20,58 @@ defmodule EMLX.Ops.Quant do
 
   def table do
     [
-      {:quantize, [tensor: :tensor, group_size: :int, bits: :int],
+      {:quantize, [tensor: :tensor, group_size: :int, bits: :int, mode: :string],
        """
        Quantizes a float32, float16 or bfloat16 tensor of rank 2 or more along its last
-       axis, in groups of `group_size` consecutive values (MLX's affine mode).
+       axis, in groups of `group_size` consecutive values.
 
        Returns `{w, scales, biases}`:
 
          * `w` — `:uint32`, the `bits`-bit codes packed 32 / `bits` to a word:
            shape `{..., n * bits / 32}` for a last axis of `n`;
-         * `scales`, `biases` — one per group, shape `{..., n / group_size}`,
-           in the input's type.
+         * `scales` — one per group, shape `{..., n / group_size}`, in the
+           input's type (`:uint8` codes in the microscaled modes);
+         * `biases` — like `scales` in the affine mode, `nil` in the
+           microscaled ones.
 
-       Each value is stored as a code `q` in `0..2^bits - 1` standing for
-       `scale * q + bias`. MLX aligns each group's grid on its
-       largest-magnitude value (which comes back exactly); a value
+       In the affine mode (the default) each value is stored as a code `q` in
+       `0..2^bits - 1` standing for `scale * q + bias`. MLX aligns each group's
+       grid on its largest-magnitude value (which comes back exactly); a value
        inside the grid comes back within half a step (`abs(scale) / 2`), and
        the opposite end of the group may lie up to one step of
        `(max - min) / (2^bits - 1)` outside the grid, where it is clipped.
-       The last axis must be a multiple of `group_size`.
-       #{@params}
-           iex> x = EMLX.ones({2, 64}, :float32, :cpu)
-           iex> {w, scales, biases} = EMLX.quantize(x, 64, 4)
-           iex> {EMLX.shape(w), EMLX.scalar_type(w), EMLX.shape(scales), EMLX.shape(biases)}
-           {{2, 8}, :uint32, {2, 1}, {2, 1}}
-       """, [out: :tuple]},
-      {:quantize, [tensor: :tensor, group_size: :int, bits: :int, mode: :string],
-       """
-       `quantize/3` in a given mode. Returns `{w, scales, biases}`; `biases`
-       is `nil` in the microscaled modes, whose `scales` are `:uint8` codes.
-
-       #{@modes}
        A microscaled value comes back as the nearest point of its 4- or 8-bit
        float grid after dividing by its group's scale (clipped to the grid's
        largest value): within 1/2 (mxfp4), 1/4 (nvfp4) or 1/8 (mxfp8) of the
        group's largest magnitude (0.20, 0.17 and 0.06 seen on random data).
-
-           iex> x = EMLX.ones({2, 32}, :float32, :cpu)
-           iex> {w, scales, nil} = EMLX.quantize(x, 32, 4, "mxfp4")
+       The last axis must be a multiple of `group_size`.
+       #{@params}
+       #{@modes}
+           iex> x = EMLX.ones({2, 64}, :float32, :cpu)
+           iex> {w, scales, biases} = EMLX.quantize(x, 64, 4)
+           iex> {EMLX.shape(w), EMLX.scalar_type(w), EMLX.shape(scales), EMLX.shape(biases)}
+           {{2, 8}, :uint32, {2, 1}, {2, 1}}
+           iex> {w, scales, nil} = EMLX.quantize(EMLX.ones({2, 32}, :float32, :cpu), 32, 4, "mxfp4")
            iex> {EMLX.shape(w), EMLX.shape(scales), EMLX.scalar_type(scales)}
            {{2, 4}, {2, 1}, :uint8}
-       """, [out: {:tuple, 3}]},
-      {:dequantize, [w: :tensor, scales: :tensor, biases: :tensor, group_size: :int, bits: :int],
+       """, [out: {:tuple, 3}, defaults: [mode: "affine"]]},
+      {:dequantize, [w: :tensor, scales: :tensor, biases: :tensor, group_size: :int, bits: :int, mode: :string],
        """
-       The floating-point tensor that `quantize/3`'s `{w, scales, biases}`
-       stand for: `scale * q + bias` for every packed code `q`, in the type of
-       `scales`.
+       The floating-point tensor that `quantize/3,4`'s `{w, scales, biases}`
+       stand for: `scale * q + bias` for every packed code `q` in the affine
+       mode (the default), in the type of `scales`; in the microscaled modes
+       (`biases` `nil`), each code's 4- or 8-bit float times its group's
+       scale, as `:float32` (`dequantize/7` picks the type).
        #{@params}
+       #{@modes}
            iex> x = EMLX.full(0.5, {1, 32}, :float32, :cpu)
            iex> {w, s, b} = EMLX.quantize(x, 32, 8)
            iex> EMLX.dequantize(w, s, b, 32, 8) |> EMLX.sum([0, 1], false) |> EMLX.item()
            16.0
-       """, []},
-      {:dequantize, [w: :tensor, scales: :tensor, biases: :tensor, group_size: :int, bits: :int, mode: :string],
-       """
-       `dequantize/5` in a given mode (`biases` is `nil` in the microscaled
-       modes). The dense tensor has the type of `scales` in the affine mode,
-       and is `:float32` in the microscaled ones (`dequantize/7` picks it).
-
-       #{@modes}
-           iex> x = EMLX.full(0.5, {1, 32}, :float32, :cpu)
            iex> {w, s, nil} = EMLX.quantize(x, 32, 8, "mxfp8")
            iex> EMLX.dequantize(w, s, nil, 32, 8, "mxfp8") |> EMLX.sum([0, 1], false) |> EMLX.item()
            16.0
-       """, []},
+       """, [defaults: [mode: "affine"]]},
       {:dequantize,
        [w: :tensor, scales: :tensor, biases: :tensor, group_size: :int, bits: :int, mode: :string, type: :type],
        """
@@ -102,7 +90,8 @@ defmodule EMLX.Ops.Quant do
          biases: :tensor,
          transpose: :bool,
          group_size: :int,
-         bits: :int
+         bits: :int,
+         mode: :string
        ],
        """
        Multiplies `x` by quantized weights without materialising them:
@@ -111,38 +100,21 @@ defmodule EMLX.Ops.Quant do
        otherwise.
 
        `x` is floating-point, `{..., in}`; the result is `{..., out}` in the
-       promoted type of `x` and `scales`. `group_size` defaults to 64 and
-       `bits` to 4.
+       promoted type of `x` and `scales` (the type of `x` in the microscaled
+       modes, where `biases` is `nil`). `group_size` defaults to 64, `bits`
+       to 4 and `mode` to `"affine"`.
        #{@params}
+       #{@modes}
            iex> w = EMLX.ones({3, 64}, :float32, :cpu)
            iex> {qw, s, b} = EMLX.quantize(w, 64, 4)
            iex> x = EMLX.ones({2, 64}, :float32, :cpu)
            iex> out = EMLX.quantized_matmul(x, qw, s, b)
            iex> {EMLX.shape(out), EMLX.max(out, [0, 1], false) |> EMLX.item()}
            {{2, 3}, 64.0}
-       """, [defaults: [transpose: true, group_size: 64, bits: 4]]},
-      {:quantized_matmul,
-       [
-         x: :tensor,
-         w: :tensor,
-         scales: :tensor,
-         biases: :tensor,
-         transpose: :bool,
-         group_size: :int,
-         bits: :int,
-         mode: :string
-       ],
-       """
-       `quantized_matmul/7` in a given mode (`biases` is `nil` in the
-       microscaled modes). The result has the type of `x`.
-
-       #{@modes}
-           iex> w = EMLX.ones({3, 32}, :float32, :cpu)
            iex> {qw, s, nil} = EMLX.quantize(w, 32, 8, "mxfp8")
-           iex> x = EMLX.ones({2, 32}, :float32, :cpu)
            iex> EMLX.quantized_matmul(x, qw, s, nil, true, 32, 8, "mxfp8") |> EMLX.max([0, 1], false) |> EMLX.item()
-           32.0
-       """, []}
+           64.0
+       """, [defaults: [transpose: true, group_size: 64, bits: 4, mode: "affine"]]}
     ]
   end
 end

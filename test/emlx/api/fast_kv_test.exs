@@ -64,6 +64,13 @@ defmodule EMLX.API.FastKvTest do
 
   defp offset_tensor(n), do: EMLX.from_blob(<<n::signed-32-native>>, {}, :int32, :cpu)
 
+  # EMLX.kv_cache_sdpa_dynamic/8 on the case data, caches of `cache_type`.
+  defp dynamic(d, offset, mask, cache_type \\ :float32) do
+    [q, k, v] = Enum.map([d.q, d.k, d.v], &tensor/1)
+    [kc, vc] = Enum.map([d.kc, d.vc], &tensor(&1, cache_type))
+    EMLX.kv_cache_sdpa_dynamic(q, k, v, kc, vc, offset, mask, 0.5)
+  end
+
   describe "EMLX.kv_cache_sdpa_dynamic/8" do
     for {label, t_new, offset, n_q} <- [{"prefill at 0", 3, 0, 2}, {"chunk at 2", 2, 2, 1}, {"decoding at 4", 1, 4, 2}] do
       test "#{label}: caches written, causal attention over the filled positions the mask allows" do
@@ -71,17 +78,7 @@ defmodule EMLX.API.FastKvTest do
         d = case_data(t_new, n_q, 10 * offset + t_new)
         mask = [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]]
 
-        {out, k, v} =
-          EMLX.kv_cache_sdpa_dynamic(
-            tensor(d.q),
-            tensor(d.k),
-            tensor(d.v),
-            tensor(d.kc),
-            tensor(d.vc),
-            offset_tensor(offset),
-            tensor(mask, :int32),
-            0.5
-          )
+        {out, k, v} = dynamic(d, offset_tensor(offset), tensor(mask, :int32))
 
         {attn, keys, values} = expected(d, offset, mask)
         assert to_list(k) == keys
@@ -93,32 +90,12 @@ defmodule EMLX.API.FastKvTest do
     test "without a key mask every filled position is seen; an offset past the end is clamped" do
       d = case_data(2, 1, 70)
 
-      {out, _, _} =
-        EMLX.kv_cache_sdpa_dynamic(
-          tensor(d.q),
-          tensor(d.k),
-          tensor(d.v),
-          tensor(d.kc),
-          tensor(d.vc),
-          offset_tensor(1),
-          nil,
-          0.5
-        )
+      {out, _, _} = dynamic(d, offset_tensor(1), nil)
 
       {attn, _, _} = expected(d, 1, nil)
       assert_close(to_list(out), attn, @tol)
 
-      {_, k, _} =
-        EMLX.kv_cache_sdpa_dynamic(
-          tensor(d.q),
-          tensor(d.k),
-          tensor(d.v),
-          tensor(d.kc),
-          tensor(d.vc),
-          offset_tensor(40),
-          nil,
-          0.5
-        )
+      {_, k, _} = dynamic(d, offset_tensor(40), nil)
 
       assert to_list(k) == write(d.kc, d.k, @t_max - 2)
     end
@@ -127,17 +104,7 @@ defmodule EMLX.API.FastKvTest do
       d = case_data(1, 1, 80)
       mask = [[0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]]
 
-      {out, k, _} =
-        EMLX.kv_cache_sdpa_dynamic(
-          tensor(d.q),
-          tensor(d.k),
-          tensor(d.v),
-          tensor(d.kc, :bfloat16),
-          tensor(d.vc, :bfloat16),
-          offset_tensor(3),
-          tensor(mask, :bool),
-          0.5
-        )
+      {out, k, _} = dynamic(d, offset_tensor(3), tensor(mask, :bool), :bfloat16)
 
       assert EMLX.scalar_type(k) == :bfloat16
       assert out |> to_list() |> hd() == [[[0.0, 0.0, 0.0, 0.0]]]
@@ -146,25 +113,12 @@ defmodule EMLX.API.FastKvTest do
     test "bad shapes raise ArgumentError" do
       d = case_data(1, 1, 90)
 
-      args = fn mask ->
-        [tensor(d.q), tensor(d.k), tensor(d.v), tensor(d.kc), tensor(d.vc), offset_tensor(0), mask, 0.5]
-      end
-
       assert_raise ArgumentError, ~r/key_mask must have shape \{2, 6\}/, fn ->
-        apply(EMLX, :kv_cache_sdpa_dynamic, args.(tensor([[1]], :int32)))
+        dynamic(d, offset_tensor(0), tensor([[1]], :int32))
       end
 
       assert_raise ArgumentError, ~r/offset must be an integer tensor/, fn ->
-        EMLX.kv_cache_sdpa_dynamic(
-          tensor(d.q),
-          tensor(d.k),
-          tensor(d.v),
-          tensor(d.kc),
-          tensor(d.vc),
-          tensor(1.0),
-          nil,
-          0.5
-        )
+        dynamic(d, tensor(1.0), nil)
       end
     end
   end
