@@ -25,6 +25,7 @@ for file <- ~w(measure driver python report blas workloads) do
 end
 
 if Code.ensure_loaded?(Nx), do: Code.require_file("nx_work.exs", harness)
+if Code.ensure_loaded?(Nx) and Code.ensure_loaded?(EMLX.Backend), do: Code.require_file("compiler.exs", harness)
 
 defmodule Bench.Run do
   @switches [

@@ -5,10 +5,11 @@
 # are checked against the same model (the same, dequantized, weights) run on
 # Nx.BinaryBackend, and tokens/s are printed for both.
 #
-#   bin/dev mix run examples/tiny_decoder.exs [--compiler Nx.Defn.Evaluator]
+#   bin/dev mix run examples/tiny_decoder.exs [--compiler Nx.Defn.Evaluator] [--dense]
 #
 # The model is written in defn: --compiler names the defn compiler the
 # serving uses (default Nx.Defn.Evaluator, which works on any backend).
+# --dense keeps the weights dense (float32) instead of 4-bit.
 
 if not Code.ensure_loaded?(EMLX.Backend) do
   IO.puts("This example needs Nx (EMLX.Backend is not part of this build).")
@@ -158,7 +159,7 @@ defmodule TinyDecoder do
   defnp linear(x, w), do: Nx.dot(x, [Nx.rank(x) - 1], w, [1])
 end
 
-{opts, _} = OptionParser.parse!(System.argv(), strict: [compiler: :string])
+{opts, _} = OptionParser.parse!(System.argv(), strict: [compiler: :string, dense: :boolean])
 compiler = Module.concat([opts[:compiler] || "Nx.Defn.Evaluator"])
 Code.ensure_loaded!(compiler)
 
@@ -173,10 +174,12 @@ IO.puts("""
 Tiny decoder on EMLX (#{device}), defn compiler #{inspect(compiler)}
   #{config.layers} layers, d_model #{config.d}, #{config.heads} query heads / #{config.kv_heads} KV heads of #{config.head_dim}, \
 SwiGLU #{config.hidden}, vocabulary #{config.vocab}
-  linear weights: 4-bit affine codes, groups of 64; #{steps} tokens per prompt, batch of #{batch_size}
+  linear weights: #{if opts[:dense], do: "dense float32", else: "4-bit affine codes, groups of 64"}; \
+#{steps} tokens per prompt, batch of #{batch_size}
 """)
 
-params = TinyDecoder.random_params(42) |> Nx.backend_copy(emlx) |> TinyDecoder.quantize()
+params = TinyDecoder.random_params(42) |> Nx.backend_copy(emlx)
+params = if opts[:dense], do: params, else: TinyDecoder.quantize(params)
 prompts = Nx.tensor([[1, 5, 9, 14, 27, 33, 48, 60], [200, 3, 77, 150, 8, 91, 120, 7]], type: :s32, backend: emlx)
 
 # The serving: each batch runs the jitted generate/4 with the (quantized)

@@ -14,6 +14,11 @@ defmodule EMLX do
   `EMLX.NIFError` with MLX's message. A result that could not fit in the
   machine's memory is refused when the op is built.
 
+  `EMLX` is also an `Nx.Defn.Compiler`: `Nx.Defn.jit(fun, compiler: EMLX)`
+  (or `Nx.Defn.default_options(compiler: EMLX)`) lowers a defn function once
+  into a native program that runs as one job on a command queue; see
+  `EMLX.Defn` for its options and behaviour.
+
   Indexing never touches memory outside a tensor: `take/3`,
   `take_along_axis/3` and `gather/4` clamp out-of-range (and negative)
   indices into range, `scatter/4` and `scatter_add/4` drop updates that do
@@ -427,6 +432,26 @@ defmodule EMLX do
     do: raise(ArgumentError, "shm_unlink: the name must be a string, got: #{inspect(name)}")
 
   if Code.ensure_loaded?(Nx) do
+    ## The defn compiler (EMLX.Defn)
+
+    @behaviour Nx.Defn.Compiler
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __jit__(key, vars, fun, args_list, opts), do: EMLX.Defn.__jit__(key, vars, fun, args_list, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __compile__(key, vars, fun, opts), do: EMLX.Defn.__compile__(key, vars, fun, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __partitions_options__(opts), do: EMLX.Defn.__partitions_options__(opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __to_backend__(opts), do: EMLX.Defn.__to_backend__(opts)
+
     ## Nx tensors
 
     @doc """

@@ -44,7 +44,12 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ]
+    ] ++ compiler(ctx)
+  end
+
+  # compiler: EMLX rows (bench/harness/compiler.exs), where Nx is loaded.
+  defp compiler(ctx) do
+    if Code.ensure_loaded?(Bench.CompilerWorkloads), do: apply(Bench.CompilerWorkloads, :all, [ctx]), else: []
   end
 
   ## Data (EMLX functions)

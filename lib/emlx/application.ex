@@ -9,6 +9,10 @@ defmodule EMLX.Application do
     # the default SIGCHLD disposition (the BEAM ignores the signal).
     :os.set_signal(:sigchld, :default)
 
+    # Programs compiled by `compiler: EMLX` (EMLX.Defn), by function and
+    # input signature.
+    :ets.new(EMLX.Defn.Cache, [:named_table, :public, :set, read_concurrency: true])
+
     case EMLX.NIF.load_error() do
       nil ->
         EMLX.CommandQueue.start_defaults()

@@ -24,7 +24,8 @@ defmodule EMLX.Debug do
   Every check is split in two so that a compiler can put it in its own
   graph: `index_check/3` and `non_finite/2` only build ops and return
   `{bad, message}` (`bad` a boolean MLX scalar, true when the check fails);
-  `raise_if!/1` reads `bad` and raises `ArgumentError` with `message`.
+  `raise_if!/1` reads `bad` and raises `ArgumentError` with `message` (in a
+  function compiled with `compiler: EMLX`, when the compiled function runs).
   """
 
   @bounds_check Application.compile_env(:emlx, :enable_bounds_check, false)
@@ -100,12 +101,12 @@ defmodule EMLX.Debug do
 
   @doc """
   Reads `bad` (one boolean) and raises `ArgumentError` with `message` when
-  it is true; returns `:ok` otherwise.
+  it is true; returns `:ok` otherwise. Inside a function that `EMLX` (the
+  defn compiler) compiles, the check becomes a step of the program, made
+  (and raising) when the compiled function runs (`EMLX.Native.check/2`).
   """
   @spec raise_if!({EMLX.tensor_ref(), String.t()}) :: :ok
-  def raise_if!({bad, message}) do
-    if EMLX.item(bad), do: raise(ArgumentError, message), else: :ok
-  end
+  def raise_if!({bad, message}), do: EMLX.Native.check(bad, message)
 
   @doc false
   # The eager checks, called where the ops are built; each returns its

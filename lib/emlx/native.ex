@@ -5,11 +5,22 @@ defmodule EMLX.Native do
   # queue thread later sends `{tag, result, run_ns}` to the caller, where
   # `run_ns` is the time the job ran on the queue thread.
 
+  @trace EMLX.Defn.Trace.key()
+
   @doc false
-  # Runs a lazy op on `queue`. A lazy input built on another queue can only
-  # be evaluated by that queue, so it is evaluated there first and the op
-  # retried (the documented cross-queue rule, see EMLX.CommandQueue).
+  # Runs a lazy op on `queue`; while a defn function is being compiled
+  # (EMLX.Defn.Trace) the op is also recorded as a step of its program.
   def op(queue, name, args) do
+    case Process.get(@trace) do
+      nil -> build(queue, name, args)
+      _ -> EMLX.Defn.Trace.record(name, args, build(queue, name, args))
+    end
+  end
+
+  # A lazy input built on another queue can only be evaluated by that queue,
+  # so it is evaluated there first and the op retried (the documented
+  # cross-queue rule, see EMLX.CommandQueue).
+  defp build(queue, name, args) do
     EMLX.NIF.op(queue, name, args)
   rescue
     e in ArgumentError ->
@@ -72,8 +83,91 @@ defmodule EMLX.Native do
   end
 
   @doc false
+  # Raises ArgumentError with `message` when the boolean scalar `flag` is
+  # true. In a function being compiled the check becomes a program step,
+  # made when the compiled function runs (and raising there).
+  def check(flag, message) do
+    if Process.get(@trace) do
+      EMLX.Defn.Trace.step({:check, flag, message})
+    else
+      if item(flag) not in [false, 0], do: raise(ArgumentError, message)
+    end
+
+    :ok
+  end
+
+  @doc false
+  # Runs a compiled program on `queue` with `inputs`; `{outputs, hooks}`.
+  # While it runs, the program may ask this process to run a callback (id
+  # => function of a list of arrays, giving a list of arrays). A callback
+  # runs with a command queue of its own on `device` bound, so that what it
+  # builds never waits behind the program's queue, which is waiting for it.
+  def run_program(queue, program, inputs, callbacks \\ %{}, device \\ :cpu) do
+    submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
+
+    try do
+      program_job(submit, callbacks, device)
+    rescue
+      e in ArgumentError ->
+        if e.message =~ "cross_queue:" do
+          settle(queue, inputs)
+          program_job(submit, callbacks, device)
+        else
+          reraise e, __STACKTRACE__
+        end
+    end
+  end
+
+  defp program_job(submit, callbacks, device) do
+    ref = make_ref()
+    :ok = submit.(ref)
+    await_program(ref, callbacks, device)
+  end
+
+  defp await_program(ref, callbacks, device) do
+    receive do
+      {:emlx_callback, ^ref, id, arrays, reply} ->
+        case run_callback(Map.fetch!(callbacks, id), arrays, device) do
+          {:ok, results} ->
+            EMLX.NIF.program_callback_reply(reply, results)
+            await_program(ref, callbacks, device)
+
+          {:error, exception, stacktrace} ->
+            EMLX.NIF.program_callback_reply(reply, {:error, Exception.message(exception)})
+            # The program fails at the callback: collect its reply, raise ours.
+            receive do
+              {^ref, _reply, _ns} -> :ok
+            end
+
+            reraise exception, stacktrace
+        end
+
+      {^ref, reply, _ns} ->
+        unwrap(reply)
+    end
+  end
+
+  defp run_callback(fun, arrays, device) do
+    queue = EMLX.CommandQueue.new!(device)
+
+    try do
+      EMLX.CommandQueue.with_queue(queue, fn ->
+        results = fun.(arrays)
+        Enum.each(results, &eval([&1]))
+        {:ok, results}
+      end)
+    rescue
+      e -> {:error, e, __STACKTRACE__}
+    after
+      EMLX.CommandQueue.close(queue)
+    end
+  end
+
+  @doc false
   # Evaluates `tensors` on their queue; emits the [:emlx, :eval, _] span.
   def eval(tensors) do
+    reading!(tensors, "EMLX.eval/1")
+
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :eval], local(tensors, fn -> eval_metadata(tensors) end), fn ->
         {:ok, ns} = do_eval(tensors)
@@ -95,7 +189,10 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def item(tensor), do: value([tensor], &EMLX.NIF.item(tensor, &1))
+  def item(tensor) do
+    reading!(tensor, "reading a tensor's value (EMLX.item/1, Nx.to_number/1)")
+    value([tensor], &EMLX.NIF.item(tensor, &1))
+  end
 
   @doc false
   # The tensor's bytes; emits the [:emlx, :to_binary, _] span. `nx_type`
@@ -104,6 +201,8 @@ defmodule EMLX.Native do
   # packing 4-bit integers) belong to the Nx path; the span measures what
   # is returned.
   def to_blob(tensor, limit, nx_type \\ nil, finish \\ &Function.identity/1) do
+    reading!(tensor, "reading a tensor's data (EMLX.to_blob/1, Nx.to_binary/1)")
+
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :to_binary], local([tensor], fn -> blob_metadata(tensor, limit, nx_type) end), fn ->
         {binary, ns} = job([tensor], &EMLX.NIF.to_blob(tensor, limit, &1))
@@ -118,10 +217,20 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def tensor_data_ptr(tensor), do: value([tensor], &EMLX.NIF.tensor_data_ptr(tensor, &1))
+  def tensor_data_ptr(tensor) do
+    reading!(tensor, "EMLX.tensor_data_ptr/1")
+    value([tensor], &EMLX.NIF.tensor_data_ptr(tensor, &1))
+  end
 
   @doc false
-  def tensor_to_shm(tensor, permissions), do: value([tensor], &EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  def tensor_to_shm(tensor, permissions) do
+    reading!(tensor, "EMLX.tensor_to_shm/2")
+    value([tensor], &EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  end
+
+  defp reading!(tensors, what) do
+    if Process.get(@trace), do: EMLX.Defn.Trace.check_read!(tensors, what)
+  end
 
   @doc false
   def synchronize(queue), do: value([], &EMLX.NIF.queue_synchronize(queue, &1))

@@ -37,6 +37,10 @@ defmodule EMLX.NIF do
     clear_cache: 0,
     set_cache_limit: 1,
     set_memory_limit: 1,
+    # program.rs: compiled programs (compiler: EMLX)
+    program_new: 1,
+    program_run: 4,
+    program_callback_reply: 2,
     # sharing.rs: raw addresses and POSIX shared memory
     tensor_data_ptr: 2,
     tensor_to_shm: 3,

@@ -368,9 +368,11 @@ bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
 
 // --- evaluation ------------------------------------------------------------------
 
-void eval_list(const ArrayList& list) {
-  check_allocations(list.items);
-  mx::eval(list.items);
+void eval_list(const ArrayList& list) { eval_arrays(list.items); }
+
+void eval_arrays(const std::vector<Array>& items) {
+  check_allocations(items);
+  mx::eval(items);
 }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {

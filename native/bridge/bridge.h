@@ -124,6 +124,8 @@ std::unique_ptr<Array> list_get(const ArrayList& list, size_t i);
 rust::Vec<rust::String> op_names();
 std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
                                   const StreamRef& s);
+// What run_op runs: the op's results, built on the queue's streams.
+std::vector<Array> run_entry(uint32_t op, const Call& call, const StreamRef& s);
 
 // --- arrays ---------------------------------------------------------------
 std::unique_ptr<Array> clone_array(const Array& a);
@@ -146,6 +148,8 @@ bool is_ready(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 void eval_list(const ArrayList& list);
+// eval_list for a vector: checks every buffer the graph allocates first.
+void eval_arrays(const std::vector<Array>& items);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);

@@ -7,6 +7,7 @@
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
+//! - `program`: compiled programs (`compiler: EMLX`): building and running them.
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
 //! - `shm`: the libc calls behind shared memory (with `ffi`, the only `unsafe`).
 
@@ -14,6 +15,7 @@ mod args;
 mod error;
 mod ffi;
 mod ops;
+mod program;
 mod queue;
 mod runtime;
 mod sharing;

@@ -134,6 +134,17 @@ defmodule EMLX.DebugTest do
         assert_raise ArgumentError, ~r/^einsum produced NaN or Inf/, fn -> EMLX.Fast.einsum("i,i->", [nan, ones]) end
         assert Nx.to_number(EMLX.Fast.einsum("i,i->", [ones, ones])) == 3.0
       end
+
+      test "compiled with compiler: EMLX, the checks run with the compiled function" do
+        take = Nx.Defn.jit(&Nx.take(&1, &2), compiler: EMLX)
+        t = e([1.0, 2.0, 3.0])
+        assert Nx.to_list(take.(t, e([2, 0], :s32))) == [3.0, 1.0]
+        assert_raise ArgumentError, ~r/take: index out of bounds/, fn -> take.(t, e([3, 0], :s32)) end
+
+        dot = Nx.Defn.jit(&Nx.dot/2, compiler: EMLX)
+        assert Nx.to_number(dot.(t, t)) == 14.0
+        assert_raise ArgumentError, ~r/^dot produced NaN or Inf/, fn -> dot.(e([:nan, 1.0, 1.0]), t) end
+      end
     end
   end
 end

@@ -26,6 +26,11 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
+    @doc false
+    # The native implementation of a block, or :default where there is none
+    # (the defn compiler then lowers the block's default expression).
+    def native_block(struct, output, args), do: native(struct, output, args)
+
     ## Element-wise and scans
 
     defp native(%Nx.Block.LogicalNot{}, out, [t]) do

@@ -157,14 +157,20 @@ std::string with_op(const char* op, const char* what) {
 }  // namespace
 
 std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const StreamRef& s) {
+  auto list = std::make_unique<ArrayList>();
+  list->items = run_entry(index, call, s);
+  return list;
+}
+
+std::vector<Array> run_entry(uint32_t index, const Call& call, const StreamRef& s) {
   const auto* entry = find(index);
   if (entry == nullptr) throw std::invalid_argument("unknown op index");
   call.op = entry->name;
   call.cpu_stream = to_cpu_stream(s);
-  auto list = std::make_unique<ArrayList>();
+  std::vector<Array> items;
   try {
     DefaultStreams defaults(s);
-    list->items = entry->fn(call, to_stream(s));
+    items = entry->fn(call, to_stream(s));
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(with_op(entry->name, e.what()));
   } catch (const std::out_of_range& e) {
@@ -178,8 +184,8 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   } catch (const std::exception& e) {
     throw std::runtime_error(with_op(entry->name, e.what()));
   }
-  for (const auto& a : list->items) check_fits(a, entry->name);
-  return list;
+  for (const auto& a : items) check_fits(a, entry->name);
+  return items;
 }
 
 }  // namespace emlx
