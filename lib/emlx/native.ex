@@ -28,8 +28,46 @@ defmodule EMLX.Native do
         settle(queue, args)
         EMLX.NIF.op(queue, name, args)
       else
+        check_local!(args)
         reraise e, __STACKTRACE__
       end
+  end
+
+  @doc false
+  # Runs `fun` (a NIF call on `tensors`); if the NIF refuses its arguments
+  # because a tensor was made on another BEAM node, says so.
+  def local(tensors, fun) do
+    fun.()
+  rescue
+    e in ArgumentError ->
+      check_local!(tensors)
+      reraise e, __STACKTRACE__
+  end
+
+  @doc false
+  # Raises an ArgumentError naming the node when one of the tensors among
+  # `terms` (nested lists allowed) belongs to another BEAM node: its MLX
+  # array lives in that node's memory, and the reference that reached this
+  # node cannot reach it.
+  def check_local!(terms) do
+    case Enum.find(List.flatten([terms]), &remote?/1) do
+      nil -> :ok
+      {_device, ref} -> raise ArgumentError, remote_message(node(ref))
+    end
+  end
+
+  defp remote?({device, ref}) when is_atom(device) and is_reference(ref), do: node(ref) != node()
+  defp remote?(_), do: false
+
+  defp remote_message(owner) do
+    "this EMLX tensor lives on node #{inspect(owner)}, not on #{inspect(node())}: its MLX array " <>
+      "stays in the memory of the node that made it, so it cannot be used here. On #{inspect(owner)}, " <>
+      "copy it to a backend that travels before sending it, e.g. " <>
+      "Nx.backend_transfer(tensor, Nx.BinaryBackend); for a distributed Nx.Serving, set " <>
+      "Nx.Serving.distributed_postprocessing(serving, &Nx.backend_transfer(&1, Nx.BinaryBackend)) " <>
+      "for its results, and build inputs on Nx.BinaryBackend (or copy them there in batched_run/3's " <>
+      "distributed_preprocessing). On the same machine, Nx.to_pointer(tensor, mode: :ipc) shares it " <>
+      "with another node."
   end
 
   defp settle(queue, args) do
@@ -151,7 +189,7 @@ defmodule EMLX.Native do
     reading!(tensors, "EMLX.eval/1")
 
     if EMLX.Telemetry.enabled?() do
-      EMLX.Telemetry.span([:emlx, :eval], eval_metadata(tensors), fn ->
+      EMLX.Telemetry.span([:emlx, :eval], local(tensors, fn -> eval_metadata(tensors) end), fn ->
         {:ok, ns} = do_eval(tensors)
         {:ok, %{mlx_duration: to_native(ns)}, %{}}
       end)
@@ -164,7 +202,7 @@ defmodule EMLX.Native do
   defp do_eval(tensors) do
     ref = make_ref()
 
-    case EMLX.NIF.eval(tensors, ref) do
+    case local(tensors, fn -> EMLX.NIF.eval(tensors, ref) end) do
       :done -> {:ok, 0}
       :ok -> await(ref)
     end
@@ -173,36 +211,41 @@ defmodule EMLX.Native do
   @doc false
   def item(tensor) do
     reading!(tensor, "reading a tensor's value (EMLX.item/1, Nx.to_number/1)")
-    value(&EMLX.NIF.item(tensor, &1))
+    value([tensor], &EMLX.NIF.item(tensor, &1))
   end
 
   @doc false
-  # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
-  def to_blob(tensor, limit) do
+  # The tensor's bytes; emits the [:emlx, :to_binary, _] span. `nx_type`
+  # (the Nx type the bytes stand for, when the caller is EMLX.Backend) and
+  # `finish` (turns the array's bytes into the binary returned, such as
+  # packing 4-bit integers) belong to the Nx path; the span measures what
+  # is returned.
+  def to_blob(tensor, limit, nx_type \\ nil, finish \\ &Function.identity/1) do
     reading!(tensor, "reading a tensor's data (EMLX.to_blob/1, Nx.to_binary/1)")
 
     if EMLX.Telemetry.enabled?() do
-      EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
-        {binary, ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
+      EMLX.Telemetry.span([:emlx, :to_binary], local([tensor], fn -> blob_metadata(tensor, limit, nx_type) end), fn ->
+        {binary, ns} = job([tensor], &EMLX.NIF.to_blob(tensor, limit, &1))
+        binary = finish.(binary)
         size = byte_size(binary)
         {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
       end)
     else
-      {binary, _ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
-      binary
+      {binary, _ns} = job([tensor], &EMLX.NIF.to_blob(tensor, limit, &1))
+      finish.(binary)
     end
   end
 
   @doc false
   def tensor_data_ptr(tensor) do
     reading!(tensor, "EMLX.tensor_data_ptr/1")
-    value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+    value([tensor], &EMLX.NIF.tensor_data_ptr(tensor, &1))
   end
 
   @doc false
   def tensor_to_shm(tensor, permissions) do
     reading!(tensor, "EMLX.tensor_to_shm/2")
-    value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+    value([tensor], &EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
   end
 
   defp reading!(tensors, what) do
@@ -211,21 +254,21 @@ defmodule EMLX.Native do
   end
 
   @doc false
-  def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))
+  def synchronize(queue), do: value([], &EMLX.NIF.queue_synchronize(queue, &1))
 
   # A job's value, without its timing.
-  defp value(submit) do
-    {value, _ns} = job(submit)
+  defp value(tensors, submit) do
+    {value, _ns} = job(tensors, submit)
     value
   end
 
   # Submits a job tagged with a fresh reference and waits for its reply:
   # `{value, run_ns}`, or raises the error the queue reported. A read of an
   # already-evaluated tensor is answered by the NIF itself ({:done, value}).
-  defp job(submit) do
+  defp job(tensors, submit) do
     ref = make_ref()
 
-    case submit.(ref) do
+    case local(tensors, fn -> submit.(ref) end) do
       :ok -> await(ref)
       {:done, value} -> {value, 0}
     end
@@ -248,12 +291,17 @@ defmodule EMLX.Native do
 
   defp eval_metadata([]), do: %{device: nil, queue: nil, count: 0}
 
-  defp blob_metadata({device, _} = tensor, limit) do
+  # `dtype` is the Nx type, as the original EMLX reports it ({:f, 32});
+  # `mlx_dtype` the MLX dtype holding it.
+  defp blob_metadata({device, _} = tensor, limit, nx_type) do
+    mlx = EMLX.NIF.scalar_type(tensor)
+
     %{
       device: device,
       queue: EMLX.NIF.tensor_queue_id(tensor),
       shape: EMLX.NIF.shape(tensor),
-      dtype: EMLX.NIF.scalar_type(tensor),
+      dtype: nx_type || EMLX.Types.nx_type(mlx),
+      mlx_dtype: mlx,
       limit: limit
     }
   end

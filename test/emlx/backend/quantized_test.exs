@@ -31,7 +31,7 @@ if Code.ensure_loaded?(Nx) do
       copy = Nx.backend_copy(qw, @backend)
       assert EMLX.Quantization.quantized?(copy)
       assert_same(Nx.dot(x, [1], copy, [1]), Nx.backend_copy(Nx.dot(x, [1], qw, [1]), Nx.BinaryBackend))
-      assert inspect(qw) =~ "quantized: 8-bit codes in groups of 64"
+      assert inspect(qw) =~ "quantized: 8-bit affine codes in groups of 64"
     end
   end
 end
