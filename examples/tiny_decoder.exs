@@ -8,7 +8,8 @@
 #   bin/dev mix run examples/tiny_decoder.exs [--compiler Nx.Defn.Evaluator] [--dense]
 #
 # The model is written in defn: --compiler names the defn compiler the
-# serving uses (default Nx.Defn.Evaluator, which works on any backend).
+# serving uses (default EMLX: the whole generation, its loop included, runs
+# as one program on a command queue; Nx.Defn.Evaluator runs it op by op).
 # --dense keeps the weights dense (float32) instead of 4-bit.
 
 if not Code.ensure_loaded?(EMLX.Backend) do
@@ -160,7 +161,7 @@ defmodule TinyDecoder do
 end
 
 {opts, _} = OptionParser.parse!(System.argv(), strict: [compiler: :string, dense: :boolean])
-compiler = Module.concat([opts[:compiler] || "Nx.Defn.Evaluator"])
+compiler = Module.concat([opts[:compiler] || "EMLX"])
 Code.ensure_loaded!(compiler)
 
 device = EMLX.default_device()

@@ -318,21 +318,8 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
-    # A traced stand-in for an input tensor: like it in storage, quantized
-    # inputs with stand-ins for their scales (and biases) too.
-    defp stand_in(%T{data: %EMLX.Backend{quantization_config: cfg} = data} = t, device) when cfg != nil do
-      t = Nx.devectorize(t)
-      codes = Trace.placeholder(device, data.shape, EMLX.scalar_type(data.ref))
-
-      cfg =
-        Map.new(Map.from_struct(cfg), fn
-          {field, %T{} = value} -> {field, Lower.stand_in(value, device)}
-          other -> other
-        end)
-
-      %{t | data: %{data | ref: codes, quantization_config: struct(data.quantization_config.__struct__, cfg)}}
-    end
-
+    # A traced stand-in for an input tensor (devectorized, as the
+    # expression sees it).
     defp stand_in(t, device), do: t |> Nx.devectorize() |> Lower.stand_in(device)
 
     ## Running

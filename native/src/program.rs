@@ -100,7 +100,9 @@ pub fn host_callback(host: &mut ProgramHost, id: u32, arrays: &ArrayList) -> Ans
         .map(|i| ffi::list_get(arrays, i))
         .collect();
     let sent = OwnedEnv::new().send_and_clear(&caller.pid, |env| {
-        let tag = caller.tag_env.run(|tag_env| caller.tag.load(tag_env).in_env(env));
+        let tag = caller
+            .tag_env
+            .run(|tag_env| caller.tag.load(tag_env).in_env(env));
         let inputs: Vec<Term> = inputs
             .into_iter()
             .map(|a| TensorRes::wrap(env, TensorRes::evaluated(a, caller.queue.clone())))
@@ -108,7 +110,9 @@ pub fn host_callback(host: &mut ProgramHost, id: u32, arrays: &ArrayList) -> Ans
         (atoms::emlx_callback(), tag, id, inputs, reply).encode(env)
     });
     if sent.is_err() {
-        return Err(Error::Queue("the caller of the compiled function has exited".into()));
+        return Err(Error::Queue(
+            "the caller of the compiled function has exited".into(),
+        ));
     }
     loop {
         match rx.recv_timeout(CALLBACK_POLL) {
@@ -136,7 +140,12 @@ pub fn host_callback(host: &mut ProgramHost, id: u32, arrays: &ArrayList) -> Ans
 #[rustler::nif]
 fn program_callback_reply<'a>(reply: Term<'a>, answer: Term<'a>) -> NifResult<Atom> {
     let reply: ResourceArc<CallbackReply> = reply.decode().map_err(|_| {
-        args::bad("program_callback_reply", "the reply", "a callback reply", reply)
+        args::bad(
+            "program_callback_reply",
+            "the reply",
+            "a callback reply",
+            reply,
+        )
     })?;
     let answer = match answer.decode::<(Atom, String)>() {
         Ok((tag, message)) if tag == rustler::types::atom::error() => Err(Error::Mlx(message)),

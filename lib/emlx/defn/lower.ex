@@ -310,6 +310,20 @@ if Code.ensure_loaded?(Nx) do
     @doc false
     # A traced stand-in for a tensor like `t` (same shape, Nx type and
     # storage) on `device`.
+    # A quantized tensor gets stand-ins for its codes (of their own shape
+    # and type) and for each tensor of its configuration.
+    def stand_in(%T{data: %EMLX.Backend{quantization_config: cfg} = data} = t, device) when cfg != nil do
+      codes = Trace.placeholder(device, EMLX.shape(data.ref), EMLX.scalar_type(data.ref))
+
+      fields =
+        Map.new(Map.from_struct(cfg), fn
+          {field, %T{} = value} -> {field, stand_in(value, device)}
+          other -> other
+        end)
+
+      %{t | data: %{data | ref: codes, quantization_config: struct(cfg.__struct__, fields)}}
+    end
+
     def stand_in(%T{type: type, shape: shape} = t, device) do
       ref = Trace.placeholder(device, shape, Convert.mlx_type(type))
       %{t | data: %EMLX.Backend{ref: ref, shape: shape, type: type}}
@@ -335,7 +349,8 @@ if Code.ensure_loaded?(Nx) do
               "tensor: #{inspect(t)}; please report this with the defn code"
     end
 
-    defp refs(tensors), do: Enum.map(tensors, &ref/1)
+    # The arrays of `tensors`, in order (a quantized tensor gives several).
+    defp refs(tensors), do: Enum.flat_map(tensors, &arrays/1)
 
     # The container `like` with its leaves replaced, in order, by `tensors`.
     defp rebuild(like, tensors) do

@@ -6,8 +6,19 @@ if Code.ensure_loaded?(Nx) do
     # compiled as well).
     use EMLX.BackendCase, async: true
 
+    import Nx.Defn, only: [defn: 2]
+
     @opts [compiler: EMLX, device: :cpu]
     @backend_eager {EMLX.Backend, device: :cpu}
+
+    defn carry_weight(x, w) do
+      {x, _w, _i} =
+        while {x, w, i = 0}, i < 3 do
+          {Nx.tanh(Nx.dot(x, [1], w, [1])), w, i + 1}
+        end
+
+      x
+    end
 
     defp run(fun, args, opts \\ []), do: Nx.Defn.jit_apply(fun, args, Keyword.merge(@opts, opts))
 
@@ -141,6 +152,21 @@ if Code.ensure_loaded?(Nx) do
         expected = Nx.dot(x, [1], EMLX.Quantization.dequantize(qw), [1])
         got = run(&Nx.dot(&1, [1], &2, [1]), [x, qw])
         assert Nx.to_number(Nx.all_close(got, expected, atol: 1.0e-4)) == 1
+      end
+
+      test "quantized weights of every mode, carried through a loop" do
+        w = Nx.iota({64, 64}, type: :f32, backend: {EMLX.Backend, device: :cpu}) |> Nx.divide(640) |> Nx.sin()
+        x = emlx(random({2, 64}, {:f, 32}))
+
+        loop = &carry_weight/2
+
+        for opts <- [[type: {:s, 4}, group_size: 64], [mode: "mxfp4"], [mode: "mxfp8"], [mode: "nvfp4"]] do
+          qw = EMLX.Quantization.quantize(w, opts)
+          dense = EMLX.Quantization.dequantize(qw)
+          expected = Enum.reduce(1..3, x, fn _, x -> Nx.tanh(Nx.dot(x, [1], dense, [1])) end)
+          got = run(loop, [x, qw])
+          assert Nx.to_number(Nx.all_close(got, expected, atol: 1.0e-4)) == 1, "mode #{inspect(opts)}"
+        end
       end
 
       test "EMLX.Fast fused ops and Nx.block natives" do
