@@ -22,6 +22,26 @@ exclude =
     [:telemetry | exclude]
   end
 
+# EMLX_TEST_DEVICE=gpu runs the suite on the GPU (EMLX.TestDevice): the
+# helpers' tensors and EMLX.Backend's default device go there. Tests that are
+# CPU-only by nature carry `@tag cpu_only: reason` and are excluded on the
+# GPU. The first use of each of MLX's CUDA kernels compiles it (seconds; then
+# it is in the PTX cache), so tests get more time there.
+device = EMLX.TestDevice.device()
+Application.put_env(:emlx, :default_device, device)
+
+{exclude, timeout} =
+  if device == :gpu do
+    IO.puts(
+      "EMLX_TEST_DEVICE=gpu: tensors on #{EMLX.device_info(:gpu).name}; skipping tests tagged :cpu_only " <>
+        "(each tag says why: float64, which MLX has no GPU kernels for, and the CPU queue's own mechanics)"
+    )
+
+    {[:cpu_only | exclude], 300_000}
+  else
+    {exclude, 60_000}
+  end
+
 # Tests tagged :long (the 1,000,000-cycle memory soak, minutes) run only on
 # demand: `mix test --only long`.
-ExUnit.start(exclude: exclude ++ [:long])
+ExUnit.start(exclude: exclude ++ [:long], timeout: timeout)

@@ -17,7 +17,7 @@ if Code.ensure_loaded?(Nx) do
     end
 
     setup do
-      Nx.default_backend({EMLX.Backend, device: :cpu})
+      Nx.default_backend(EMLX.TestDevice.backend())
       :ok
     end
 

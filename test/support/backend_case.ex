@@ -16,10 +16,8 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
-    @backend {EMLX.Backend, device: :cpu}
-
-    @doc "An EMLX copy of a tensor (or of every tensor in a list or tuple)."
-    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, @backend)
+    @doc "An EMLX copy (on the suite's device) of a tensor, or of every tensor in a list or tuple."
+    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, EMLX.TestDevice.backend())
     def emlx(list) when is_list(list), do: Enum.map(list, &emlx/1)
     def emlx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> emlx() |> List.to_tuple()
     def emlx(other), do: other
@@ -39,7 +37,7 @@ if Code.ensure_loaded?(Nx) do
       expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> apply(fun, args) end)
 
       actual =
-        Nx.with_default_backend(@backend, fn -> apply(fun, Enum.map(args, &emlx/1)) end)
+        Nx.with_default_backend(EMLX.TestDevice.backend(), fn -> apply(fun, Enum.map(args, &emlx/1)) end)
 
       assert_same(actual, expected, opts)
       actual

@@ -64,13 +64,13 @@ defmodule EMLX.API.LinalgTest do
 
       test "qr: q @ r = a, qᵀq = I, r upper (square, tall, wide)" do
         for shape <- [{3, 3}, {4, 2}, {2, 4}] do
-          a = EMLX.add(iota(shape, @type_), EMLX.eye(elem(shape, 0), elem(shape, 1), @type_, :cpu))
+          a = EMLX.add(iota(shape, @type_), EMLX.eye(elem(shape, 0), elem(shape, 1), @type_, dev()))
           {q, r} = EMLX.linalg_qr(a)
           k = min(elem(shape, 0), elem(shape, 1))
           assert EMLX.shape(q) == {elem(shape, 0), k}
           assert EMLX.shape(r) == {k, elem(shape, 1)}
           assert_close(matmul(q, r), to_list(a), tol(@type_))
-          assert_close(matmul(mT(q), q), to_list(EMLX.eye(k, k, @type_, :cpu)), tol(@type_))
+          assert_close(matmul(mT(q), q), to_list(EMLX.eye(k, k, @type_, dev())), tol(@type_))
 
           for {row, i} <- Enum.with_index(to_list(r)),
               {x, j} <- Enum.with_index(row),
@@ -168,7 +168,7 @@ defmodule EMLX.API.LinalgTest do
 
   test "strided (sliced with a step) matrices" do
     # rows 0 and 2, columns 0 and 2 of a 3x3: [[0, 2], [6, 8]] + 2I = [[2, 2], [6, 10]]
-    big = EMLX.add(iota({3, 3}, :float32), EMLX.multiply(EMLX.eye(3, 3, :float32, :cpu), tensor(2.0, :float32)))
+    big = EMLX.add(iota({3, 3}, :float32), EMLX.multiply(EMLX.eye(3, 3, :float32, dev()), tensor(2.0, :float32)))
     a = EMLX.slice(big, [0, 0], [3, 3], [2, 2])
     assert to_list(a) == [[2.0, 2.0], [6.0, 10.0]]
     assert_close(matmul(EMLX.linalg_inv(a), a), [[1.0, 0.0], [0.0, 1.0]], tol(:float32))

@@ -152,7 +152,7 @@ defmodule EMLX.API.QuantTest do
     end
 
     test "empty weights: no output features, or an empty inner axis (a sum of nothing)" do
-      f32 = fn shape -> EMLX.full(0.5, shape, :float32, :cpu) end
+      f32 = fn shape -> EMLX.full(0.5, shape, :float32, EMLX.TestDevice.device()) end
       {w, s, b} = EMLX.quantize(f32.({0, 64}), 64, 4)
       assert EMLX.shape(EMLX.dequantize(w, s, b, 64, 4)) == {0, 64}
       out = EMLX.quantized_matmul(f32.({2, 64}), w, s, b)

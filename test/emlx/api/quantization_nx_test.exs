@@ -54,7 +54,7 @@ if Code.ensure_loaded?(Nx) do
       import EMLX.FusedOracle, only: [rand: 2, assert_close: 3, matmul: 2, transpose: 1]
 
       describe "on EMLX.Backend" do
-        defp e(list), do: Nx.tensor(list, type: :f32, backend: {EMLX.Backend, device: :cpu})
+        defp e(list), do: Nx.tensor(list, type: :f32, backend: EMLX.TestDevice.backend())
 
         test "quantize/2 keeps shape and names, reports the code type, and dequantizes like EMLX.dequantize/5" do
           data = rand({8, 128}, 1)
@@ -92,7 +92,7 @@ if Code.ensure_loaded?(Nx) do
         end
 
         test "to_nx/1 wraps an EMLX tensor" do
-          t = EMLX.to_nx(EMLX.ones({2, 3}, :int32, :cpu))
+          t = EMLX.to_nx(EMLX.ones({2, 3}, :int32, EMLX.TestDevice.device()))
           assert {t.shape, t.type, Nx.to_flat_list(t)} == {{2, 3}, {:s, 32}, [1, 1, 1, 1, 1, 1]}
         end
       end

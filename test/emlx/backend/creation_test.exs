@@ -6,7 +6,7 @@ if Code.ensure_loaded?(Nx) do
     @types [{:s, 8}, {:s, 16}, {:s, 32}, {:s, 64}, {:u, 8}, {:u, 16}, {:u, 32}, {:u, 64}] ++
              [{:f, 16}, {:bf, 16}, {:f, 32}, {:f, 64}, {:c, 64}, {:f, 8}, {:f8_e4m3fn, 8}]
 
-    @backend {EMLX.Backend, device: :cpu}
+    @backend EMLX.TestDevice.backend()
 
     defp on_both(fun) do
       expected = fun.(Nx.BinaryBackend)

@@ -1,0 +1,56 @@
+defmodule EMLX.TestDevice do
+  @moduledoc false
+  # The one place the suite's device is chosen: EMLX_TEST_DEVICE=cpu (the
+  # default) or gpu. Test helpers put their tensors there; tests that are
+  # CPU-only by nature carry `@tag cpu_only: "why"` and are excluded on the
+  # GPU (test_helper.exs). Read at run time, not when test/support is
+  # compiled: the GPU machine runs a suite compiled elsewhere.
+
+  @doc "The suite's device, `:cpu` or `:gpu`."
+  @spec device() :: :cpu | :gpu
+  def device do
+    case :persistent_term.get({__MODULE__, :device}, nil) do
+      nil ->
+        device = from_env(System.get_env("EMLX_TEST_DEVICE", "cpu"))
+        :persistent_term.put({__MODULE__, :device}, device)
+        device
+
+      device ->
+        device
+    end
+  end
+
+  @doc "Whether the suite runs on the GPU."
+  @spec gpu?() :: boolean()
+  def gpu?, do: device() == :gpu
+
+  @doc "The EMLX.Backend (with its device option) the suite's Nx tensors use."
+  @spec backend() :: {module(), keyword()}
+  def backend, do: {EMLX.Backend, device: device()}
+
+  @doc """
+  Tolerance options for float32 results of matrix products (dot, conv,
+  einsum, attention): `[]` (exact, or the caller's own) on the CPU; on the
+  GPU, where MLX runs float32 products in TF32 (a 10-bit mantissa, as
+  PyTorch's TF32 does), a relative error of about 2^-11 per product term.
+  `MLX_ENABLE_TF32=0` makes MLX compute them in full float32.
+  """
+  @spec tf32(keyword()) :: keyword()
+  def tf32(opts \\ []) do
+    if gpu?() and System.get_env("MLX_ENABLE_TF32") != "0" do
+      Keyword.merge(opts, atol: max(opts[:atol] || 0.0, 2.0e-3), rtol: max(opts[:rtol] || 0.0, 2.0e-3))
+    else
+      opts
+    end
+  end
+
+  defp from_env("cpu"), do: :cpu
+
+  defp from_env("gpu") do
+    if EMLX.NIF.gpu_available(),
+      do: :gpu,
+      else: raise("EMLX_TEST_DEVICE=gpu, but this EMLX build's MLX has no GPU (build with EMLX_MLX_VARIANT=cuda)")
+  end
+
+  defp from_env(other), do: raise("EMLX_TEST_DEVICE must be cpu or gpu, got #{inspect(other)}")
+end
