@@ -5,7 +5,8 @@
 #
 #   --only NAMES      comma-separated workload groups or ids (prefixes work):
 #                     dispatch, round_trip, matmul, elementwise, sum, softmax,
-#                     mlp, sdpa, binary, blas; e.g. --only matmul_f32_1024,sum
+#                     mlp, sdpa, binary, blas, gpu (--device gpu only); e.g.
+#                     --only matmul_f32_1024,sum
 #   --device cpu|gpu  where EMLX and raw MLX run (default cpu; gpu needs an
 #                     MLX build with a GPU, and uses mlx-cuda-13 in Python)
 #   --quick           fewer, shorter repetitions (a smoke run, noisier)
@@ -20,11 +21,10 @@
 
 harness = Path.join(__DIR__, "harness")
 
-for file <- ~w(measure driver python report blas workloads) do
-  Code.require_file("#{file}.exs", harness)
-end
-
-if Code.ensure_loaded?(Nx), do: Code.require_file("nx_work.exs", harness)
+# nx_*.exs only where Nx is available. Compiled together: they call each other.
+nx = if Code.ensure_loaded?(Nx), do: ~w(nx_work nx_block), else: []
+files = for f <- ~w(measure driver python report blas workloads gpu_workloads) ++ nx, do: Path.join(harness, "#{f}.exs")
+{:ok, _modules, _warnings} = Kernel.ParallelCompiler.require(files)
 
 defmodule Bench.Run do
   @switches [
@@ -117,7 +117,7 @@ defmodule Bench.Run do
       blas: blas,
       nx?: Code.ensure_loaded?(Nx),
       backend?: Code.ensure_loaded?(EMLX.Backend),
-      backend: EMLX.Backend,
+      backend: {EMLX.Backend, device: device},
       binary_ms: binary_ms
     }
   end
