@@ -17,6 +17,7 @@ Data is built with the same formulas as the Elixir side (sin of a scaled
 iota), so both sides compute on the same values.
 """
 
+import collections
 import json
 import os
 import sys
@@ -224,7 +225,16 @@ def mlx_sdpa(p):
 def mlx_add(p):
     a = ready(wave(p["n"]))
     b = ready(mx.cos(a))
-    return lambda: mx.eval(mx.add(a, b))
+    if not p.get("keep"):
+        return lambda: mx.eval(mx.add(a, b))
+    kept = collections.deque(maxlen=p["keep"])
+
+    def run():
+        c = mx.add(a, b)
+        mx.eval(c)
+        kept.append(c)
+
+    return run
 
 
 def block_params(p, w, ones):

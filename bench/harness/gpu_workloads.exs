@@ -68,6 +68,23 @@ defmodule Bench.GpuWorkloads do
         fn -> EMLX.add(a, b) |> EMLX.eval() end
       end)
 
+    # The BEAM frees a result when it collects the process that dropped it,
+    # so a loop's results pile up between collections (the measurement
+    # collects before each sample, not between its calls); these two rows
+    # show what that costs: EMLX freeing each result at once, and raw MLX
+    # keeping its last results alive.
+    dealloc =
+      Measure.local(:emlx_dealloc, "EMLX, each result deallocated after its eval", :subject, fn ->
+        a = Workloads.wave(n, 0.001, :float32, :gpu)
+        b = EMLX.cos(a) |> ready()
+
+        fn ->
+          r = EMLX.add(a, b)
+          EMLX.eval(r)
+          EMLX.deallocate(r)
+        end
+      end)
+
     %{
       id: "gpu_add_f32_256mib",
       group: "gpu",
@@ -76,7 +93,13 @@ defmodule Bench.GpuWorkloads do
       dtype: "f32",
       bytes: 3 * 256 * @mib,
       goals: %{mlx: {:min_speed, 0.95}},
-      runners: [emlx, mlx(ctx, "add", %{n: n}), torch(ctx, "add", %{n: n})],
+      runners: [
+        emlx,
+        dealloc,
+        mlx(ctx, "add", %{n: n}),
+        mlx(ctx, "add", %{n: n, keep: 16}, :mlx_keep, "raw MLX, its last 16 results kept alive"),
+        torch(ctx, "add", %{n: n})
+      ],
       notes: ["bytes moved: both inputs read, the result written"]
     }
   end
