@@ -12,7 +12,7 @@ defmodule EMLX.FusedOracle do
   def tensor(data, type \\ :float32) do
     shape = shape_of(data)
     flat = List.flatten([data])
-    EMLX.from_blob(encode(flat, type), shape, type, EMLX.TestDevice.device())
+    EMLX.from_blob(encode(flat, type), shape, type, EMLX.TestDevice.device_for(type))
   end
 
   @doc "The tensor's values as a nested list (floats as floats)."

@@ -1,10 +1,11 @@
 defmodule EMLX.TestDevice do
   @moduledoc false
   # The one place the suite's device is chosen: EMLX_TEST_DEVICE=cpu (the
-  # default) or gpu. Test helpers put their tensors there; tests that are
-  # CPU-only by nature carry `@tag cpu_only: "why"` and are excluded on the
-  # GPU (test_helper.exs). Read at run time, not when test/support is
-  # compiled: the GPU machine runs a suite compiled elsewhere.
+  # default) or gpu. Test helpers put their tensors there (float64 ones
+  # excepted: device_for/1); tests that cannot run in a GPU run carry
+  # `@tag cpu_only: "why"` and are excluded there (test_helper.exs). Read at
+  # run time, not when test/support is compiled: the GPU machine runs a
+  # suite compiled elsewhere.
 
   @doc "The suite's device, `:cpu` or `:gpu`."
   @spec device() :: :cpu | :gpu
@@ -27,6 +28,17 @@ defmodule EMLX.TestDevice do
   @doc "The EMLX.Backend (with its device option) the suite's Nx tensors use."
   @spec backend() :: {module(), keyword()}
   def backend, do: {EMLX.Backend, device: device()}
+
+  @doc """
+  The device for tensors of `type` (an MLX dtype atom or an Nx type):
+  float64 lives on the CPU by nature (MLX has no GPU kernels for it), so in
+  a GPU run the helpers keep float64 tensors, and the computations that
+  involve them, on the CPU, where they still run; everything else goes to
+  `device/0`.
+  """
+  @spec device_for(atom() | tuple()) :: :cpu | :gpu
+  def device_for(type) when type in [:float64, :f64, {:f, 64}], do: :cpu
+  def device_for(_type), do: device()
 
   @doc """
   Tolerance options for float32 results of matrix products (dot, conv,
