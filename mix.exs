@@ -88,6 +88,47 @@ defmodule Mix.Tasks.Compile.EmlxNative do
       _ ->
         relink(link, cuda_libs_dir(prefix))
     end
+
+    install_cuda_crt(priv, Path.dirname(Path.dirname(prefix)))
+  end
+
+  # NVRTC compiles some of MLX's kernels (quantized matmuls) with CUDA's
+  # mma.h, which includes crt/mma.h from NVIDIA's nvidia-cuda-crt wheel;
+  # MLX's wheel does not require it and PyTorch's CUDA environments lack it.
+  # Unless the linked libraries have it, the headers of the crt release that
+  # matches their NVRTC go to priv/mlx/include/crt, a folder NVRTC searches.
+  defp install_cuda_crt(priv, cache) do
+    nvidia = Path.join(priv, "nvidia")
+    crt = Path.join(priv, "mlx/include/crt")
+
+    with false <- File.exists?(Path.join(nvidia, "cu13/include/crt/mma.h")),
+         [builtins | _] <- Path.wildcard(Path.join(nvidia, "cu13/lib/libnvrtc-builtins.so.*")),
+         [_, version] <- Regex.run(~r/\.so\.(\d+\.\d+)$/, builtins) do
+      stamp = Path.join(crt, ".emlx-version")
+
+      unless File.read(stamp) == {:ok, version} do
+        from = Path.join([cache, "cuda-crt-#{version}", "nvidia/cu13/include/crt"])
+        unless File.exists?(Path.join(from, "mma.h")), do: fetch_crt(version, Path.join(cache, "cuda-crt-#{version}"))
+        File.rm_rf!(crt)
+        File.cp_r!(from, crt)
+        File.write!(stamp, version)
+      end
+    end
+  end
+
+  defp fetch_crt(version, dir) do
+    python = System.get_env("EMLX_PYTHON", "python3")
+    wheels = Path.join(dir, "wheel")
+    Mix.shell().info("emlx: fetching NVIDIA's CUDA #{version} crt headers (nvidia-cuda-crt, for NVRTC) into #{dir}")
+    args = ["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", wheels]
+
+    with {_, 0} <- System.cmd(python, args ++ ["nvidia-cuda-crt==#{version}.*"], stderr_to_stdout: true),
+         [wheel | _] <- Path.wildcard(Path.join(wheels, "nvidia_cuda_crt-*.whl")),
+         {_, 0} <- System.cmd(python, ["-m", "zipfile", "-e", wheel, dir], stderr_to_stdout: true) do
+      :ok
+    else
+      _ -> Mix.raise("could not fetch nvidia-cuda-crt==#{version}.* with `#{python} -m pip download`")
+    end
   end
 
   defp relink(link, dir) do

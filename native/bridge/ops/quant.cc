@@ -67,7 +67,10 @@ const Entry ENTRIES[] = {
          bad_arg(c, "the last axis of w (" + std::to_string(w.shape(-1)) +
                     ") must be a multiple of group_size " + std::to_string(p.group_size));
        }
-       return mx::quantize(w, p.group_size, p.bits, "affine", std::nullopt, s);
+       // MLX's CUDA quantize reads its input as row-contiguous: a transposed
+       // view came out wrong. contiguous() costs nothing for an input that is.
+       return mx::quantize(mx::contiguous(w, false, s), p.group_size, p.bits, "affine",
+                           std::nullopt, s);
      }},
     {"dequantize",
      [](const Call& c, S s) -> Out {
