@@ -53,6 +53,24 @@ void check_packed(const Call& c, const Array& w, const Array& scales, const Arra
   }
 }
 
+// x times the quantized w (transposed when `transpose`). MLX's fused CUDA
+// kernel (on Hopper GPUs its qmm_sm90, compiled at run time) returned wrong
+// values on an H200 with CUDA 13.0 (2026-12-01: near-zero garbage where
+// the dense product is ±1); on the GPU the weights are dequantized and
+// multiplied instead, the same product through kernels that are right.
+Array fused_or_dense(const Array& x, const Array& w, const Array& scales, const Array& biases,
+                     bool transpose, const Params& p, S s) {
+  // Built first in any case: MLX checks the shapes and gives the type.
+  auto fused =
+      mx::quantized_matmul(x, w, scales, biases, transpose, p.group_size, p.bits, "affine", s);
+  if (mx::to_stream(s).device != mx::Device::gpu) return fused;
+  auto dense = mx::astype(mx::dequantize(w, scales, biases, p.group_size, p.bits, "affine",
+                                         std::nullopt, std::nullopt, s),
+                          fused.dtype(), s);
+  return mx::matmul(mx::astype(x, fused.dtype(), s),
+                    transpose ? mx::swapaxes(dense, -1, -2, s) : dense, s);
+}
+
 const Entry ENTRIES[] = {
     {"quantize",
      [](const Call& c, S s) -> Out {
@@ -103,8 +121,7 @@ const Entry ENTRIES[] = {
        if (!mx::issubdtype(x.dtype(), mx::floating)) {
          bad_arg(c, std::string("x must be a floating-point tensor, got ") + dtype_name(x.dtype()));
        }
-       auto out = mx::quantized_matmul(x, c.arr(1), c.arr(2), c.arr(3), c.flag(4), p.group_size,
-                                       p.bits, "affine", s);
+       auto out = fused_or_dense(x, c.arr(1), c.arr(2), c.arr(3), c.flag(4), p, s);
        // MLX's kernels divide by the output or inner size (SIGFPE on 0):
        // an empty product, or one over an empty inner axis, is built here.
        if (out.size() == 0 || x.shape(-1) == 0) return {mx::zeros(out.shape(), out.dtype(), s)};
