@@ -13,7 +13,8 @@
 #   --budget SECONDS  time each runner's samples of one workload may take (default 3)
 #   --binary-timeout SECONDS  skip Nx.BinaryBackend where one run takes longer (default 3)
 #   --no-python       skip the raw MLX and numpy references
-#   --publish         also write bench/RESULTS.md (the committed table)
+#   --publish         also write bench/RESULTS.md (the committed table; with
+#                     --device gpu, bench/RESULTS-gpu.md)
 #   --list            list the workloads and exit
 #
 # Writes bench/results/latest.md and latest.json (git-ignored) and prints the
@@ -162,10 +163,11 @@ defmodule Bench.Run do
     File.write!(Path.join(dir, "latest.json"), json <> "\n")
     stamp = String.replace(meta.date, ~r/[^0-9]/, "")
     File.write!(Path.join(dir, "#{stamp}.json"), json <> "\n")
-    if publish?, do: File.write!(Path.join(__DIR__, "RESULTS.md"), md)
+    published = if meta.device == :gpu, do: "RESULTS-gpu.md", else: "RESULTS.md"
+    if publish?, do: File.write!(Path.join(__DIR__, published), md)
 
     IO.puts("\n" <> md)
-    IO.puts("Wrote #{Path.relative_to_cwd(dir)}/latest.md and latest.json#{if publish?, do: " and bench/RESULTS.md"}")
+    IO.puts("Wrote #{Path.relative_to_cwd(dir)}/latest.md and latest.json#{if publish?, do: " and bench/#{published}"}")
   end
 
   defp meta(device, blas, py_info, load_start, argv) do
