@@ -361,6 +361,27 @@ defmodule EMLX do
     end
   end
 
+  @doc """
+  What MLX knows of a device (`:cpu` or `:gpu`): its `:name`, its
+  `:architecture` (`"x86_64"`, `"arm64"`, a CUDA GPU's `"sm_90"`) and
+  `:memory`, the bytes that device's tensors can occupy: the machine's
+  memory for the CPU, a CUDA GPU's own memory (Apple silicon: the unified
+  memory). An op whose result needs more raises `ArgumentError` when it is
+  built. Raises `ArgumentError` for `:gpu` when this MLX build has none.
+
+      iex> info = EMLX.device_info(:cpu)
+      iex> is_binary(info.name) and is_binary(info.architecture) and info.memory > 0
+      true
+  """
+  @spec device_info(device()) :: %{name: String.t(), architecture: String.t(), memory: pos_integer()}
+  def device_info(device) when device in [:cpu, :gpu] do
+    {name, architecture, memory} = EMLX.NIF.device_info(device)
+    %{name: name, architecture: architecture, memory: memory}
+  end
+
+  def device_info(other),
+    do: raise(ArgumentError, "unknown device #{inspect(other)}: expected :cpu or :gpu")
+
   ## Sharing memory outside MLX
 
   @doc """

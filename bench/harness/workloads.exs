@@ -44,7 +44,7 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ] ++ compiler(ctx)
+    ] ++ Bench.GpuWorkloads.all(ctx) ++ compiler(ctx)
   end
 
   # compiler: EMLX rows (bench/harness/compiler.exs), where Nx is loaded.
@@ -119,7 +119,8 @@ defmodule Bench.Workloads do
     Measure.local(id, label, role, fn -> apply(Bench.NxWork, :build, [workload, params, backend]) end, extra)
   end
 
-  defp skip(id, label, role, reason), do: %{id: id, label: label, role: role, prepare: fn -> {:skip, reason} end}
+  @doc "A runner that does not run, and says why."
+  def skip(id, label, role, reason), do: %{id: id, label: label, role: role, prepare: fn -> {:skip, reason} end}
 
   ## Workloads
 

@@ -18,7 +18,7 @@ defmodule EMLX.Application do
         EMLX.CommandQueue.start_defaults()
 
       reason ->
-        Logger.error("EMLX's native library failed to load (#{reason}); EMLX calls will raise")
+        Logger.error(EMLX.NIF.explain_load_error(reason) <> " EMLX calls will raise.")
     end
 
     Supervisor.start_link([], strategy: :one_for_one, name: EMLX.Supervisor)

@@ -6,8 +6,10 @@
 // exception into a Rust Err, so nothing thrown by MLX can abort the VM.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -51,6 +53,7 @@ using Array = mx::array;
 
 struct StreamRef;
 struct Scalar;
+struct DeviceInfo;
 
 // A list of arrays going in or out of an op.
 struct ArrayList {
@@ -103,6 +106,36 @@ const char* dtype_name(mx::Dtype d);
 bool gpu_available();
 int32_t new_stream(int32_t device);
 void synchronize(const StreamRef& s);
+// MLX's name and architecture of a device (0 CPU, 1 GPU) and device_memory.
+DeviceInfo device_info(int32_t device);
+rust::String mlx_version();
+// The bytes a device's arrays can occupy at most: the machine's memory for
+// the CPU, the GPU's own memory for a CUDA GPU, the unified memory on Apple
+// silicon. Results and buffers larger than this are refused.
+size_t device_memory(const mx::Device& device);
+// "this machine's memory" / "the GPU's memory", for messages.
+const char* memory_name(const mx::Device& device);
+
+// For the duration of one op built on a BEAM thread, makes the queue's
+// device MLX's default device and the queue's streams the thread's default
+// streams, so that graph nodes MLX builds internally without a stream land
+// on the queue's streams (see registry.cc). Every op built outside a queue
+// thread must be built inside one.
+class QueueDefaults {
+ public:
+  explicit QueueDefaults(const StreamRef& s);
+  ~QueueDefaults();
+  QueueDefaults(const QueueDefaults&) = delete;
+  QueueDefaults& operator=(const QueueDefaults&) = delete;
+
+ private:
+  void use(mx::Stream stream);
+  std::unique_lock<std::mutex> device_lock_;
+  std::optional<mx::Device> previous_device_;
+  // At most two streams (the CPU stream and the GPU one); no allocation.
+  std::array<std::optional<mx::Stream>, 2> saved_;
+  size_t count_ = 0;
+};
 
 // --- op calls -------------------------------------------------------------
 std::unique_ptr<Call> new_call();

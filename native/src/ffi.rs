@@ -30,6 +30,15 @@ mod bridge {
         imag: f64,
     }
 
+    /// MLX's description of a device, and the memory its arrays can use
+    /// (the machine's for the CPU, the GPU's own on CUDA), in bytes.
+    #[derive(Clone, Debug)]
+    struct DeviceInfo {
+        name: String,
+        architecture: String,
+        memory: usize,
+    }
+
     unsafe extern "C++" {
         include!("bridge.h");
 
@@ -40,6 +49,8 @@ mod bridge {
         fn gpu_available() -> bool;
         fn new_stream(device: i32) -> Result<i32>;
         fn synchronize(s: &StreamRef) -> Result<()>;
+        fn device_info(device: i32) -> Result<DeviceInfo>;
+        fn mlx_version() -> String;
 
         fn new_call() -> UniquePtr<Call>;
         fn push_array(c: Pin<&mut Call>, a: &Array);

@@ -16,10 +16,11 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
-    @backend {EMLX.Backend, device: :cpu}
-
-    @doc "An EMLX copy of a tensor (or of every tensor in a list or tuple)."
-    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, @backend)
+    @doc """
+    An EMLX copy of a tensor (or of every tensor in a list or tuple) on the
+    suite's device (EMLX.TestDevice.device_for/1: float64 stays on the CPU).
+    """
+    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, {EMLX.Backend, device: EMLX.TestDevice.device_for(t.type)})
     def emlx(list) when is_list(list), do: Enum.map(list, &emlx/1)
     def emlx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> emlx() |> List.to_tuple()
     def emlx(other), do: other
@@ -40,14 +41,16 @@ if Code.ensure_loaded?(Nx) do
     """
     def check(fun, args, opts \\ []) when is_function(fun) and is_list(args) do
       expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> apply(fun, args) end)
+      # A computation that involves float64 runs where float64 lives (the CPU).
+      device = if f64?(args) or f64?(expected), do: :cpu, else: EMLX.TestDevice.device()
+      backend = {EMLX.Backend, device: device}
 
-      actual =
-        Nx.with_default_backend(@backend, fn -> apply(fun, Enum.map(args, &emlx/1)) end)
-
+      inputs = Enum.map(args, &if(is_struct(&1, Nx.Tensor), do: Nx.backend_copy(&1, backend), else: emlx(&1)))
+      actual = Nx.with_default_backend(backend, fn -> apply(fun, inputs) end)
       assert_same(actual, expected, opts)
 
       if Keyword.get(opts, :jit, true) do
-        assert_same(compiled(fun, Enum.map(args, &emlx/1)), expected, opts)
+        assert_same(compiled(fun, inputs, device: device), expected, opts)
       end
 
       actual
@@ -76,8 +79,10 @@ if Code.ensure_loaded?(Nx) do
           apply(fun, call_args)
         end)
 
-      Nx.with_default_backend(@backend, fn ->
-        Nx.Defn.jit_apply(wrapper, tensors, Keyword.merge([compiler: EMLX, device: :cpu], opts))
+      device = Keyword.get_lazy(opts, :device, &EMLX.TestDevice.device/0)
+
+      Nx.with_default_backend({EMLX.Backend, device: device}, fn ->
+        Nx.Defn.jit_apply(wrapper, tensors, Keyword.merge([compiler: EMLX, device: device], opts))
       end)
     end
 
@@ -88,6 +93,11 @@ if Code.ensure_loaded?(Nx) do
 
     defp tensor_arg?([_ | _] = list), do: Enum.all?(list, &match?(%Nx.Tensor{}, &1))
     defp tensor_arg?(_), do: false
+
+    defp f64?(%Nx.Tensor{type: type}), do: type == {:f, 64}
+    defp f64?(list) when is_list(list), do: Enum.any?(list, &f64?/1)
+    defp f64?(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> f64?()
+    defp f64?(_), do: false
 
     @doc "Asserts an EMLX result equals an expected result (see check/3)."
     def assert_same(actual, expected, opts \\ [])

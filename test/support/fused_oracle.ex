@@ -8,11 +8,11 @@ defmodule EMLX.FusedOracle do
 
   ## Lists <-> tensors
 
-  @doc "An EMLX tensor on the CPU holding the nested list `data`."
+  @doc "An EMLX tensor on the suite's device holding the nested list `data`."
   def tensor(data, type \\ :float32) do
     shape = shape_of(data)
     flat = List.flatten([data])
-    EMLX.from_blob(encode(flat, type), shape, type, :cpu)
+    EMLX.from_blob(encode(flat, type), shape, type, EMLX.TestDevice.device_for(type))
   end
 
   @doc "The tensor's values as a nested list (floats as floats)."

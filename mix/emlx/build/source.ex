@@ -64,6 +64,8 @@ defmodule EMLX.Build.Source do
         File.cp_r!(Path.join(root, dir), Path.join(priv, dir))
       end
     end
+
+    if EMLX.Build.Cuda.cuda?(prefix), do: EMLX.Build.Cuda.install(prefix, priv)
   end
 
   defp copy_if_changed(from, to) do

@@ -295,23 +295,34 @@ Out kv_cache_bthd(const Call& c, bool masked, S s) {
   return {mx::transpose(out, swap, s), step.k_upd, step.v_upd};
 }
 
+// An empty input has an empty result, of the type MLX's norms give (x's
+// and the weight's). Built without MLX's kernels: its CUDA build launches
+// one of zero blocks, which a CUDA graph refuses ("invalid argument").
+std::optional<Array> empty_norm(const Array& x, const Array& weight, S s) {
+  if (x.size() != 0) return std::nullopt;
+  return mx::zeros(x.shape(), mx::promote_types(x.dtype(), weight.dtype()), s);
+}
+
 const Entry ENTRIES[] = {
     // --- normalisation ---
     {"fast_rms_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::rms_norm(c.arr(0), c.arr(1), static_cast<float>(c.f64(2)), s)};
      }},
     {"fast_layer_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
        check_norm(c, c.arr(0), c.arr(2), "bias");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::layer_norm(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)),
                                     s)};
      }},
     {"fast_layer_norm_no_bias",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::layer_norm(c.arr(0), c.arr(1), std::nullopt,
                                     static_cast<float>(c.f64(2)), s)};
      }},

@@ -106,6 +106,24 @@ std::optional<mx::Dtype> dense_type(const Call& c, size_t at, const Params& p) {
   return std::nullopt;
 }
 
+// x times the quantized w (transposed when `transpose`). MLX's fused CUDA
+// kernel (on Hopper GPUs its qmm_sm90, compiled at run time) returned wrong
+// values on an H200 with CUDA 13.0 (2026-12-01: near-zero garbage where
+// the dense product is ±1); on the GPU the weights are dequantized and
+// multiplied instead, the same product through kernels that are right.
+Array fused_or_dense(const Array& x, const Array& w, const Array& scales,
+                     const std::optional<Array>& biases, bool transpose, const Params& p, S s) {
+  // Built first in any case: MLX checks the shapes and gives the type.
+  auto fused =
+      mx::quantized_matmul(x, w, scales, biases, transpose, p.group_size, p.bits, p.mode, s);
+  if (mx::to_stream(s).device != mx::Device::gpu) return fused;
+  auto dense = mx::astype(mx::dequantize(w, scales, biases, p.group_size, p.bits, p.mode,
+                                         std::nullopt, std::nullopt, s),
+                          fused.dtype(), s);
+  return mx::matmul(mx::astype(x, fused.dtype(), s),
+                    transpose ? mx::swapaxes(dense, -1, -2, s) : dense, s);
+}
+
 // quantize(w, group_size, bits[, mode]), dequantize(w, scales, biases,
 // group_size, bits[, mode[, type]]), quantized_matmul(x, w, scales, biases,
 // transpose, group_size, bits[, mode]): `biases` is nil in the microscaled
@@ -124,7 +142,10 @@ const Entry ENTRIES[] = {
          bad_arg(c, "the last axis of w (" + std::to_string(w.shape(-1)) +
                     ") must be a multiple of group_size " + std::to_string(p.group_size));
        }
-       return mx::quantize(w, p.group_size, p.bits, p.mode, std::nullopt, s);
+       // MLX's CUDA quantize reads its input as row-contiguous: a transposed
+       // view came out wrong. contiguous() costs nothing for an input that is.
+       return mx::quantize(mx::contiguous(w, false, s), p.group_size, p.bits, p.mode,
+                           std::nullopt, s);
      }},
     {"dequantize",
      [](const Call& c, S s) -> Out {
@@ -160,8 +181,7 @@ const Entry ENTRIES[] = {
        if (!mx::issubdtype(x.dtype(), mx::floating)) {
          bad_arg(c, std::string("x must be a floating-point tensor, got ") + dtype_name(x.dtype()));
        }
-       auto out = mx::quantized_matmul(x, c.arr(1), c.arr(2), biases, c.flag(4), p.group_size,
-                                       p.bits, p.mode, s);
+       auto out = fused_or_dense(x, c.arr(1), c.arr(2), biases, c.flag(4), p, s);
        // MLX's kernels divide by the output or inner size (SIGFPE on 0):
        // an empty product, or one over an empty inner axis, is built here.
        if (out.size() == 0 || x.shape(-1) == 0) return {mx::zeros(out.shape(), out.dtype(), s)};

@@ -4,7 +4,7 @@ if Code.ensure_loaded?(Nx) do
     # them through MLX's quantized matmul; other ops refuse them.
     use EMLX.BackendCase, async: true
 
-    @backend {EMLX.Backend, device: :cpu}
+    @backend EMLX.TestDevice.backend()
 
     setup do
       w = random({8, 64}, {:f, 32}, 1) |> Nx.divide(4) |> Nx.backend_transfer(@backend)

@@ -570,7 +570,7 @@ if Code.ensure_loaded?(Nx) do
       {a, ca, ba} = dot_operand(ta, batch, free_a, contract)
       {b, cb, bb} = dot_operand(tb, batch, free_b, contract)
       n = Enum.product(contract)
-      tol = if float?(ta) or float?(tb), do: {:sum, max(n, 1)}, else: :exact
+      tol = if float?(ta) or float?(tb), do: {:contraction, max(n, 1)}, else: :exact
       {[a, b], [contract_a: ca, batch_a: ba, contract_b: cb, batch_b: bb], tol}
     end
 
@@ -606,7 +606,7 @@ if Code.ensure_loaded?(Nx) do
       k = operand(t, List.to_tuple([cout, cin | kernel]))
       padding = pick([:valid, :same])
       n = cin * Enum.product(kernel)
-      {[x, k], [padding: padding, strides: int_in(1, 2)], {:sum, n}}
+      {[x, k], [padding: padding, strides: int_in(1, 2)], {:contraction, n}}
     end
 
     defp gen(:iota) do
