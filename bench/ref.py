@@ -237,11 +237,12 @@ def mlx_add(p):
     return run
 
 
-def block_params(p, w, ones):
+def block_params(p, w, ones, k=1):
+    """Layer k's weights (bench/harness/nx_block.exs builds the same)."""
     d, hid = p["dim"], p["hidden"]
     return (
-        w(d, d, 0.0011), w(d, d, 0.0012), w(d, d, 0.0013), w(d, d, 0.0014),
-        w(d, hid, 0.0015), w(hid, d, 0.0016), w(d, hid, 0.0017), ones(d), ones(d),
+        w(d, d, 0.0011 * k), w(d, d, 0.0012 * k), w(d, d, 0.0013 * k), w(d, d, 0.0014 * k),
+        w(d, hid, 0.0015 * k), w(hid, d, 0.0016 * k), w(d, hid, 0.0017 * k), ones(d), ones(d),
     )
 
 
@@ -249,11 +250,14 @@ def mlx_block(p):
     b, t, d, heads = p["batch"], p["seq"], p["dim"], p["heads"]
     dt = p["dtype"]
     hd = d // heads
-    ps = block_params(
-        p, lambda r, c, s: wave(r * c, s, dt).reshape(r, c) * 0.02, lambda n: mx.ones((n,), dtype=getattr(mx, dt))
-    )
+    layers = [
+        block_params(
+            p, lambda r, c, s: wave(r * c, s, dt).reshape(r, c) * 0.02, lambda n: mx.ones((n,), dtype=getattr(mx, dt)), k
+        )
+        for k in range(1, p.get("layers", 1) + 1)
+    ]
     x = wave(b * t * d, 0.001, dt).reshape(b, t, d)
-    mx.eval(ps, x)
+    mx.eval(layers, x)
 
     def split(y):
         return y.reshape(b, t, heads, hd).transpose(0, 2, 1, 3)
@@ -269,8 +273,13 @@ def mlx_block(p):
         gate = h @ w1
         return x + (gate * mx.sigmoid(gate) * (h @ w3)) @ w2
 
-    fn = mx.compile(forward) if p.get("compiled") else forward
-    return lambda: mx.eval(fn(x, ps))
+    def stack(x, layers):
+        for ps in layers:
+            x = forward(x, ps)
+        return x
+
+    fn = mx.compile(stack) if p.get("compiled") else stack
+    return lambda: mx.eval(fn(x, layers))
 
 
 def np_sdpa(p):
@@ -311,60 +320,6 @@ def mlx_jit_call(p):
     a = ready(wave(4))
     b = ready(mx.cos(a))
     return lambda: mx.eval(mx.add(a, b))
-
-
-def transformer_inputs(p):
-    b, s, d, f = p["batch"], p["seq"], p["hidden"], p["ffn"]
-
-    def w(r, c, scale):
-        return wave(r * c, scale).reshape(r, c) * 0.05
-
-    ln = (mx.ones((d,)), mx.zeros((d,)))
-
-    def layer(k):
-        return (ln, w(d, d, 0.001 * k), w(d, d, 0.002 * k), w(d, d, 0.003 * k),
-                w(d, d, 0.004 * k), ln, w(d, f, 0.005 * k), w(f, d, 0.006 * k))
-
-    x = wave(b * s * d, 0.007).reshape(b, s, d)
-    layers = (layer(1), layer(2))
-    mx.eval(x, layers)
-    return x, layers
-
-
-def mlx_transformer(p):
-    """bench/harness/compiler.exs's Bench.NxTransformer, in raw MLX."""
-    heads = p["heads"]
-    x, layers = transformer_inputs(p)
-
-    def norm(x, g, b):
-        mean = mx.mean(x, axis=-1, keepdims=True)
-        var = mx.mean((x - mean) ** 2, axis=-1, keepdims=True)
-        return (x - mean) * mx.rsqrt(var + 1.0e-5) * g + b
-
-    def gelu(x):
-        return 0.5 * x * (1 + mx.tanh(0.7978845608 * (x + 0.044715 * x ** 3)))
-
-    def attention(x, wq, wk, wv, wo):
-        b, s, d = x.shape
-        hd = d // heads
-
-        def split(t):
-            return t.reshape(b, s, heads, hd).transpose(0, 2, 1, 3)
-
-        q, k, v = split(x @ wq), split(x @ wk), split(x @ wv)
-        scores = (q @ k.transpose(0, 1, 3, 2)) / (hd ** 0.5)
-        causal = mx.arange(s)[:, None] >= mx.arange(s)[None, :]
-        scores = scores + mx.where(causal, 0.0, -1.0e9)
-        e = mx.exp(scores - mx.max(scores, axis=-1, keepdims=True))
-        probs = e / mx.sum(e, axis=-1, keepdims=True)
-        return (probs @ v).transpose(0, 2, 1, 3).reshape(b, s, d) @ wo
-
-    def layer(x, l):
-        (g1, b1), wq, wk, wv, wo, (g2, b2), w1, w2 = l
-        x = x + attention(norm(x, g1, b1), wq, wk, wv, wo)
-        return x + gelu(norm(x, g2, b2) @ w1) @ w2
-
-    return lambda: mx.eval(layer(layer(x, layers[0]), layers[1]))
 
 
 def np_memcpy(p):
@@ -478,7 +433,6 @@ WORKLOADS = {
         "to_binary": mlx_to_binary,
         "from_binary": mlx_from_binary,
         "jit_call": mlx_jit_call,
-        "transformer": mlx_transformer,
     },
     "numpy": {
         "round_trip": np_round_trip,

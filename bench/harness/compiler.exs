@@ -1,69 +1,6 @@
 # Loaded by bench/run.exs only when Nx and EMLX.Backend are available: the
-# rows of `compiler: EMLX` (Nx.Defn.jit with EMLX as the defn compiler).
-
-defmodule Bench.NxTransformer do
-  @moduledoc """
-  A 2-layer pre-norm transformer block forward (causal self-attention and a
-  GELU MLP), written once in defn; bench/ref.py's `transformer` is the same
-  math in raw MLX.
-  """
-  import Nx.Defn
-
-  defn forward(x, layers, opts \\ []) do
-    opts = keyword!(opts, heads: 4)
-    {l1, l2} = layers
-    x |> layer(l1, heads: opts[:heads]) |> layer(l2, heads: opts[:heads])
-  end
-
-  defnp layer(x, {ln1, wq, wk, wv, wo, ln2, w1, w2}, opts \\ []) do
-    x = x + attention(norm(x, ln1), wq, wk, wv, wo, heads: opts[:heads])
-    h = norm(x, ln2) |> Nx.dot(w1)
-    x + Nx.dot(gelu(h), w2)
-  end
-
-  defnp norm(x, {gamma, beta}) do
-    mean = Nx.mean(x, axes: [-1], keep_axes: true)
-    var = Nx.mean((x - mean) ** 2, axes: [-1], keep_axes: true)
-    (x - mean) * Nx.rsqrt(var + 1.0e-5) * gamma + beta
-  end
-
-  defnp(gelu(x), do: 0.5 * x * (1 + Nx.tanh(0.7978845608 * (x + 0.044715 * x ** 3))))
-
-  defnp attention(x, wq, wk, wv, wo, opts \\ []) do
-    {b, s, d} = Nx.shape(x)
-    {heads, hd} = head_split(d, opts[:heads])
-    split = fn t -> t |> Nx.reshape({b, s, heads, hd}) |> Nx.transpose(axes: [0, 2, 1, 3]) end
-    q = split.(Nx.dot(x, wq))
-    k = split.(Nx.dot(x, wk))
-    v = split.(Nx.dot(x, wv))
-    scores = Nx.dot(q, [3], [0, 1], k, [3], [0, 1]) / Nx.sqrt(hd)
-    causal = Nx.greater_equal(Nx.iota({s, 1}), Nx.iota({1, s}))
-    scores = scores + Nx.select(causal, 0.0, -1.0e9)
-    e = Nx.exp(scores - Nx.reduce_max(scores, axes: [-1], keep_axes: true))
-    p = e / Nx.sum(e, axes: [-1], keep_axes: true)
-    out = Nx.dot(p, [3], [0, 1], v, [2], [0, 1])
-    out |> Nx.transpose(axes: [0, 2, 1, 3]) |> Nx.reshape({b, s, d}) |> Nx.dot(wo)
-  end
-
-  deftransformp(head_split(d, heads), do: {heads, div(d, heads)})
-
-  @doc "Inputs and weights built with the harness's sin(iota * scale) formula."
-  def inputs(%{batch: b, seq: s, hidden: d, ffn: f}, backend) do
-    w = fn {r, c}, scale ->
-      Bench.NxWork.wave(r * c, scale, :f32, backend) |> Nx.reshape({r, c}) |> Nx.multiply(0.05)
-    end
-
-    ln = {Nx.broadcast(Nx.tensor(1.0, backend: backend), {d}), Nx.broadcast(Nx.tensor(0.0, backend: backend), {d})}
-
-    layer = fn k ->
-      {ln, w.({d, d}, 0.001 * k), w.({d, d}, 0.002 * k), w.({d, d}, 0.003 * k), w.({d, d}, 0.004 * k), ln,
-       w.({d, f}, 0.005 * k), w.({f, d}, 0.006 * k)}
-    end
-
-    x = Bench.NxWork.wave(b * s * d, 0.007, :f32, backend) |> Nx.reshape({b, s, d})
-    {x, {layer.(1), layer.(2)}}
-  end
-end
+# rows of `compiler: EMLX` (Nx.Defn.jit with EMLX as the defn compiler). The
+# transformer is bench/harness/nx_block.exs's block, two of them.
 
 defmodule Bench.CompilerWorkloads do
   @moduledoc "The workloads that compare `compiler: EMLX` with raw MLX and with eager EMLX.Backend."
@@ -84,7 +21,7 @@ defmodule Bench.CompilerWorkloads do
   # function; `role` says whether it is measured or a reference.
   defp runner(ctx, id, label, role, make) do
     Measure.local(id, label, role, fn ->
-      Nx.default_backend({ctx.backend, device: ctx.device})
+      Nx.default_backend(ctx.backend)
       make.(ctx.device)
     end)
   end
@@ -227,44 +164,45 @@ defmodule Bench.CompilerWorkloads do
   end
 
   defp transformer(ctx) do
-    params = %{batch: 1, seq: 128, hidden: 256, heads: 4, ffn: 1024}
-    d = params.hidden
-    # Per layer: 4 d x d projections and 2 d x ffn, plus the attention products.
-    flops = 2 * (2 * params.seq * (4 * d * d + 2 * d * params.ffn) + 2 * 2 * params.seq * params.seq * d)
+    params = %{batch: 1, seq: 128, dim: 256, heads: 4, hidden: 1024, dtype: "float32", layers: 2}
+    %{seq: t, dim: d, hidden: h} = params
+    # Per layer: the Q, K, V, O and three MLP projections, and the causal half
+    # of attention's two products.
+    flops = 2 * (2 * t * (4 * d * d + 3 * d * h) + div(4 * t * t * d, 2))
 
-    rows =
-      for {id, label, opts} <- [
-            {:jit, "Nx.Defn.jit(forward, compiler: EMLX)", []},
-            {:jit_fused, "Nx.Defn.jit(forward, compiler: EMLX, fuse: true)", [fuse: true]}
-          ] do
-        runner(ctx, id, label, :subject, fn dev ->
-          {x, layers} = Bench.NxTransformer.inputs(params, {EMLX.Backend, device: dev})
-          f = jit(&Bench.NxTransformer.forward/2, dev, opts)
-          fn -> f.(x, layers) end
-        end)
-      end
+    block = fn id, label, role, jit_opts ->
+      runner(ctx, id, label, role, fn dev -> Bench.NxBlock.build(params, {EMLX.Backend, device: dev}, jit_opts) end)
+    end
 
-    evaluator =
-      runner(ctx, :evaluator, "Nx.Defn.Evaluator on EMLX.Backend", :reference, fn dev ->
-        {x, layers} = Bench.NxTransformer.inputs(params, {EMLX.Backend, device: dev})
-
-        fn ->
-          Nx.Defn.jit_apply(&Bench.NxTransformer.forward/2, [x, layers], compiler: Nx.Defn.Evaluator)
-          |> Bench.NxWork.force()
-        end
-      end)
+    rows = [
+      block.(:jit, "Nx.Defn.jit(stack, compiler: EMLX)", :subject, compiler: EMLX, device: ctx.device),
+      block.(:jit_fused, "Nx.Defn.jit(stack, compiler: EMLX, fuse: true)", :subject,
+        compiler: EMLX,
+        device: ctx.device,
+        fuse: true
+      ),
+      block.(:evaluator, "Nx.Defn.Evaluator on EMLX.Backend", :reference, compiler: Nx.Defn.Evaluator)
+    ]
 
     %{
       id: "jit_transformer",
       measure: [settle_ms: 150, max_reps: 15],
       group: "compiler",
       title: "2-layer transformer block forward, jitted",
-      size: "batch 1, seq 128, hidden 256, 4 heads",
+      size: "batch 1, seq 128, hidden 256, 4 heads, MLP 1024",
       dtype: "f32",
       flops: flops,
       goals: %{mlx: {:max_ratio, 1.2}},
-      runners: rows ++ [evaluator, mlx(ctx, "transformer", params)],
-      notes: ["pre-norm layers: causal attention (composed softmax) and a tanh-GELU MLP; raw MLX runs the same math"]
+      runners:
+        rows ++
+          [
+            mlx(ctx, "block", Map.put(params, :compiled, false), :mlx, "raw MLX"),
+            mlx(ctx, "block", Map.put(params, :compiled, true), :mlx_compiled, "raw MLX, mx.compile")
+          ],
+      notes: [
+        "pre-norm blocks: RMSNorm and causal attention through EMLX.Fast (mx.fast in raw MLX), a SwiGLU MLP; " <>
+          "bench/harness/nx_block.exs, bench/ref.py (block)"
+      ]
     }
   end
 end

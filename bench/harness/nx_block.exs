@@ -40,11 +40,21 @@ defmodule Bench.NxBlock do
   end
 
   @doc """
-  The data (sin waves, scaled like an initialised model) and the function
-  one call runs: `forward/3` applied eagerly on `backend`, or through
-  `Nx.Defn.jit/2` with `jit_opts` (e.g. `compiler: EMLX`) when given.
+  `layers` blocks one after the other (the parameters a tuple of each
+  block's), as a model stacks them.
   """
-  def build(%{batch: b, seq: t, dim: d, heads: heads, hidden: hid, dtype: dtype}, backend, jit_opts) do
+  deftransform stack(x, layers, opts) do
+    layers |> Tuple.to_list() |> Enum.reduce(x, &forward(&2, &1, opts))
+  end
+
+  @doc """
+  The data (sin waves, scaled like an initialised model) and the function
+  one call runs: `params.layers` blocks (default 1) applied eagerly on
+  `backend`, or through `Nx.Defn.jit/2` with `jit_opts` (e.g.
+  `compiler: EMLX`) when given. Layer k's weights use the wave scales of
+  layer 1 times k (bench/ref.py's `block` builds the same).
+  """
+  def build(%{batch: b, seq: t, dim: d, heads: heads, hidden: hid, dtype: dtype} = p, backend, jit_opts) do
     type = if dtype == "bfloat16", do: :bf16, else: :f32
 
     w = fn rows, cols, s ->
@@ -53,21 +63,23 @@ defmodule Bench.NxBlock do
 
     ones = fn n -> Nx.broadcast(Nx.tensor(1.0, type: type, backend: backend), {n}) end
 
-    params =
-      {w.(d, d, 0.0011), w.(d, d, 0.0012), w.(d, d, 0.0013), w.(d, d, 0.0014), w.(d, hid, 0.0015), w.(hid, d, 0.0016),
-       w.(d, hid, 0.0017), ones.(d), ones.(d)}
+    layer = fn k ->
+      {w.(d, d, 0.0011 * k), w.(d, d, 0.0012 * k), w.(d, d, 0.0013 * k), w.(d, d, 0.0014 * k), w.(d, hid, 0.0015 * k),
+       w.(hid, d, 0.0016 * k), w.(d, hid, 0.0017 * k), ones.(d), ones.(d)}
+    end
 
+    layers = List.to_tuple(for k <- 1..Map.get(p, :layers, 1), do: layer.(k))
     x = Bench.NxWork.wave(b * t * d, 0.001, type, backend) |> Nx.reshape({b, t, d})
-    Enum.each(Tuple.to_list(params) ++ [x], &Bench.NxWork.force/1)
+    Enum.each([x | Enum.flat_map(Tuple.to_list(layers), &Tuple.to_list/1)], &Bench.NxWork.force/1)
 
     run =
       if jit_opts == [],
-        do: &forward(&1, &2, heads: heads),
-        else: Nx.Defn.jit(&forward(&1, &2, heads: heads), jit_opts)
+        do: &stack(&1, &2, heads: heads),
+        else: Nx.Defn.jit(&stack(&1, &2, heads: heads), jit_opts)
 
     fn ->
       Nx.default_backend(backend)
-      run.(x, params) |> Bench.NxWork.force()
+      run.(x, layers) |> Bench.NxWork.force()
     end
   end
 end
