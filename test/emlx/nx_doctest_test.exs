@@ -25,12 +25,7 @@ if Code.ensure_loaded?(Nx) do
     @gpu_rounding [logsumexp: 2, phase: 1]
     @linalg_device :cpu
 
-    setup_all do
-      # Nx's expected output has no device line.
-      previous = Application.get_env(:emlx, :inspect_device)
-      Application.put_env(:emlx, :inspect_device, false)
-      on_exit(fn -> Application.put_env(:emlx, :inspect_device, previous) end)
-    end
+    setup_all {EMLX.DoctestSetup, :hide_inspect_device}
 
     setup context do
       device = if context[:linalg], do: @linalg_device, else: EMLX.TestDevice.device()
@@ -149,11 +144,7 @@ if Code.ensure_loaded?(Nx) do
       use ExUnit.Case, async: false
       @moduletag :nx
 
-      setup_all do
-        previous = Application.get_env(:emlx, :inspect_device)
-        Application.put_env(:emlx, :inspect_device, false)
-        on_exit(fn -> Application.put_env(:emlx, :inspect_device, previous) end)
-      end
+      setup_all {EMLX.DoctestSetup, :hide_inspect_device}
 
       setup do
         Nx.default_backend({EMLX.Backend, device: :cpu})
