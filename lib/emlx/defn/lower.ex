@@ -46,7 +46,7 @@ if Code.ensure_loaded?(Nx) do
     # expression, a reducer): nothing of the caller's scope is visible.
     def lower_scoped(expr, params, %__MODULE__{} = state) do
       {result, inner} = composite(expr, %{state | params: params, cache: %{}})
-      {result, %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+      {result, with_hooks_of(state, inner)}
     end
 
     defp composite(container, state), do: Composite.traverse(container, state, &eval/2)
@@ -96,7 +96,7 @@ if Code.ensure_loaded?(Nx) do
           end
         )
 
-      {rebuild(initial, results), %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+      {rebuild(initial, results), with_hooks_of(state, inner)}
     end
 
     defp node(:cond, [clauses, last], _ans, state) do
@@ -240,7 +240,7 @@ if Code.ensure_loaded?(Nx) do
     # branch) computes them again where it needs them.
     defp branch(expr, state) do
       {value, inner} = composite(expr, state)
-      {value, %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}}
+      {value, with_hooks_of(state, inner)}
     end
 
     @doc false
@@ -278,6 +278,9 @@ if Code.ensure_loaded?(Nx) do
     end
 
     ## Hooks
+
+    # `state` after an inner scope: its own values, the hooks found inside.
+    defp with_hooks_of(state, inner), do: %{state | hook_specs: inner.hook_specs, next_hook: inner.next_hook}
 
     defp hook(value, spec, state) do
       if resolve_hook(spec, state.hooks) do
