@@ -6,8 +6,10 @@
 // exception into a Rust Err, so nothing thrown by MLX can abort the VM.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -64,6 +66,7 @@ using Array = mx::array;
 
 struct StreamRef;
 struct Scalar;
+struct DeviceInfo;
 
 // A list of arrays going in or out of an op. For an op's outputs, `alias[i]`
 // is the position (in push order, over every array argument of the call) of
@@ -71,7 +74,7 @@ struct Scalar;
 // reshapes, casts, ...), or -1 for a node the op built.
 struct ArrayList {
   std::vector<Array> items;
-  std::vector<int32_t> alias;
+  std::vector<int32_t> alias = {};
 };
 
 // The arguments of one op call, pushed one at a time by the Rust side.
@@ -120,6 +123,36 @@ const char* dtype_name(mx::Dtype d);
 bool gpu_available();
 int32_t new_stream(int32_t device);
 void synchronize(const StreamRef& s);
+// MLX's name and architecture of a device (0 CPU, 1 GPU) and device_memory.
+DeviceInfo device_info(int32_t device);
+rust::String mlx_version();
+// The bytes a device's arrays can occupy at most: the machine's memory for
+// the CPU, the GPU's own memory for a CUDA GPU, the unified memory on Apple
+// silicon. Results and buffers larger than this are refused.
+size_t device_memory(const mx::Device& device);
+// "this machine's memory" / "the GPU's memory", for messages.
+const char* memory_name(const mx::Device& device);
+
+// For the duration of one op built on a BEAM thread, makes the queue's
+// device MLX's default device and the queue's streams the thread's default
+// streams, so that graph nodes MLX builds internally without a stream land
+// on the queue's streams (see registry.cc). Every op built outside a queue
+// thread must be built inside one.
+class QueueDefaults {
+ public:
+  explicit QueueDefaults(const StreamRef& s);
+  ~QueueDefaults();
+  QueueDefaults(const QueueDefaults&) = delete;
+  QueueDefaults& operator=(const QueueDefaults&) = delete;
+
+ private:
+  void use(mx::Stream stream);
+  std::unique_lock<std::mutex> device_lock_;
+  std::optional<mx::Device> previous_device_;
+  // At most two streams (the CPU stream and the GPU one); no allocation.
+  std::array<std::optional<mx::Stream>, 2> saved_;
+  size_t count_ = 0;
+};
 
 // --- op calls -------------------------------------------------------------
 std::unique_ptr<Call> new_call();
@@ -142,6 +175,8 @@ int32_t list_alias(const ArrayList& list, size_t i);
 rust::Vec<rust::String> op_names();
 std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
                                   const StreamRef& s);
+// What run_op runs: the op's results, built on the queue's streams.
+std::vector<Array> run_entry(uint32_t op, const Call& call, const StreamRef& s);
 
 // --- arrays ---------------------------------------------------------------
 std::unique_ptr<Array> clone_array(const Array& a);
@@ -176,6 +211,10 @@ void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans);
 // Evaluates the arrays and waits for them, so that their status is final
 // ("available") before the queue tells other threads they are ready.
 void eval_list(const ArrayList& list, const StreamRef& s);
+// eval_list for a vector. Every node of the graph is checked first (its
+// allocations, MLX's 32-bit limits, and, given the evaluating queue's
+// streams `s`, that it runs on one of them).
+void eval_arrays(const std::vector<Array>& items, const StreamRef* s = nullptr);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);

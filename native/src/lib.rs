@@ -9,6 +9,7 @@
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
+//! - `program`: compiled programs (`compiler: EMLX`): building and running them.
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
 //! - `shm`: the libc calls behind shared memory.
 //! - `faults`: fault injection for the test suite.
@@ -23,6 +24,7 @@ mod faults;
 mod ffi;
 mod lifetime;
 mod ops;
+mod program;
 mod queue;
 mod reply;
 mod runtime;

@@ -50,12 +50,23 @@ fn op<'a>(env: Env<'a>, queue: Term<'a>, name: Term<'a>, args: Term<'a>) -> NifR
     Ok(run(env, &queue, name, args)?)
 }
 
-fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
-    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
-    let index = *OP_INDEX
+/// The index of the op named by `name` in the C++ table.
+pub fn op_index(env: Env, name: Atom) -> Result<u32> {
+    OP_INDEX
         .get()
         .and_then(|t| t.get(&name.as_c_arg()))
-        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
+        .copied()
+        .ok_or_else(|| {
+            Error::BadArg(format!(
+                "unknown EMLX op :{}",
+                name.to_term(env).atom_to_string().unwrap_or_default()
+            ))
+        })
+}
+
+fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
+    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
+    let index = op_index(env, name)?;
     let queue = &queue.0;
     if queue.is_closed() {
         return Err(queue.closed_error());
@@ -67,7 +78,7 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
         ready: Vec::new(),
     };
     for (i, term) in list.into_iter().enumerate() {
-        push_arg(call.pin_mut(), term, &mut inputs).map_err(|e| match e {
+        push_one(call.pin_mut(), term, &mut inputs).map_err(|e| match e {
             Error::BadArg(msg) => {
                 Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
             }
@@ -127,7 +138,18 @@ impl Inputs {
     }
 }
 
-fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> Result<()> {
+/// Pushes one argument of an op (not a tensor: those are checked against
+/// `queue_id`'s cross-queue rule) onto `call`; for callers outside this
+/// module (the program builder).
+pub fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result<()> {
+    let mut inputs = Inputs {
+        queue_id,
+        ready: Vec::new(),
+    };
+    push_one(call, term, &mut inputs)
+}
+
+fn push_one(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> Result<()> {
     match term.get_type() {
         TermType::Integer => match integer_item(term) {
             Item::Int(v) => ffi::push_int(call, v),
@@ -327,6 +349,14 @@ fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
     let res = decode_tensor(tensor)?;
     res.with(|_| ())?;
     Ok(res.queue.id != queue.0.id && !res.is_ready())
+}
+
+/// Whether the tensor's data is computed (EMLX's own readiness flag).
+#[rustler::nif]
+fn tensor_ready(tensor: Term) -> NifResult<bool> {
+    let res = decode_tensor(tensor)?;
+    res.with(|_| ())?;
+    Ok(res.is_ready())
 }
 
 #[rustler::nif]

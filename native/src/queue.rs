@@ -74,7 +74,7 @@ impl Device {
         }
     }
 
-    pub(crate) fn code(self) -> i32 {
+    pub fn code(self) -> i32 {
         match self {
             Device::Cpu => 0,
             Device::Gpu => 1,

@@ -44,11 +44,11 @@ if Code.ensure_loaded?(Nx) do
           _ -> EMLX.matmul(l3, r3)
         end
 
-      product |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+      product |> EMLX.reshape(out.shape) |> EMLX.Debug.check_finite!(:dot) |> Convert.to_nx(out)
     end
 
-    # x · W for a quantized weight W (EMLX.Quantization): MLX multiplies by the
-    # packed codes. A weight contracted on its last axis is {out, in} and
+    # x · W for a quantized weight W (EMLX.Quantization, any mode): MLX
+    # multiplies by the packed codes. A weight contracted on its last axis is {out, in} and
     # goes in transposed (unless its config says otherwise), one contracted
     # on its first axis is {in, out}.
     defp quantized_dot(out, left, [axis], right, [weight_axis], cfg) do
@@ -62,12 +62,14 @@ if Code.ensure_loaded?(Nx) do
       |> EMLX.quantized_matmul(
         w,
         Convert.from_nx(cfg.scales),
-        Convert.from_nx(cfg.biases),
+        cfg.biases && Convert.from_nx(cfg.biases),
         transpose,
         cfg.group_size,
-        cfg.bits
+        cfg.bits,
+        cfg.mode
       )
       |> EMLX.reshape(out.shape)
+      |> EMLX.Debug.check_finite!(:dot)
       |> Convert.to_nx(out)
     end
 

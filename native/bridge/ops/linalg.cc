@@ -226,8 +226,14 @@ const Entry ENTRIES[] = {
        const auto& b = c.arr(1);
        return {mx::tensordot(a, b, contraction_axes(c, 2, a), contraction_axes(c, 3, b), s)};
      }},
+    // einsum/3 (two tensors, spec) and einsum/2 (a list of tensors, spec).
     {"einsum",
      [](const Call& c, S s) -> Out {
+       if (c.size() == 2) {
+         const auto& operands = c.arrays(0);
+         if (operands.empty()) bad_arg(c, "expected at least one operand");
+         return {mx::einsum(einsum_spec(c, 1), operands, s)};
+       }
        return {mx::einsum(einsum_spec(c, 2), {c.arr(0), c.arr(1)}, s)};
      }},
 

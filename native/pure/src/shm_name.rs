@@ -3,16 +3,17 @@
 /// The longest name accepted, in bytes (macOS limits shm names to 31).
 pub const MAX_NAME: usize = 31;
 
-/// A fresh name: `/emlx` + process id + counter + clock nanoseconds, in
-/// hex, cut to [`MAX_NAME`] bytes (the counter keeps names of one process
-/// apart, the pid those of different processes, the clock those of a
-/// restarted process with a recycled pid).
+/// A fresh name: `/emlx_` (the original EMLX's prefix, which tools that
+/// clean up stale segments look for) + process id + counter + clock
+/// nanoseconds, in hex, cut to [`MAX_NAME`] bytes, the clock first (the
+/// counter keeps names of one process apart, the pid those of different
+/// processes, the clock those of a restarted process with a recycled pid).
 ///
 /// ```
-/// assert_eq!(emlx_pure::shm_name::fresh(255, 1, 16), "/emlxff.1.10");
+/// assert_eq!(emlx_pure::shm_name::fresh(255, 1, 16), "/emlx_ff_1_10");
 /// ```
 pub fn fresh(pid: u32, counter: u64, nanos: u32) -> String {
-    let mut name = format!("/emlx{pid:x}.{counter:x}.{nanos:x}");
+    let mut name = format!("/emlx_{pid:x}_{counter:x}_{nanos:x}");
     name.truncate(MAX_NAME);
     name
 }
@@ -44,7 +45,7 @@ mod tests {
     fn fresh_names_differ_by_pid_and_counter() {
         assert_ne!(fresh(1, 1, 0), fresh(1, 2, 0));
         assert_ne!(fresh(1, 1, 0), fresh(2, 1, 0));
-        assert_eq!(fresh(0x1a2b, 0x3c, 0x4d), "/emlx1a2b.3c.4d");
+        assert_eq!(fresh(0x1a2b, 0x3c, 0x4d), "/emlx_1a2b_3c_4d");
     }
 
     #[test]

@@ -11,7 +11,9 @@ defmodule EMLX.Reliability.ReadinessTest do
   test "32 processes reading and using one tensor while it is evaluated" do
     threads = EMLX.NIF.queue_threads()
     assert EMLX.ReadinessStress.run(processes: 32, rounds: 8) == []
-    assert EMLX.NIF.queue_threads() == threads
+    # Its two queues are closed: no thread is left behind (a queue another
+    # test closed just before may still be ending when `threads` is read).
+    assert EMLX.QueueHelpers.eventually(fn -> EMLX.NIF.queue_threads() <= threads end)
   end
 
   test "an op that returns its input unchanged shares the input's readiness" do
