@@ -2,7 +2,7 @@
 //! tensors of a closed queue run, and stopping every queue thread when the
 //! process exits.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -79,6 +79,16 @@ impl Route {
     }
 }
 
+/// Set when the process starts exiting (`on_exit`): from then on nothing
+/// frees MLX arrays (destructors leak them), since libmlx's own static
+/// objects are about to be destroyed while BEAM threads still run.
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// Whether the process is exiting (see `EXITING`).
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
+}
+
 /// Every queue started, weakly (for `shutdown_all`).
 static ALL: Mutex<Vec<Weak<Queue>>> = Mutex::new(Vec::new());
 
@@ -106,6 +116,7 @@ static AT_EXIT: std::sync::Once = std::sync::Once::new();
 /// MLX while it is torn down (a release job freeing arrays then corrupted
 /// the heap).
 extern "C" fn on_exit() {
+    EXITING.store(true, Ordering::Release);
     let _ = std::panic::catch_unwind(|| shutdown_all(Duration::from_secs(2)));
 }
 

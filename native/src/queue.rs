@@ -314,8 +314,10 @@ impl Queue {
         }
     }
 
+    /// Closed, or the process is exiting (then no op may build MLX arrays
+    /// any more either: see `lifetime::exiting`).
     pub fn is_closed(&self) -> bool {
-        *self.closed.read()
+        *self.closed.read() || crate::lifetime::exiting()
     }
 
     /// Jobs waiting in the channel now.

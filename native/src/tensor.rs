@@ -41,7 +41,14 @@ impl Drop for TensorRes {
     fn drop(&mut self) {
         let ready = self.is_ready();
         if let Some(array) = self.array.get_mut().take() {
-            self.queue.release(array, ready);
+            if crate::lifetime::exiting() {
+                // The process is exiting and libmlx is being torn down: a
+                // garbage collection still running on a scheduler must not
+                // free into it. The process's memory goes anyway.
+                std::mem::forget(array);
+            } else {
+                self.queue.release(array, ready);
+            }
         }
     }
 }
@@ -151,6 +158,15 @@ pub struct BlobRes(pub UniquePtr<Array>);
 
 #[rustler::resource_impl]
 impl Resource for BlobRes {}
+
+impl Drop for BlobRes {
+    fn drop(&mut self) {
+        // As for TensorRes: nothing is freed into libmlx while it is torn down.
+        if crate::lifetime::exiting() {
+            std::mem::forget(std::mem::replace(&mut self.0, UniquePtr::null()));
+        }
+    }
+}
 
 impl BlobRes {
     pub fn bytes(&self) -> &[u8] {
