@@ -122,6 +122,7 @@ Array reduce(Reduction k, const Array& x, const std::vector<int>& axes_in, bool 
   // whose product fits the limit, keeping them as size-1 axes so that the
   // axis numbers stay valid; an axis longer than the limit is split first.
   std::vector<int> left = axes;
+  bool kept = false;  // whether an earlier stage left size-1 axes behind
   while (!left.empty()) {
     std::stable_sort(left.begin(), left.end(), [&](int a, int b) {
       return cur.shape(a) != cur.shape(b) ? cur.shape(a) > cur.shape(b) : a > b;
@@ -141,7 +142,11 @@ Array reduce(Reduction k, const Array& x, const std::vector<int>& axes_in, bool 
       }
     }
     std::sort(group.begin(), group.end());
+    // The last stage of a reduction with no earlier stage (a long axis,
+    // split) gives the result its final shape itself: one node fewer.
+    if (rest.empty() && !kept) return finish(plain(k, cur, group, keep, s));
     cur = plain(k, cur, group, true, s);
+    kept = true;
     left = rest;
   }
   return finish(keep ? cur : mx::squeeze(cur, axes, s));
