@@ -3,7 +3,9 @@ defmodule EMLX.Native do
   # How Elixir calls the NIF: lazy ops (with the cross-queue rule), and jobs
   # that a command queue answers by message. A job NIF returns at once; the
   # queue thread later sends `{tag, result, run_ns}` to the caller, where
-  # `run_ns` is the time the job ran on the queue thread.
+  # `run_ns` is the time the job ran on the queue thread. The `_now` job NIFs
+  # may instead evaluate a small graph themselves when the queue is idle
+  # (native/src/queue.rs, Queue::run_now) and answer with `:done` tuples.
 
   @doc false
   # Runs a lazy op on `queue`. A lazy input built on another queue can only
@@ -50,26 +52,27 @@ defmodule EMLX.Native do
   defp do_eval(tensors) do
     ref = make_ref()
 
-    case EMLX.NIF.eval(tensors, ref) do
+    case EMLX.NIF.eval_now(tensors, ref) do
       :done -> {:ok, 0}
+      {:done, ns} -> {:ok, ns}
       :ok -> await(ref)
     end
   end
 
   @doc false
-  def item(tensor), do: value(&EMLX.NIF.item(tensor, &1))
+  def item(tensor), do: value(&EMLX.NIF.item_now(tensor, &1))
 
   @doc false
   # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
   def to_blob(tensor, limit) do
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
-        {binary, ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
+        {binary, ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1))
         size = byte_size(binary)
         {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
       end)
     else
-      {binary, _ns} = job(&EMLX.NIF.to_blob(tensor, limit, &1))
+      {binary, _ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1))
       binary
     end
   end
@@ -91,13 +94,16 @@ defmodule EMLX.Native do
 
   # Submits a job tagged with a fresh reference and waits for its reply:
   # `{value, run_ns}`, or raises the error the queue reported. A read of an
-  # already-evaluated tensor is answered by the NIF itself ({:done, value}).
+  # already-evaluated tensor is answered by the NIF itself ({:done, value}),
+  # and so is a small graph on an idle CPU queue, evaluated right in the NIF
+  # ({:done, value, run_ns}).
   defp job(submit) do
     ref = make_ref()
 
     case submit.(ref) do
       :ok -> await(ref)
       {:done, value} -> {value, 0}
+      {:done, value, ns} -> {value, ns}
     end
   end
 

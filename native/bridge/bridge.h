@@ -152,6 +152,22 @@ bool is_row_contiguous(const Array& a);
 // The value of an evaluated one-element array.
 Scalar scalar_of(const Array& a);
 
+// --- CPU evaluation without MLX's stream threads (inline_cpu.cc) -------------
+// Creates the pool of `pairs` (main, companion) CPU streams whose tasks run
+// inline; returns whether libmlx's scheduler calls reach the hooks.
+bool inline_cpu_init(size_t pairs);
+// A free pair of the pool (index -1 when the pool is empty), and back.
+StreamRef take_inline_streams();
+void return_inline_streams(const StreamRef& s);
+// Whether the unevaluated graph under `list` is all on `s`'s streams, has
+// at most `max_nodes` nodes and touches at most `max_bytes` bytes (inputs and
+// outputs of its nodes), with no compiled (JIT) node.
+bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                    size_t max_bytes);
+// Makes `s`'s main stream the calling thread's default (so MLX's eval
+// creates no stream of its own on that thread).
+void bind_thread(const StreamRef& s);
+
 // --- memory ----------------------------------------------------------------
 size_t active_memory();
 size_t peak_memory();

@@ -74,6 +74,17 @@ mod bridge {
         fn is_row_contiguous(a: &Array) -> bool;
         fn scalar_of(a: &Array) -> Result<Scalar>;
 
+        fn inline_cpu_init(pairs: usize) -> Result<bool>;
+        fn take_inline_streams() -> StreamRef;
+        fn return_inline_streams(s: &StreamRef);
+        fn is_small_graph(
+            list: &ArrayList,
+            s: &StreamRef,
+            max_nodes: usize,
+            max_bytes: usize,
+        ) -> bool;
+        fn bind_thread(s: &StreamRef);
+
         fn active_memory() -> usize;
         fn peak_memory() -> usize;
         fn cache_memory() -> usize;

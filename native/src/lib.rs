@@ -4,6 +4,8 @@
 //! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
+//! - `interpose`: the exports that let CPU queues evaluate without MLX's
+//!   stream threads (Linux; the C++ side is native/bridge/inline_cpu.cc).
 //! - `tensor`: the resources Elixir holds.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
@@ -13,6 +15,8 @@
 mod args;
 mod error;
 mod ffi;
+#[cfg(target_os = "linux")]
+mod interpose;
 mod ops;
 mod queue;
 mod runtime;
@@ -22,6 +26,7 @@ mod tensor;
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     ops::init_table(env);
+    queue::init_inline_cpu();
     true
 }
 

@@ -31,6 +31,9 @@ use crate::ffi::{self, Array, StreamRef};
 /// How many jobs may wait on a queue, unless its creator says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
+/// How many dropped lazy arrays may wait for the queue thread to free them.
+const MAX_RELEASES: usize = 65_536;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -126,7 +129,8 @@ type Work = Box<dyn FnOnce(&StreamRef) -> Result<Reply> + Send>;
 
 enum Job {
     Run(Work, ReplyTo),
-    Release(cxx::UniquePtr<Array>),
+    /// Drop the arrays waiting in `Queue::releases`.
+    Release,
     Stop,
 }
 
@@ -143,6 +147,9 @@ pub struct Stats {
     pub cancelled: AtomicU64,
     /// Total time spent running jobs, in nanoseconds.
     pub busy_ns: AtomicU64,
+    /// Jobs run right in the calling NIF instead (small graphs on an idle
+    /// queue, see `Queue::run_now`); also counted in `completed`/`failed`.
+    pub inline: AtomicU64,
     /// Whether the thread is still running.
     pub running: AtomicBool,
 }
@@ -154,6 +161,18 @@ pub struct Queue {
     pub capacity: usize,
     pub stats: Arc<Stats>,
     tx: Sender<Job>,
+    /// Whether this queue's CPU streams run their tasks inline (see
+    /// native/bridge/inline_cpu.cc): only then may a NIF evaluate on them.
+    pub inline: bool,
+    /// Held while anything evaluates on the queue's streams: the queue
+    /// thread for each job, or a NIF in `run_now`.
+    eval_lock: Arc<Mutex<()>>,
+    /// Jobs submitted and not finished yet.
+    in_flight: Arc<AtomicUsize>,
+    /// Lazy arrays whose graphs the queue thread is to free (see `release`),
+    /// and whether a `Release` job is on its way.
+    releases: Arc<Mutex<Vec<cxx::UniquePtr<Array>>>>,
+    release_sent: Arc<AtomicBool>,
     /// `true` once closed. Submitters hold the read lock while they send, so
     /// after `close` has taken the write lock no job can enter the channel:
     /// what is in it then is all the thread has to answer.
@@ -194,21 +213,38 @@ impl Queue {
             ));
         }
         let (tx, rx) = bounded::<Job>(capacity);
-        let (ready_tx, ready_rx) = bounded::<Result<StreamRef>>(1);
+        let (ready_tx, ready_rx) = bounded::<Result<(StreamRef, bool)>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
         let closed = Arc::new(RwLock::new(false));
+        let eval_lock = Arc::new(Mutex::new(()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let releases = Arc::new(Mutex::new(Vec::new()));
+        let release_sent = Arc::new(AtomicBool::new(false));
         let (thread_stats, thread_closed) = (stats.clone(), closed.clone());
+        let (thread_lock, thread_in_flight) = (eval_lock.clone(), in_flight.clone());
+        let (thread_releases, thread_release_sent) = (releases.clone(), release_sent.clone());
         LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
         stats.running.store(true, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
                 let created = create_streams(device);
-                let stream = created.as_ref().ok().copied();
+                let streams = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
-                if let Some(stream) = stream {
-                    serve(stream, rx, &thread_stats, &thread_closed);
+                if let Some((stream, pooled)) = streams {
+                    let served = Served {
+                        stats: &thread_stats,
+                        closed: &thread_closed,
+                        eval_lock: &thread_lock,
+                        in_flight: &thread_in_flight,
+                        releases: &thread_releases,
+                        release_sent: &thread_release_sent,
+                    };
+                    serve(stream, rx, served);
+                    if pooled {
+                        ffi::return_inline_streams(&stream);
+                    }
                 }
                 thread_stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
@@ -223,7 +259,7 @@ impl Queue {
                 )));
             }
         };
-        let stream = ready_rx
+        let (stream, pooled) = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
         Ok(Arc::new(Queue {
@@ -233,6 +269,11 @@ impl Queue {
             capacity,
             stats,
             tx,
+            inline: pooled && inline_cpu_active(),
+            eval_lock,
+            in_flight,
+            releases,
+            release_sent,
             closed,
             thread: Mutex::new(Some(handle)),
             owner: OnceLock::new(),
@@ -261,7 +302,12 @@ impl Queue {
         if *closed {
             return Err(self.closed_error());
         }
-        match self.tx.try_send(Job::Run(work, reply)) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = self.tx.try_send(Job::Run(work, reply));
+        if sent.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(Error::Queue(format!(
                 "command queue {} is full: {} jobs are already waiting; wait for replies \
@@ -272,19 +318,65 @@ impl Queue {
         }
     }
 
+    /// Runs `work` right here, on the calling thread, when the queue is open,
+    /// runs its tasks inline and is idle: no job submitted before is still
+    /// waiting or running, and nothing else evaluates on it. `work` answers
+    /// `None` when it would rather be a job after all (its graph is too
+    /// large). Returns `None` whenever the caller should submit a job. The
+    /// run is counted as a completed (or failed) job.
+    pub fn run_now<T>(
+        &self,
+        work: impl FnOnce(&StreamRef) -> Option<Result<T>>,
+    ) -> Option<Result<T>> {
+        if !self.inline || self.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+            return None;
+        }
+        let _running = self.eval_lock.try_lock()?;
+        // A job submitted after the check above came after this call.
+        ffi::bind_thread(&self.stream);
+        let start = Instant::now();
+        let result = work(&self.stream)?;
+        let s = &self.stats;
+        s.busy_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.inline.fetch_add(1, Ordering::Relaxed);
+        let counter = if result.is_ok() {
+            &s.completed
+        } else {
+            &s.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some(result)
+    }
+
     /// Drops an array, on the queue thread when it still holds a graph
     /// (freeing a large unevaluated graph can take long), inline otherwise.
+    ///
+    /// Arrays for the queue thread wait in a list that one `Release` job
+    /// empties: a garbage collection that frees thousands of lazy tensors
+    /// wakes the thread once, not once per tensor. Past `MAX_RELEASES`
+    /// waiting, or on a closed queue, the array is dropped here.
     pub fn release(&self, array: cxx::UniquePtr<Array>) {
         if array.is_null() || !ffi::is_lazy(&array) {
             return;
         }
         let closed = self.closed.read();
-        // Releases take at most half of the channel, so that a burst of
-        // dropped graphs (a garbage collection freeing thousands of lazy
-        // tensors) never makes the callers' own jobs find the queue full.
-        // Past that, or on a closed queue, the array is dropped here.
-        if !*closed && self.tx.len() < self.capacity / 2 {
-            let _ = self.tx.try_send(Job::Release(array));
+        if *closed {
+            return;
+        }
+        {
+            let mut waiting = self.releases.lock();
+            if waiting.len() >= MAX_RELEASES {
+                return;
+            }
+            waiting.push(array);
+        }
+        if !self.release_sent.swap(true, Ordering::AcqRel) {
+            // A full channel only delays the drop until the next release
+            // finds the job missing.
+            if self.tx.try_send(Job::Release).is_err() {
+                self.release_sent.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -366,14 +458,50 @@ impl Queue {
 /// them. A CPU queue gets a companion too, so that the path a GPU queue
 /// takes (a graph over two streams of one thread) runs, and is tested,
 /// everywhere.
-fn create_streams(device: Device) -> Result<StreamRef> {
+///
+/// A CPU queue takes its two streams from the inline pool while it lasts
+/// (the second element of the result says so); they go back when the
+/// thread ends.
+fn create_streams(device: Device) -> Result<(StreamRef, bool)> {
+    if device == Device::Cpu {
+        let pooled = ffi::take_inline_streams();
+        if pooled.index >= 0 {
+            ffi::bind_thread(&pooled);
+            return Ok((pooled, true));
+        }
+    }
     let index = ffi::new_stream(device.code())?;
     let cpu_index = ffi::new_stream(Device::Cpu.code())?;
-    Ok(StreamRef {
-        index,
-        device: device.code(),
-        cpu_index,
+    Ok((
+        StreamRef {
+            index,
+            device: device.code(),
+            cpu_index,
+        },
+        false,
+    ))
+}
+
+/// How many CPU queues at once get streams that run inline.
+const INLINE_POOL: usize = 64;
+
+static INLINE_ACTIVE: OnceLock<bool> = OnceLock::new();
+
+/// Creates the inline pool (once, when the NIF loads, before anything can
+/// evaluate: see inline_cpu.cc) and says whether inline CPU evaluation
+/// works in this process. With `EMLX_CPU_STREAM_THREADS=1` in the
+/// environment, CPU queues keep MLX's own stream threads.
+pub fn init_inline_cpu() -> bool {
+    *INLINE_ACTIVE.get_or_init(|| {
+        std::env::var_os("EMLX_CPU_STREAM_THREADS").is_none_or(|v| v != "1")
+            && !ffi::gpu_available()
+            && ffi::inline_cpu_init(INLINE_POOL).unwrap_or(false)
     })
+}
+
+/// Whether CPU queues evaluate inline (see `init_inline_cpu`).
+pub fn inline_cpu_active() -> bool {
+    INLINE_ACTIVE.get().copied().unwrap_or(false)
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).
@@ -381,36 +509,58 @@ pub fn live_threads() -> usize {
     LIVE_THREADS.load(Ordering::SeqCst)
 }
 
-fn serve(stream: StreamRef, rx: Receiver<Job>, stats: &Stats, closed: &RwLock<bool>) {
+/// What the queue thread shares with the queue's submitters.
+struct Served<'a> {
+    stats: &'a Stats,
+    closed: &'a RwLock<bool>,
+    eval_lock: &'a Mutex<()>,
+    in_flight: &'a AtomicUsize,
+    releases: &'a Mutex<Vec<cxx::UniquePtr<Array>>>,
+    release_sent: &'a AtomicBool,
+}
+
+fn serve(stream: StreamRef, rx: Receiver<Job>, q: Served) {
     while let Ok(job) = rx.recv() {
-        if *closed.read() {
-            cancel(job, stats);
+        if *q.closed.read() {
+            cancel(job, &q);
             break;
         }
         match job {
-            Job::Run(work, reply) => run(&stream, work, reply, stats),
-            Job::Release(array) => drop(array),
+            Job::Run(work, reply) => run(&stream, work, reply, &q),
+            Job::Release => {
+                q.release_sent.store(false, Ordering::Release);
+                // Taken under the lock, freed outside it.
+                let waiting = std::mem::take(&mut *q.releases.lock());
+                drop(waiting);
+            }
             Job::Stop => break,
         }
     }
     // Whatever is still queued is answered, never silently lost. No job can
     // enter once the queue is closed, so this drains the channel for good.
     for job in rx.try_iter() {
-        cancel(job, stats);
+        cancel(job, &q);
     }
+    let waiting = std::mem::take(&mut *q.releases.lock());
+    drop(waiting);
 }
 
-fn run(stream: &StreamRef, work: Work, reply: ReplyTo, stats: &Stats) {
+fn run(stream: &StreamRef, work: Work, reply: ReplyTo, q: &Served) {
+    let stats = q.stats;
     if !reply.caller_alive() {
         stats.dropped.fetch_add(1, Ordering::Relaxed);
+        q.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| work(stream))).unwrap_or_else(|_| {
-        Err(Error::Mlx(
-            "internal error: a command queue job panicked".into(),
-        ))
-    });
+    let result = {
+        let _running = q.eval_lock.lock();
+        catch_unwind(AssertUnwindSafe(|| work(stream))).unwrap_or_else(|_| {
+            Err(Error::Mlx(
+                "internal error: a command queue job panicked".into(),
+            ))
+        })
+    };
     let run_ns = start.elapsed().as_nanos() as u64;
     stats.busy_ns.fetch_add(run_ns, Ordering::Relaxed);
     let counter = if result.is_ok() {
@@ -419,14 +569,18 @@ fn run(stream: &StreamRef, work: Work, reply: ReplyTo, stats: &Stats) {
         &stats.failed
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    // Finished before its reply leaves, so that the caller's next call finds
+    // the queue idle.
+    q.in_flight.fetch_sub(1, Ordering::SeqCst);
     // Encoding the reply runs the job's own closure: keep a panic there from
     // ending the thread.
     let _ = catch_unwind(AssertUnwindSafe(|| reply.send(result, run_ns)));
 }
 
-fn cancel(job: Job, stats: &Stats) {
+fn cancel(job: Job, q: &Served) {
     if let Job::Run(_, reply) = job {
-        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        q.in_flight.fetch_sub(1, Ordering::SeqCst);
+        q.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         reply.send(
             Err(Error::Queue(
                 "the command queue was closed before this job ran \

@@ -11,6 +11,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
@@ -24,9 +25,15 @@ mod atoms {
     rustler::atoms! {
         ok, done, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
-        completed, failed, dropped, cancelled, busy_ns,
+        completed, failed, dropped, cancelled, busy_ns, inline,
     }
 }
+
+/// The largest graph a NIF evaluates itself (`run_now`): MLX's CPU kernels
+/// run at roughly 1 GB/s and a few hundred ns per node when inline, so this
+/// bounds such a call to about 100 us.
+const NOW_MAX_NODES: usize = 128;
+const NOW_MAX_BYTES: usize = 128 * 1024;
 
 /// Starts a queue on `device` whose channel holds up to `capacity` waiting
 /// jobs. With an `owner` pid the queue closes when that process exits.
@@ -114,6 +121,7 @@ fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
         (atoms::dropped(), n(&s.dropped)),
         (atoms::cancelled(), n(&s.cancelled)),
         (atoms::busy_ns(), n(&s.busy_ns)),
+        (atoms::inline(), n(&s.inline)),
     ];
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
@@ -157,7 +165,29 @@ fn gpu_available() -> bool {
 /// a job (and without a reply) when every tensor is ready, `:ok` when a
 /// reply will come.
 #[rustler::nif]
-fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    eval_tensors(env, tensors, tag, false)
+}
+
+/// `eval`, except that a small graph on an idle queue is evaluated right
+/// here (see `Queue::run_now`): then the answer is `{:done, run_ns}` and no
+/// reply comes.
+#[rustler::nif]
+fn eval_now<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    eval_tensors(env, tensors, tag, true)
+}
+
+/// Whether the unevaluated graph under `list` may be evaluated in a NIF.
+fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+    ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
+}
+
+fn eval_tensors<'a>(
+    env: Env<'a>,
+    tensors: Term<'a>,
+    tag: Term<'a>,
+    now: bool,
+) -> NifResult<Term<'a>> {
     let tensors = args::list("eval", "the tensors", tensors)?;
     let mut list = ffi::new_list();
     let mut flags = Vec::new();
@@ -187,8 +217,22 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
         }
     }
     let Some(queue) = owner else {
-        return Ok(atoms::done());
+        return Ok(atoms::done().encode(env));
     };
+    if now {
+        let ran = queue.run_now(|stream| {
+            small(&list, stream).then(|| {
+                let start = Instant::now();
+                ffi::eval_list(&list)?;
+                Ok(start.elapsed().as_nanos() as u64)
+            })
+        });
+        if let Some(result) = ran {
+            let ns = result?;
+            mark_ready(&flags);
+            return Ok((atoms::done(), ns).encode(env));
+        }
+    }
     queue.serving(any_lazy)?.submit(
         ReplyTo::new(env, tag),
         Box::new(move |_stream| {
@@ -197,38 +241,90 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
             Ok(Reply::Ok)
         }),
     )?;
-    Ok(atoms::ok())
+    Ok(atoms::ok().encode(env))
 }
 
 /// Submits a job on `tensor`'s queue that evaluates it, marks it ready and
 /// answers with what `work` makes of the array. Shared by every job NIF that
 /// reads one tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
 ///
-/// With `inline_when_ready`, a tensor already evaluated (and row-contiguous)
+/// With `Inline::WhenReady`, a tensor already evaluated (and row-contiguous)
 /// is answered right here, without a trip through the queue: the NIF returns
 /// `{:done, value}` instead of `:ok`. Only cheap work may ask for that (it
-/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer.
+/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer. With
+/// `Inline::WhenSmall`, so is a small graph on an idle queue, evaluated
+/// here (see `Queue::run_now`): the answer is then `{:done, value, run_ns}`.
 pub fn read_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
     tag: Term<'a>,
-    inline_when_ready: bool,
+    inline: Inline,
     work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
 ) -> NifResult<Term<'a>> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
-    if inline_when_ready && res.is_ready() && ffi::is_row_contiguous(&array) {
+    let answer = |reply| match reply {
+        Reply::Ok => atoms::done().encode(env),
+        Reply::Term(f) => (atoms::done(), f(env)).encode(env),
+    };
+    if inline != Inline::Never && res.is_ready() && ffi::is_row_contiguous(&array) {
         let reply = work(ReadArgs {
             array: &array,
             stream: &res.queue.stream,
             owner: &res,
             evaluated: true,
         })?;
-        return Ok(match reply {
-            Reply::Ok => atoms::done().encode(env),
-            Reply::Term(f) => (atoms::done(), f(env)).encode(env),
-        });
+        return Ok(answer(reply));
     }
+    if inline == Inline::WhenSmall {
+        let mut list = ffi::new_list();
+        ffi::list_push(list.pin_mut(), &array);
+        let mut work = Some(work);
+        let ran = res.queue.run_now(|stream| {
+            if !small(&list, stream) {
+                return None;
+            }
+            let work = work.take()?;
+            let start = Instant::now();
+            let reply = work(ReadArgs {
+                array: &array,
+                stream,
+                owner: &res,
+                evaluated: false,
+            });
+            Some(reply.map(|r| (r, start.elapsed().as_nanos() as u64)))
+        });
+        if let Some(reply) = ran {
+            let (reply, ns) = reply?;
+            mark_ready(&[res.ready_flag()]);
+            return Ok(match reply {
+                Reply::Ok => (atoms::done(), ns).encode(env),
+                Reply::Term(f) => (atoms::done(), f(env), ns).encode(env),
+            });
+        }
+        let Some(unused) = work else {
+            unreachable!("run_now declined after running the work")
+        };
+        return submit_read(env, res, array, tag, unused);
+    }
+    submit_read(env, res, array, tag, work)
+}
+
+/// When a read job may be answered in the NIF itself (see `read_job`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Inline {
+    Never,
+    WhenReady,
+    WhenSmall,
+}
+
+fn submit_read<'a>(
+    env: Env<'a>,
+    res: ResourceArc<TensorRes>,
+    array: cxx::UniquePtr<ffi::Array>,
+    tag: Term<'a>,
+    work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
+) -> NifResult<Term<'a>> {
     let queue = res.queue.serving(ffi::is_lazy(&array))?;
     let flag = res.ready_flag();
     queue.submit(
@@ -271,7 +367,22 @@ impl ReadArgs<'_> {
 /// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
 #[rustler::nif]
 fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
-    read_job(env, tensor, tag, true, |job| {
+    item_job(env, tensor, tag, Inline::WhenReady)
+}
+
+/// `item`, answering `{:done, number}` for a small graph on an idle queue.
+#[rustler::nif]
+fn item_now<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    item_job(env, tensor, tag, Inline::WhenSmall)
+}
+
+fn item_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    tag: Term<'a>,
+    inline: Inline,
+) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, inline, |job| {
         let ready = job.readable()?;
         let s = ffi::scalar_of(&ready)?;
         Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
@@ -310,10 +421,31 @@ fn to_blob<'a>(
     limit: Term<'a>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    blob_job(env, tensor, limit, tag, Inline::WhenReady)
+}
+
+/// `to_blob`, answering `{:done, binary}` for a small graph on an idle queue.
+#[rustler::nif]
+fn to_blob_now<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    limit: Term<'a>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    blob_job(env, tensor, limit, tag, Inline::WhenSmall)
+}
+
+fn blob_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    limit: Term<'a>,
+    tag: Term<'a>,
+    inline: Inline,
+) -> NifResult<Term<'a>> {
     let limit = args::optional(limit, |t| {
         args::count("to_blob", "the element limit (or nil)", t)
     })?;
-    read_job(env, tensor, tag, true, move |job| {
+    read_job(env, tensor, tag, inline, move |job| {
         let ready = job.readable()?;
         let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
         let total = ffi::nbytes_of(&ready);
