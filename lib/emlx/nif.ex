@@ -13,6 +13,7 @@ defmodule EMLX.NIF do
     from_blob: 4,
     from_blob_dirty: 4,
     shape: 1,
+    meta: 1,
     strides: 1,
     scalar_type: 1,
     nbytes: 1,

@@ -179,7 +179,11 @@ void synchronize(const StreamRef& s) {
 
 // --- op calls ----------------------------------------------------------------
 
-std::unique_ptr<Call> new_call() { return std::make_unique<Call>(); }
+std::unique_ptr<Call> new_call() {
+  auto c = std::make_unique<Call>();
+  c->args.reserve(6);
+  return c;
+}
 void push_array(Call& c, const Array& a) { c.args.emplace_back(a); }
 void push_arrays(Call& c, const ArrayList& list) { c.args.emplace_back(list.items); }
 void push_int(Call& c, int64_t v) { c.args.emplace_back(v); }
@@ -365,6 +369,13 @@ size_t itemsize_of(rust::Str dtype) { return mx::size_of(parse_dtype(std::string
 size_t nbytes_of(const Array& a) { return a.nbytes(); }
 bool is_lazy(const Array& a) { return a.status() == Array::Status::unscheduled; }
 bool is_ready(const Array& a) { return a.status() == Array::Status::available; }
+bool holds_graph(const Array& a) {
+  if (a.status() != Array::Status::unscheduled) return false;
+  for (const auto& in : a.inputs()) {
+    if (in.status() == Array::Status::unscheduled) return true;
+  }
+  return false;
+}
 
 // --- evaluation ------------------------------------------------------------------
 

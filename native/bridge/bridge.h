@@ -143,6 +143,9 @@ bool allocates(const Array& a);
 // status: MLX's is_available() would also mutate the array, which is not
 // safe while its queue may be evaluating it.
 bool is_ready(const Array& a);
+// Whether dropping `a` may free more than its own node: it is unevaluated
+// and so is one of its inputs.
+bool holds_graph(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 void eval_list(const ArrayList& list);

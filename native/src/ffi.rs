@@ -67,6 +67,7 @@ mod bridge {
         fn nbytes_of(a: &Array) -> usize;
         fn is_lazy(a: &Array) -> bool;
         fn is_ready(a: &Array) -> bool;
+        fn holds_graph(a: &Array) -> bool;
 
         fn eval_list(list: &ArrayList) -> Result<()>;
         fn readable(a: &Array, s: &StreamRef) -> Result<UniquePtr<Array>>;

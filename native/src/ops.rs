@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Env, NifResult, Term, TermType};
+use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
 
 use crate::args;
 use crate::error::{Error, Result};
@@ -22,7 +22,41 @@ mod atoms {
 }
 
 /// Op index by atom (keyed by the atom's term, which never changes).
-static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32>> = OnceLock::new();
+static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32, AtomHash>> = OnceLock::new();
+
+/// Hashing for atom terms: distinct small words, so a multiplicative hash
+/// spreads them well (and costs a nanosecond, not SipHash's dozens, on a
+/// path every op takes).
+#[derive(Default, Clone, Copy)]
+struct AtomHash;
+
+impl std::hash::BuildHasher for AtomHash {
+    type Hasher = AtomHasher;
+    fn build_hasher(&self) -> AtomHasher {
+        AtomHasher(0)
+    }
+}
+
+struct AtomHasher(u64);
+
+impl std::hash::Hasher for AtomHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
 
 /// Reads the C++ op table's names once, at NIF load.
 pub fn init_table(env: Env) {
@@ -31,7 +65,7 @@ pub fn init_table(env: Env) {
             .into_iter()
             .enumerate()
             .filter_map(|(i, name)| Some((Atom::from_str(env, &name).ok()?.as_c_arg(), i as u32)))
-            .collect()
+            .collect::<HashMap<_, _, AtomHash>>()
     });
 }
 
@@ -58,9 +92,15 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     if queue.is_closed() {
         return Err(queue.closed_error());
     }
+    if args.get_type() != TermType::List || args.list_length().is_err() {
+        // The message names the op: only built on this (error) path.
+        args::list(&name_str(), "the argument list", args)?;
+    }
     let mut call = ffi::new_call();
-    let list = args::list(&name_str(), "the argument list", args)?;
-    for (i, term) in list.into_iter().enumerate() {
+    let items = args
+        .into_list_iterator()
+        .map_err(|_| Error::BadArg(format!("{}: bad argument list", name_str())))?;
+    for (i, term) in items.enumerate() {
         push_arg(call.pin_mut(), term, queue.id).map_err(|e| match e {
             Error::BadArg(msg) => {
                 Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
@@ -136,12 +176,22 @@ fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result
         }
         TermType::Tuple => {
             let items = get_tuple(term).unwrap_or_default();
-            if items.len() == 2 && items[1].get_type() == TermType::Ref {
-                usable(&*decode_tensor(term)?, queue_id, |a| {
-                    ffi::push_array(call, a)
-                })?;
-            } else {
-                push_list(call, items, queue_id, term)?;
+            // {device, ref}: the ref is the tensor (the common case, decoded
+            // once).
+            let tensor = match items.as_slice() {
+                [d, r] if d.is_atom() && r.get_type() == TermType::Ref => {
+                    r.decode::<ResourceArc<TensorRes>>().ok()
+                }
+                _ => None,
+            };
+            match tensor {
+                Some(res) => usable(&res, queue_id, |a| ffi::push_array(call, a))?,
+                None if items.len() == 2 && items[1].get_type() == TermType::Ref => {
+                    usable(&*decode_tensor(term)?, queue_id, |a| {
+                        ffi::push_array(call, a)
+                    })?;
+                }
+                None => push_list(call, items, queue_id, term)?,
             }
         }
         TermType::List => {
@@ -267,6 +317,21 @@ fn shape<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
         .map(|d| rustler::Encoder::encode(d, env))
         .collect();
     Ok(rustler::types::tuple::make_tuple(env, &terms))
+}
+
+/// `{dtype, shape}` in one call (what EMLX.Backend checks after each op).
+#[rustler::nif]
+fn meta<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
+    let (name, dims) = decode_tensor(tensor)?.with(|a| (ffi::dtype_of(a), ffi::shape_of(a)))?;
+    let dims: Vec<Term> = dims
+        .iter()
+        .map(|d| rustler::Encoder::encode(d, env))
+        .collect();
+    let dtype = Atom::from_str(env, &name)?;
+    Ok(rustler::Encoder::encode(
+        &(dtype, rustler::types::tuple::make_tuple(env, &dims)),
+        env,
+    ))
 }
 
 #[rustler::nif]

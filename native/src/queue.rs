@@ -350,14 +350,15 @@ impl Queue {
     }
 
     /// Drops an array, on the queue thread when it still holds a graph
-    /// (freeing a large unevaluated graph can take long), inline otherwise.
+    /// (freeing a large unevaluated graph can take long), inline otherwise
+    /// (an evaluated array, or one node over evaluated inputs).
     ///
     /// Arrays for the queue thread wait in a list that one `Release` job
     /// empties: a garbage collection that frees thousands of lazy tensors
     /// wakes the thread once, not once per tensor. Past `MAX_RELEASES`
     /// waiting, or on a closed queue, the array is dropped here.
     pub fn release(&self, array: cxx::UniquePtr<Array>) {
-        if array.is_null() || !ffi::is_lazy(&array) {
+        if array.is_null() || !ffi::holds_graph(&array) {
             return;
         }
         let closed = self.closed.read();

@@ -143,8 +143,8 @@ if Code.ensure_loaded?(Nx) do
     # The MLX array of `t` converted to the storage type of `type` (nil:
     # as stored).
     defp operand(t, type, device \\ nil) do
-      ref = Convert.from_nx(t, device || Convert.first_device([t]))
-      if type, do: Convert.astype(ref, Convert.mlx_type(type)), else: ref
+      device = device || Convert.first_device([t])
+      if type, do: Convert.from_nx(t, device, type), else: Convert.from_nx(t, device)
     end
 
     defp operands(left, right, type) do

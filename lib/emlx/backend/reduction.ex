@@ -15,8 +15,11 @@ if Code.ensure_loaded?(Nx) do
     for {name, fun} <- @reductions do
       def unquote(name)(%T{type: type} = out, %T{shape: shape} = tensor, opts) do
         axes = opts[:axes] || Nx.axes(shape)
-        x = Convert.from_nx(tensor)
-        x = if unquote(name in [:all, :any]), do: x, else: Convert.astype(x, Convert.mlx_type(type))
+
+        x =
+          if unquote(name in [:all, :any]),
+            do: Convert.from_nx(tensor),
+            else: Convert.from_nx(tensor, Convert.first_device([tensor]), type)
 
         x
         |> EMLX.unquote(fun)(axes, opts[:keep_axes] || false)

@@ -73,6 +73,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     from_blob: [:queue, :blob, :shape, :dtype],
     from_blob_dirty: [:queue, :blob, :shape, :dtype],
     shape: [:tensor],
+    meta: [:tensor],
     strides: [:tensor],
     scalar_type: [:tensor],
     nbytes: [:tensor],
