@@ -31,6 +31,7 @@ defmodule Mix.Tasks.Compile.EmlxNative do
     nif || Mix.raise("cargo did not produce libemlx in #{out_dir}")
     copy_if_changed(Path.join(out_dir, nif), Path.join(priv, "libemlx.so"))
     install_mlx(File.read!(Path.join(out_dir, "emlx-mlx-dir")), priv)
+    install_blas(Path.join(out_dir, "emlx-blas"), Path.join(priv, "blas"))
 
     Mix.Project.build_structure()
     {:ok, []}
@@ -51,6 +52,17 @@ defmodule Mix.Tasks.Compile.EmlxNative do
       for dir <- File.ls!(root), String.ends_with?(dir, ".libs") do
         File.cp_r!(Path.join(root, dir), Path.join(priv, dir))
       end
+    end
+  end
+
+  # The BLAS build.rs staged (build/blas.rs), next to the NIF's $ORIGIN/blas
+  # rpath; none staged (system or no OpenBLAS): none installed.
+  defp install_blas(staged, installed) do
+    if File.dir?(staged) do
+      File.mkdir_p!(installed)
+      for file <- File.ls!(staged), do: copy_if_changed(Path.join(staged, file), Path.join(installed, file))
+    else
+      File.rm_rf!(installed)
     end
   end
 
@@ -82,7 +94,7 @@ defmodule EMLX.MixProject do
       description: "Nx backend for Apple's MLX, with a Rust native layer",
       package: [
         licenses: ["Apache-2.0"],
-        files: ~w(lib native Cargo.toml Cargo.lock build.rs mix.exs README.md CHANGELOG.md)
+        files: ~w(lib native build Cargo.toml Cargo.lock build.rs mix.exs README.md CHANGELOG.md)
       ]
     ]
   end

@@ -5,7 +5,7 @@
 #
 #   --only NAMES      comma-separated workload groups or ids (prefixes work):
 #                     dispatch, round_trip, matmul, elementwise, sum, softmax,
-#                     mlp, sdpa, binary, blas; e.g. --only matmul_f32_1024,sum
+#                     mlp, sdpa, binary, blas, small; e.g. --only matmul_f32_1024,sum
 #   --device cpu|gpu  where EMLX and raw MLX run (default cpu; gpu needs an
 #                     MLX build with a GPU, and uses mlx-cuda-13 in Python)
 #   --quick           fewer, shorter repetitions (a smoke run, noisier)
@@ -20,7 +20,7 @@
 
 harness = Path.join(__DIR__, "harness")
 
-for file <- ~w(measure driver python report blas workloads) do
+for file <- ~w(measure driver python report blas workloads small) do
   Code.require_file("#{file}.exs", harness)
 end
 
@@ -68,7 +68,7 @@ defmodule Bench.Run do
 
     binary_ms = round((opts[:binary_timeout] || if(opts[:quick], do: 1.0, else: 3.0)) * 1000)
     load_start = loadavg()
-    blas = linked_blas()
+    blas = EMLX.blas_info()
 
     if opts[:list] do
       ctx = context(device, nil, "--list", blas, binary_ms)
@@ -78,7 +78,7 @@ defmodule Bench.Run do
 
     {py, py_why, py_info} =
       if Keyword.get(opts, :python, true) do
-        case Bench.Python.start(device, blas) do
+        case Bench.Python.start(device, preload(blas)) do
           {:ok, d} -> {d, nil, d.info}
           {:error, reason} -> {nil, "Python reference unavailable: #{reason}", "unavailable (#{reason})"}
         end
@@ -209,23 +209,12 @@ defmodule Bench.Run do
     end
   end
 
-  # The OpenBLAS library the NIF pulled into this VM, if any.
-  defp linked_blas do
-    case File.read("/proc/self/maps") do
-      {:ok, maps} ->
-        maps
-        |> String.split("\n")
-        |> Enum.find_value(fn line ->
-          case Regex.run(~r{(/\S*libopenblas\S*\.so\S*)$}, line) do
-            [_, path] -> path
-            _ -> nil
-          end
-        end)
-
-      _ ->
-        nil
-    end
-  end
+  # What the Python reference preloads so that raw MLX's cblas_*/LAPACK
+  # calls bind to the NIF's BLAS too: the trampolines in front of the wheel's
+  # OpenBLAS, or the system OpenBLAS itself.
+  defp preload(%{kind: "openblas (scipy-openblas32 wheel)", sgemm_from: shim}), do: shim
+  defp preload(%{kind: "openblas (system)", library: lib}), do: lib
+  defp preload(_), do: nil
 
   defp cpu_model do
     with {:ok, info} <- File.read("/proc/cpuinfo"),

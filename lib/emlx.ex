@@ -359,6 +359,37 @@ defmodule EMLX do
       do: EMLX.Quantization.quantized_matmul(activation, qw)
   end
 
+  ## BLAS
+
+  @doc """
+  The BLAS that MLX's CPU matrix products and LAPACK routines run on:
+
+    * `:kind` — `"openblas (scipy-openblas32 wheel)"` (the default on Linux),
+      `"openblas (system)"` (built with `EMLX_BLAS=system`) or
+      `"reference BLAS bundled with MLX"` (`EMLX_BLAS=none`; macOS, where MLX
+      uses Accelerate, also reports this)
+    * `:library` — the library file; `:config` — its build configuration
+      (OpenBLAS version and options)
+    * `:core` — the kernel set OpenBLAS picked for this CPU (`"Haswell"`,
+      `"SkylakeX"`, `"Zen"`, `"SapphireRapids"`, `"NeoverseN1"`, …;
+      `OPENBLAS_CORETYPE` overrides it)
+    * `:threads` — OpenBLAS's thread count (`OPENBLAS_NUM_THREADS`)
+    * `:sgemm_from` — the file that MLX's `cblas_sgemm` calls resolve to
+
+        iex> info = EMLX.blas_info()
+        iex> is_binary(info.kind) and is_binary(info.core) and info.threads >= 1
+        true
+  """
+  @spec blas_info() :: %{
+          kind: String.t(),
+          library: String.t(),
+          config: String.t(),
+          core: String.t(),
+          threads: pos_integer(),
+          sgemm_from: String.t()
+        }
+  def blas_info, do: EMLX.NIF.blas_info()
+
   ## Memory
 
   @doc """

@@ -44,7 +44,7 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ]
+    ] ++ Bench.Small.all(ctx)
   end
 
   ## Data (EMLX functions)
@@ -70,14 +70,14 @@ defmodule Bench.Workloads do
 
   ## Runner helpers
 
-  defp emlx(setup), do: Measure.local(:emlx, "EMLX", :subject, setup)
+  def emlx(setup), do: Measure.local(:emlx, "EMLX", :subject, setup)
 
-  defp mlx(ctx, workload, params, id \\ :mlx, label \\ "raw MLX") do
+  def mlx(ctx, workload, params, id \\ :mlx, label \\ "raw MLX") do
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "mlx", workload: workload, params: params}, ctx.py_why)
   end
 
   # numpy always runs on the CPU, also in --device gpu runs.
-  defp numpy(ctx, workload, params, id \\ :numpy, label \\ "numpy") do
+  def numpy(ctx, workload, params, id \\ :numpy, label \\ "numpy") do
     label = if ctx.device == :gpu, do: label <> " (CPU)", else: label
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "numpy", workload: workload, params: params}, ctx.py_why)
   end
@@ -85,7 +85,7 @@ defmodule Bench.Workloads do
   # The Nx-level runners: EMLX.Backend as a subject, Nx.BinaryBackend as a
   # reference. Without Nx neither runs; without EMLX.Backend only the first
   # is skipped.
-  defp nx(ctx, workload, params, opts \\ []) do
+  def nx(ctx, workload, params, opts \\ []) do
     subject =
       cond do
         not ctx.nx? -> skip(:nx_emlx, "Nx + EMLX.Backend", :subject, "Nx is not available")
@@ -114,7 +114,7 @@ defmodule Bench.Workloads do
     Measure.local(id, label, role, fn -> apply(Bench.NxWork, :build, [workload, params, backend]) end, extra)
   end
 
-  defp skip(id, label, role, reason), do: %{id: id, label: label, role: role, prepare: fn -> {:skip, reason} end}
+  def skip(id, label, role, reason), do: %{id: id, label: label, role: role, prepare: fn -> {:skip, reason} end}
 
   ## Workloads
 
@@ -443,7 +443,11 @@ defmodule Bench.Workloads do
     d = ctx.device
     n = 1024
     {mm, _} = matmul_fun()
-    linked = if ctx.blas, do: "EMLX, OpenBLAS linked", else: "EMLX (no OpenBLAS found at build)"
+
+    linked =
+      if ctx.blas.config != "",
+        do: "EMLX, #{ctx.blas.kind} (core #{ctx.blas.core})",
+        else: "EMLX (built without OpenBLAS)"
 
     emlx =
       Measure.local(:emlx, linked, :subject, fn ->

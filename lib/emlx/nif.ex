@@ -37,6 +37,7 @@ defmodule EMLX.NIF do
     to_blob: 3,
     to_blob_now: 3,
     memory_info: 0,
+    blas_info: 0,
     reset_peak_memory: 0,
     clear_cache: 0,
     set_cache_limit: 1,

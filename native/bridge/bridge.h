@@ -51,6 +51,7 @@ using Array = mx::array;
 
 struct StreamRef;
 struct Scalar;
+struct BlasInfo;
 
 // A list of arrays going in or out of an op.
 struct ArrayList {
@@ -170,6 +171,9 @@ bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
 // Makes `s`'s main stream the calling thread's default (so MLX's eval
 // creates no stream of its own on that thread).
 void bind_thread(const StreamRef& s);
+
+// --- BLAS (blas.cc) ---------------------------------------------------------
+BlasInfo blas_info();
 
 // --- memory ----------------------------------------------------------------
 size_t active_memory();

@@ -28,6 +28,19 @@ mod bridge {
         imag: f64,
     }
 
+    /// The BLAS MLX's CPU kernels run on (EMLX.blas_info/0): what it is, the
+    /// library file, its build configuration and the kernel set (core) it
+    /// picked for this CPU, its thread count, and the file libmlx's
+    /// `cblas_sgemm` resolves to.
+    struct BlasInfo {
+        kind: String,
+        library: String,
+        config: String,
+        core: String,
+        threads: i32,
+        sgemm_from: String,
+    }
+
     unsafe extern "C++" {
         include!("bridge.h");
 
@@ -85,6 +98,8 @@ mod bridge {
             max_bytes: usize,
         ) -> bool;
         fn bind_thread(s: &StreamRef);
+
+        fn blas_info() -> BlasInfo;
 
         fn active_memory() -> usize;
         fn peak_memory() -> usize;

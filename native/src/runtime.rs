@@ -26,6 +26,7 @@ mod atoms {
         ok, done, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
         completed, failed, dropped, cancelled, busy_ns, inline,
+        kind, library, config, core, threads, sgemm_from,
     }
 }
 
@@ -458,6 +459,24 @@ fn blob_job<'a>(
             blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
         })))
     })
+}
+
+/// `%{kind:, library:, config:, core:, threads:, sgemm_from:}`: see
+/// `ffi::BlasInfo`.
+#[rustler::nif]
+fn blas_info(env: Env) -> NifResult<Term> {
+    let b = ffi::blas_info();
+    let pairs = [
+        (atoms::kind(), b.kind.encode(env)),
+        (atoms::library(), b.library.encode(env)),
+        (atoms::config(), b.config.encode(env)),
+        (atoms::core(), b.core.encode(env)),
+        (atoms::threads(), b.threads.encode(env)),
+        (atoms::sgemm_from(), b.sgemm_from.encode(env)),
+    ];
+    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
+    let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
+    Term::map_from_term_arrays(env, &keys, &values)
 }
 
 #[rustler::nif]

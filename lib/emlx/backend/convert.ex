@@ -138,6 +138,16 @@ if Code.ensure_loaded?(Nx) do
     end
 
     @doc false
+    # Like to_nx/2 for the results of element-wise ops whose operands were
+    # all converted to out's storage type first: MLX gives such an op's
+    # result that type and the broadcast shape Nx computed, so neither needs
+    # asking (one NIF call less per op); narrow types are still narrowed.
+    def to_nx_elementwise({device, _} = array, %T{type: type, shape: shape} = out) do
+      check_device_type!(device, type)
+      %T{out | data: %B{ref: Storage.narrow(array, type), shape: shape, type: type}}
+    end
+
+    @doc false
     # Like to_nx/2 for ops that only move values (reshape, transpose, slice):
     # no narrowing needed, the values are already on the type's grid.
     def to_nx_moved({device, _} = array, %T{type: type, shape: shape} = out) do

@@ -103,7 +103,7 @@ if Code.ensure_loaded?(Nx) do
 
     for {name, fun} <- @plain_unary do
       def unquote(name)(%T{type: type} = out, tensor) do
-        tensor |> operand(type) |> EMLX.unquote(fun)() |> Convert.to_nx(out)
+        tensor |> operand(type) |> EMLX.unquote(fun)() |> Convert.to_nx_elementwise(out)
       end
     end
 
@@ -112,15 +112,15 @@ if Code.ensure_loaded?(Nx) do
         x = operand(tensor, type)
 
         if type == {:f, 64} and elem(x, 0) == :cpu,
-          do: x |> EMLX.precise_unary(unquote(Atom.to_string(name))) |> Convert.to_nx(out),
-          else: x |> EMLX.unquote(name)() |> Convert.to_nx(out)
+          do: x |> EMLX.precise_unary(unquote(Atom.to_string(name))) |> Convert.to_nx_elementwise(out),
+          else: x |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
       end
     end
 
     for {name, fun} <- @arith_binary do
       def unquote(name)(%T{type: type} = out, left, right) do
         {l, r} = operands(left, right, type)
-        EMLX.unquote(fun)(l, r) |> Convert.to_nx(out)
+        EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
       end
     end
 

@@ -324,7 +324,12 @@ Array fit_length(const Array& a, int n, int axis, S s) {
 
 const Entry ENTRIES[] = {
     // --- backend ---
-    EMLX_BINARY(matmul, mx::matmul),
+    {"matmul",
+     [](const Call& c, S s) -> Out {
+       return {half_via_float32(c.arr(0), c.arr(1), s, [&](const Array& a, const Array& b) {
+         return mx::matmul(a, b, s);
+       })};
+     }},
     {"dynamic_slice", [](const Call& c, S s) -> Out { return {dynamic_slice(c, s)}; }},
     {"dynamic_slice_update",
      [](const Call& c, S s) -> Out { return {dynamic_slice_update(c, s)}; }},

@@ -6,6 +6,7 @@
 // lib/emlx/ops/<family>.ex (same names, same argument order).
 #pragma once
 
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -38,6 +39,16 @@ int axis_index(const char* op, int64_t axis, int ndim);
 void require_integer(const char* op, const char* what, const Array& a);
 // The integer tensor `idx` clamped into [lo, hi] (lo <= hi), in its own dtype.
 Array clamp_index(const Array& idx, int64_t lo, int64_t hi, S s);
+
+// A contraction `f(a, b)` (matmul, tensordot, einsum) of bfloat16/float16
+// operands on the CPU, computed as a float32 GEMM (BLAS) and rounded once to
+// the half type, when the operands are large enough for that to pay; MLX's
+// own CPU half-precision GEMM runs ~30x slower. Every product of two half
+// values is exact in float32 and MLX's CPU kernel also sums in float32, so
+// the result differs from its only in summation order. Other types, small
+// operands and GPU streams call `f` as is.
+Array half_via_float32(const Array& a, const Array& b, S s,
+                       const std::function<Array(const Array&, const Array&)>& f);
 
 // Throws the ArgumentError-class error "<op>: <msg>".
 [[noreturn]] void bad_arg(const Call& c, const std::string& msg);

@@ -438,7 +438,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     # Zero-arity NIFs take no input to get wrong; is_tensor_ref/1 is a
     # predicate (see the test below).
     exempt =
-      [op_names: 0, queue_threads: 0, gpu_available: 0, memory_info: 0] ++
+      [op_names: 0, queue_threads: 0, gpu_available: 0, memory_info: 0, blas_info: 0] ++
         [reset_peak_memory: 0, clear_cache: 0, is_tensor_ref: 1]
 
     nifs = NIF.__info__(:functions) -- [__load__: 0, __not_loaded__: 0, load_error: 0]
