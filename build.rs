@@ -87,6 +87,11 @@ fn main() {
     if let Some(define) = blas.define() {
         bridge.define(define, None);
     }
+    // MLX's CPU-only allocator, whose buffers data_in.cc can make over
+    // memory MLX does not own.
+    if !macos && env::var_os("MLX_DIR").is_none() && mlx_variant(macos) == "cpu" {
+        bridge.define("EMLX_MLX_CPU_ALLOCATOR", None);
+    }
     bridge.compile("emlx_bridge");
 
     link(&prefix, macos, &blas);
@@ -148,15 +153,20 @@ fn checked_prefix(dir: &Path, macos: bool) -> Result<PathBuf, String> {
     dir.canonicalize().map_err(|e| e.to_string())
 }
 
-/// Returns the `mlx/` prefix inside the unpacked wheel, downloading it once.
-fn wheel_prefix(macos: bool) -> Result<PathBuf, String> {
-    let variant = env::var("EMLX_MLX_VARIANT").unwrap_or_else(|_| {
+/// Which libmlx wheel: `EMLX_MLX_VARIANT`, else metal on macOS, cpu elsewhere.
+fn mlx_variant(macos: bool) -> String {
+    env::var("EMLX_MLX_VARIANT").unwrap_or_else(|_| {
         if macos {
             "metal".to_string()
         } else {
             "cpu".to_string()
         }
-    });
+    })
+}
+
+/// Returns the `mlx/` prefix inside the unpacked wheel, downloading it once.
+fn wheel_prefix(macos: bool) -> Result<PathBuf, String> {
+    let variant = mlx_variant(macos);
     let (_, package, hashes) = WHEELS
         .iter()
         .find(|(v, _, _)| *v == variant)

@@ -340,6 +340,18 @@ def mlx_from_binary(p):
     return run
 
 
+def mlx_from_binary_slices(p):
+    blob = np_wave(p["bytes"] // 4).tobytes()
+    count = p["bytes"] // 4 // p["pieces"]
+
+    def run():
+        arrays = [mx.array(np.frombuffer(blob, np.float32, count, i * count * 4)) for i in range(p["pieces"])]
+        mx.eval(arrays)
+        return arrays
+
+    return run
+
+
 def np_memcpy(p):
     src = np_wave(p["bytes"] // 4)
     dst = np.empty_like(src)
@@ -363,6 +375,7 @@ WORKLOADS = {
         "sdpa": mlx_sdpa,
         "to_binary": mlx_to_binary,
         "from_binary": mlx_from_binary,
+        "from_binary_slices": mlx_from_binary_slices,
         "xor_step": mlx_xor_step,
         "random_uniform": mlx_random_uniform,
         "scalar_read_each": mlx_scalar_read_each,

@@ -20,7 +20,7 @@
 
 harness = Path.join(__DIR__, "harness")
 
-for file <- ~w(measure driver python report blas workloads small) do
+for file <- ~w(measure driver python report blas workloads small data_in) do
   Code.require_file("#{file}.exs", harness)
 end
 
@@ -72,7 +72,7 @@ defmodule Bench.Run do
 
     if opts[:list] do
       ctx = context(device, nil, "--list", blas, binary_ms)
-      for w <- Bench.Workloads.all(ctx), do: IO.puts("#{String.pad_trailing(w.group, 12)} #{w.id}: #{w.title}")
+      for w <- all_workloads(ctx), do: IO.puts("#{String.pad_trailing(w.group, 12)} #{w.id}: #{w.title}")
       System.halt(0)
     end
 
@@ -87,7 +87,7 @@ defmodule Bench.Run do
       end
 
     ctx = context(device, py, py_why, blas, binary_ms)
-    workloads = select(Bench.Workloads.all(ctx), opts[:only])
+    workloads = select(all_workloads(ctx), opts[:only])
     total = length(workloads)
 
     measured =
@@ -108,6 +108,8 @@ defmodule Bench.Run do
     meta = meta(device, blas, py_info, load_start, argv)
     write(meta, measured, opts[:publish])
   end
+
+  defp all_workloads(ctx), do: Bench.Workloads.all(ctx) ++ Bench.DataIn.all(ctx) ++ Bench.Small.all(ctx)
 
   defp context(device, py, py_why, blas, binary_ms) do
     %{

@@ -112,12 +112,17 @@ defmodule EMLX do
 
   ## Creation from bytes
 
-  # Copies above this size run on a dirty scheduler.
-  @dirty_bytes 65_536
-
   @doc """
-  A tensor holding a copy of `blob`, read as `type` elements in row-major
+  A tensor of the bytes of `blob`, read as `type` elements in row-major
   order; `byte_size(blob)` must match `shape` and `type`.
+
+  On the CPU build of libmlx (the Linux default) a binary of 4 KiB or more
+  whose bytes are aligned to the element size becomes a tensor over its own
+  bytes, with no copy: binaries never change, MLX never writes into memory
+  it does not own, and the binary is kept alive (even once Elixir drops it)
+  until no MLX array uses it. Slices (`binary_part/3`) of one large binary,
+  as when loading a file of weights, work the same way. Other binaries, and
+  other builds of MLX, are copied (large copies on a dirty scheduler).
 
       iex> EMLX.from_blob(<<1::32-native, 2::32-native>>, {2}, :int32, :cpu) |> EMLX.shape()
       {2}
@@ -127,9 +132,10 @@ defmodule EMLX do
     dims = shape_list!(shape)
     mlx = EMLX.Types.mlx_type(type)
 
-    if byte_size(blob) > @dirty_bytes,
-      do: EMLX.NIF.from_blob_dirty(heap_copy(queue), blob, dims, mlx),
-      else: EMLX.NIF.from_blob(queue, blob, dims, mlx)
+    case EMLX.NIF.from_blob(queue, blob, dims, mlx) do
+      :dirty -> EMLX.NIF.from_blob_dirty(heap_copy(queue), blob, dims, mlx)
+      tensor -> tensor
+    end
   end
 
   def from_blob(blob, _shape, _type, _device),

@@ -153,7 +153,7 @@ defmodule Bench.NxWork do
     fn -> Bench.NxXor.step(params, x, y) |> Tuple.to_list() |> Enum.each(&Nx.to_binary/1) end
   end
 
-  defp make(:random_uniform, %{shape: shape}, b) do
+  defp make(:random_uniform, %{shape: shape}, _b) do
     key = Nx.Random.key(42)
     fn -> key |> Nx.Random.uniform(shape: List.to_tuple(shape)) |> elem(0) |> Nx.to_binary() end
   end
@@ -175,6 +175,28 @@ defmodule Bench.NxWork do
     x = wave(div(bytes, 4), 0.001, :f32, b)
     force(x)
     fn -> Nx.to_binary(x) end
+  end
+
+  defp make(:from_binary_slices, %{bytes: bytes, pieces: pieces}, b) do
+    bin = Bench.Workloads.wave(div(bytes, 4), 0.001, :float32, :cpu) |> EMLX.to_blob() |> :binary.copy()
+    piece = div(bytes, pieces)
+
+    fn ->
+      for(i <- 0..(pieces - 1), do: Nx.from_binary(binary_part(bin, i * piece, piece), :f32, backend: b))
+      |> Enum.each(&force/1)
+    end
+  end
+
+  defp make(:from_pointer, %{bytes: bytes}, b) do
+    source = wave(div(bytes, 4), 0.001, :f32, b)
+    pointer = Nx.to_pointer(source, mode: :local)
+
+    # The pointer is only valid while `source` lives: the closure returns
+    # it, so that it stays referenced.
+    fn ->
+      Nx.from_pointer(b, pointer, :f32, {div(bytes, 4)}) |> force()
+      source
+    end
   end
 
   defp make(:from_binary, %{bytes: bytes}, b) do

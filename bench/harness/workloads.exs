@@ -44,7 +44,7 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ] ++ Bench.Small.all(ctx)
+    ]
   end
 
   ## Data (EMLX functions)
@@ -400,7 +400,7 @@ defmodule Bench.Workloads do
   end
 
   # The BEAM's own copy of `bytes` bytes: the memcpy reference.
-  defp memcpy_reference(bytes) do
+  def memcpy_reference(bytes) do
     Measure.local(:memcpy, "memcpy (:binary.copy)", :reference, fn ->
       bin = :binary.copy(<<0::size(bytes)-unit(8)>>)
       fn -> :binary.copy(bin) end

@@ -128,9 +128,23 @@ std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
 
 // --- arrays ---------------------------------------------------------------
 std::unique_ptr<Array> clone_array(const Array& a);
+// --- data in (data_in.cc) ----------------------------------------------------
+struct BinaryKeeper;
 std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
                                   rust::Slice<const int64_t> shape,
                                   rust::Str dtype);
+// An array over the bytes `keeper` holds alive, without a copy where MLX's
+// allocator allows it (else a copy); `keeper` is dropped when MLX no longer
+// needs the bytes.
+std::unique_ptr<Array> from_kept_bytes(rust::Box<BinaryKeeper> keeper,
+                                       rust::Slice<const int64_t> shape, rust::Str dtype);
+// Whether from_kept_bytes can use bytes in place in this build.
+bool zero_copy_available();
+// A new MLX buffer holding a copy of `bytes` bytes at `data`.
+mx::allocator::Data copy_to_new_buffer(const void* data, size_t bytes);
+// Throws unless a buffer of `bytes` fits under MLX's memory limit and in
+// the machine's memory.
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype);
 rust::Vec<int64_t> shape_of(const Array& a);
 rust::Vec<int64_t> strides_of(const Array& a);
 rust::String dtype_of(const Array& a);

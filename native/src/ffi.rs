@@ -41,6 +41,11 @@ mod bridge {
         sgemm_from: String,
     }
 
+    extern "Rust" {
+        type BinaryKeeper;
+        fn bytes(self: &BinaryKeeper) -> &[u8];
+    }
+
     unsafe extern "C++" {
         include!("bridge.h");
 
@@ -73,6 +78,12 @@ mod bridge {
 
         fn clone_array(a: &Array) -> UniquePtr<Array>;
         fn from_bytes(bytes: &[u8], shape: &[i64], dtype: &str) -> Result<UniquePtr<Array>>;
+        fn from_kept_bytes(
+            keeper: Box<BinaryKeeper>,
+            shape: &[i64],
+            dtype: &str,
+        ) -> Result<UniquePtr<Array>>;
+        fn zero_copy_available() -> bool;
         fn shape_of(a: &Array) -> Vec<i64>;
         fn strides_of(a: &Array) -> Vec<i64>;
         fn dtype_of(a: &Array) -> String;
@@ -111,6 +122,7 @@ mod bridge {
     }
 }
 
+pub use crate::keeper::BinaryKeeper;
 pub use bridge::*;
 
 // SAFETY: an `mlx::core::array` is a handle to a reference-counted,

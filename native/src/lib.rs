@@ -1,22 +1,26 @@
 //! EMLX's native layer: a Rustler NIF over MLX's C++ API.
 //!
-//! - `ffi`: the cxx bridge (C++ in `native/bridge/`), the only `unsafe`.
+//! - `ffi`: the cxx bridge (C++ in `native/bridge/`).
 //! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
 //! - `interpose`: the exports that let CPU queues evaluate without MLX's
 //!   stream threads (Linux; the C++ side is native/bridge/inline_cpu.cc).
 //! - `tensor`: the resources Elixir holds.
+//! - `keeper`: a BEAM binary kept alive while MLX reads it in place.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
-//! - `shm`: the libc calls behind shared memory (with `ffi`, the only `unsafe`).
+//! - `shm`: the libc calls behind shared memory.
+//!
+//! `unsafe` appears in `ffi`, `interpose`, `keeper` and `shm` only.
 
 mod args;
 mod error;
 mod ffi;
 #[cfg(target_os = "linux")]
 mod interpose;
+mod keeper;
 mod ops;
 mod queue;
 mod runtime;

@@ -10,15 +10,15 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Env, NifResult, ResourceArc, Term, TermType};
+use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term, TermType};
 
 use crate::args;
 use crate::error::{Error, Result};
-use crate::ffi::{self, Call};
+use crate::ffi::{self, BinaryKeeper, Call};
 use crate::tensor::{decode_tensor, QueueRes, TensorRes};
 
 mod atoms {
-    rustler::atoms! { nil }
+    rustler::atoms! { nil, dirty }
 }
 
 /// Op index by atom (keyed by the atom's term, which never changes).
@@ -266,7 +266,18 @@ fn push_list(
     Ok(())
 }
 
-/// A tensor holding a copy of `blob`'s bytes.
+/// Binaries from this size on become tensors over their own bytes (see
+/// native/bridge/data_in.cc); smaller ones are copied (cheap, and heap
+/// binaries of up to 64 bytes are not reference-counted).
+const IN_PLACE_MIN: usize = 4096;
+
+/// Copies above this size run on a dirty scheduler (`from_blob_dirty`).
+const DIRTY_MIN: usize = 65_536;
+
+/// A tensor of `blob`'s bytes: the binary itself when it is large and MLX
+/// can use it in place, else a copy. A copy of more than `DIRTY_MIN` bytes
+/// is not made here: the answer is then `:dirty`, and the caller asks
+/// `from_blob_dirty`.
 #[rustler::nif]
 fn from_blob<'a>(
     env: Env<'a>,
@@ -275,10 +286,11 @@ fn from_blob<'a>(
     shape: Term<'a>,
     dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, "from_blob", queue, blob, shape, dtype)
+    copy_blob(env, "from_blob", queue, blob, shape, dtype, false)
 }
 
-/// `from_blob` for large binaries: the copy runs on a dirty scheduler.
+/// `from_blob` for large binaries that must be copied: the copy runs on a
+/// dirty scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn from_blob_dirty<'a>(
     env: Env<'a>,
@@ -287,7 +299,7 @@ fn from_blob_dirty<'a>(
     shape: Term<'a>,
     dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, "from_blob_dirty", queue, blob, shape, dtype)
+    copy_blob(env, "from_blob_dirty", queue, blob, shape, dtype, true)
 }
 
 fn copy_blob<'a>(
@@ -297,15 +309,30 @@ fn copy_blob<'a>(
     blob: Term<'a>,
     shape: Term<'a>,
     dtype: Term<'a>,
+    dirty: bool,
 ) -> NifResult<Term<'a>> {
     let queue = args::queue(nif, queue)?;
     if queue.0.is_closed() {
         return Err(queue.0.closed_error().into());
     }
-    let blob = args::binary(nif, "the data", blob)?;
+    let bytes = args::binary(nif, "the data", blob)?;
     let shape = args::int_list(nif, "the shape", shape)?;
     let dtype = args::atom_name(nif, "the dtype", dtype)?;
-    let array = ffi::from_bytes(blob.as_slice(), &shape, &dtype).map_err(Error::from)?;
+    // Large binaries are used in place where MLX's allocator allows it and
+    // the bytes are aligned for the element type.
+    let aligned = ffi::itemsize_of(&dtype)
+        .is_ok_and(|size| size > 0 && (bytes.as_slice().as_ptr() as usize) % size == 0);
+    let kept = (bytes.len() >= IN_PLACE_MIN && aligned && ffi::zero_copy_available())
+        .then(|| BinaryKeeper::new(blob))
+        .flatten();
+    if kept.is_none() && !dirty && bytes.len() > DIRTY_MIN {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let array = match kept {
+        Some(keeper) => ffi::from_kept_bytes(Box::new(keeper), &shape, &dtype),
+        None => ffi::from_bytes(bytes.as_slice(), &shape, &dtype),
+    }
+    .map_err(Error::from)?;
     Ok(TensorRes::wrap(env, TensorRes::new(array, queue.0.clone())))
 }
 

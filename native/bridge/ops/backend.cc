@@ -191,9 +191,8 @@ Array copy_of(const void* data, int64_t byte_size, const mx::Shape& shape, mx::D
                                 " bytes given, but the shape and type need " +
                                 std::to_string(expected));
   }
-  auto buffer = mx::allocator::malloc(expected);
-  if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), data, expected);
-  return Array(std::move(buffer), shape, dtype);
+  check_budget(op, expected, shape, dtype);
+  return Array(copy_to_new_buffer(data, expected), shape, dtype);
 }
 
 Array from_address(const Call& c) {
