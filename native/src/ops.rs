@@ -321,7 +321,7 @@ fn copy_blob<'a>(
     // Large binaries are used in place where MLX's allocator allows it and
     // the bytes are aligned for the element type.
     let aligned = ffi::itemsize_of(&dtype)
-        .is_ok_and(|size| size > 0 && (bytes.as_slice().as_ptr() as usize) % size == 0);
+        .is_ok_and(|size| size > 0 && (bytes.as_slice().as_ptr() as usize).is_multiple_of(size));
     let kept = (bytes.len() >= IN_PLACE_MIN && aligned && ffi::zero_copy_available())
         .then(|| BinaryKeeper::new(blob))
         .flatten();
