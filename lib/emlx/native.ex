@@ -53,26 +53,39 @@ defmodule EMLX.Native do
     ref = make_ref()
 
     case EMLX.NIF.eval_now(tensors, ref) do
-      :done -> {:ok, 0}
-      {:done, ns} -> {:ok, ns}
-      :ok -> await(ref)
+      :done ->
+        {:ok, 0}
+
+      {:done, ns} ->
+        {:ok, ns}
+
+      :ok ->
+        await(ref)
+
+      :collect ->
+        collect()
+
+        case EMLX.NIF.eval(tensors, ref) do
+          :ok -> await(ref)
+          :done -> {:ok, 0}
+        end
     end
   end
 
   @doc false
-  def item(tensor), do: value(&EMLX.NIF.item_now(tensor, &1))
+  def item(tensor), do: value(&EMLX.NIF.item_now(tensor, &1), &EMLX.NIF.item(tensor, &1))
 
   @doc false
   # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
   def to_blob(tensor, limit) do
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
-        {binary, ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1))
+        {binary, ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
         size = byte_size(binary)
         {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
       end)
     else
-      {binary, _ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1))
+      {binary, _ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
       binary
     end
   end
@@ -87,8 +100,8 @@ defmodule EMLX.Native do
   def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))
 
   # A job's value, without its timing.
-  defp value(submit) do
-    {value, _ns} = job(submit)
+  defp value(submit, submit_later \\ nil) do
+    {value, _ns} = job(submit, submit_later)
     value
   end
 
@@ -96,16 +109,33 @@ defmodule EMLX.Native do
   # `{value, run_ns}`, or raises the error the queue reported. A read of an
   # already-evaluated tensor is answered by the NIF itself ({:done, value}),
   # and so is a small graph on an idle CPU queue, evaluated right in the NIF
-  # ({:done, value, run_ns}).
-  defp job(submit) do
+  # ({:done, value, run_ns}). For a large graph a `_now` NIF answers
+  # `:collect` instead: garbage is collected first (see collect/0) and
+  # `submit_later` sends the job.
+  defp job(submit, submit_later \\ nil) do
     ref = make_ref()
 
     case submit.(ref) do
-      :ok -> await(ref)
-      {:done, value} -> {value, 0}
-      {:done, value, ns} -> {value, ns}
+      :ok ->
+        await(ref)
+
+      {:done, value} ->
+        {value, 0}
+
+      {:done, value, ns} ->
+        {value, ns}
+
+      :collect ->
+        collect()
+        job(submit_later)
     end
   end
+
+  # Before a large evaluation: intermediate tensors this process no longer
+  # references release their arrays, so that MLX may reuse their buffers in
+  # place (it cannot while anything else holds them). A minor collection:
+  # such intermediates are young.
+  defp collect, do: :erlang.garbage_collect(self(), type: :minor)
 
   defp await(ref) do
     receive do

@@ -23,7 +23,7 @@ use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
 mod atoms {
     rustler::atoms! {
-        ok, done, nan, infinity, neg_infinity,
+        ok, done, collect, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
         completed, failed, dropped, cancelled, busy_ns, inline,
         kind, library, config, core, threads, sgemm_from,
@@ -35,6 +35,19 @@ mod atoms {
 /// bounds such a call to about 100 us.
 const NOW_MAX_NODES: usize = 128;
 const NOW_MAX_BYTES: usize = 128 * 1024;
+
+/// From this many bytes of buffers to compute, a `_now` NIF asks its caller
+/// to collect garbage before the job is sent (`:collect`): intermediate
+/// tensors the caller no longer references then release their arrays, and
+/// MLX can reuse their buffers in place while it evaluates, as it does when
+/// nothing else holds them.
+const COLLECT_MIN_BYTES: usize = 1 << 20;
+
+/// Whether evaluating the graph under `list` computes at least
+/// `COLLECT_MIN_BYTES`.
+fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+    !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
+}
 
 /// Starts a queue on `device` whose channel holds up to `capacity` waiting
 /// jobs. With an `owner` pid the queue closes when that process exits.
@@ -172,7 +185,9 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a
 
 /// `eval`, except that a small graph on an idle queue is evaluated right
 /// here (see `Queue::run_now`): then the answer is `{:done, run_ns}` and no
-/// reply comes.
+/// reply comes. A large graph is not submitted: the answer is `:collect`
+/// (see `COLLECT_MIN_BYTES`), and the caller collects garbage and calls
+/// `eval`.
 #[rustler::nif]
 fn eval_now<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
     eval_tensors(env, tensors, tag, true)
@@ -233,6 +248,9 @@ fn eval_tensors<'a>(
             mark_ready(&flags);
             return Ok((atoms::done(), ns).encode(env));
         }
+        if worth_collecting(&list, &queue.stream) {
+            return Ok(atoms::collect().encode(env));
+        }
     }
     queue.serving(any_lazy)?.submit(
         ReplyTo::new(env, tag),
@@ -254,7 +272,8 @@ fn eval_tensors<'a>(
 /// `{:done, value}` instead of `:ok`. Only cheap work may ask for that (it
 /// runs on a BEAM scheduler): reading a scalar, wrapping a buffer. With
 /// `Inline::WhenSmall`, so is a small graph on an idle queue, evaluated
-/// here (see `Queue::run_now`): the answer is then `{:done, value, run_ns}`.
+/// here (see `Queue::run_now`): the answer is then `{:done, value, run_ns}`;
+/// for a large graph it is `:collect`, as for `eval_now`.
 pub fn read_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
@@ -306,6 +325,9 @@ pub fn read_job<'a>(
         let Some(unused) = work else {
             unreachable!("run_now declined after running the work")
         };
+        if worth_collecting(&list, &res.queue.stream) {
+            return Ok(atoms::collect().encode(env));
+        }
         return submit_read(env, res, array, tag, unused);
     }
     submit_read(env, res, array, tag, work)
