@@ -4,23 +4,29 @@
 //! - `args`: decoding NIF arguments with actionable messages.
 //! - `error`: the one error type and how it becomes an Elixir exception.
 //! - `queue`: command queues, one OS thread and MLX stream each.
+//! - `inline_cpu`: the pool of CPU streams that run MLX's kernels inline.
 //! - `interpose`: the exports that let CPU queues evaluate without MLX's
 //!   stream threads (Linux; the C++ side is native/bridge/inline_cpu.cc).
 //! - `tensor`: the resources Elixir holds.
 //! - `keeper`: a BEAM binary kept alive while MLX reads it in place.
 //! - `ops`: the generic lazy-op NIF over the C++ op table, and metadata.
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
+//! - `now`: their `_now` variants, which evaluate small graphs in the NIF.
+//! - `blas`: which BLAS MLX's CPU kernels use.
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
 //! - `shm`: the libc calls behind shared memory.
 //!
 //! `unsafe` appears in `ffi`, `interpose`, `keeper` and `shm` only.
 
 mod args;
+mod blas;
 mod error;
 mod ffi;
+mod inline_cpu;
 #[cfg(target_os = "linux")]
 mod interpose;
 mod keeper;
+mod now;
 mod ops;
 mod queue;
 mod runtime;
@@ -30,7 +36,7 @@ mod tensor;
 
 fn load(env: rustler::Env, _info: rustler::Term) -> bool {
     ops::init_table(env);
-    queue::init_inline_cpu();
+    inline_cpu::init();
     true
 }
 

@@ -27,6 +27,7 @@ use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, 
 
 use crate::error::{Error, Result};
 use crate::ffi::{self, Array, StreamRef};
+use crate::inline_cpu;
 
 /// How many jobs may wait on a queue, unless its creator says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
@@ -269,7 +270,7 @@ impl Queue {
             capacity,
             stats,
             tx,
-            inline: pooled && inline_cpu_active(),
+            inline: pooled && inline_cpu::active(),
             eval_lock,
             in_flight,
             releases,
@@ -481,28 +482,6 @@ fn create_streams(device: Device) -> Result<(StreamRef, bool)> {
         },
         false,
     ))
-}
-
-/// How many CPU queues at once get streams that run inline.
-const INLINE_POOL: usize = 64;
-
-static INLINE_ACTIVE: OnceLock<bool> = OnceLock::new();
-
-/// Creates the inline pool (once, when the NIF loads, before anything can
-/// evaluate: see inline_cpu.cc) and says whether inline CPU evaluation
-/// works in this process. With `EMLX_CPU_STREAM_THREADS=1` in the
-/// environment, CPU queues keep MLX's own stream threads.
-pub fn init_inline_cpu() -> bool {
-    *INLINE_ACTIVE.get_or_init(|| {
-        std::env::var_os("EMLX_CPU_STREAM_THREADS").is_none_or(|v| v != "1")
-            && !ffi::gpu_available()
-            && ffi::inline_cpu_init(INLINE_POOL).unwrap_or(false)
-    })
-}
-
-/// Whether CPU queues evaluate inline (see `init_inline_cpu`).
-pub fn inline_cpu_active() -> bool {
-    INLINE_ACTIVE.get().copied().unwrap_or(false)
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).

@@ -18,6 +18,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 use crate::args;
 use crate::error::Error;
 use crate::ffi;
+use crate::now::{small, worth_collecting};
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
@@ -26,27 +27,7 @@ mod atoms {
         ok, done, collect, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
         completed, failed, dropped, cancelled, busy_ns, inline,
-        kind, library, config, core, threads, sgemm_from,
     }
-}
-
-/// The largest graph a NIF evaluates itself (`run_now`): MLX's CPU kernels
-/// run at roughly 1 GB/s and a few hundred ns per node when inline, so this
-/// bounds such a call to about 100 us.
-const NOW_MAX_NODES: usize = 128;
-const NOW_MAX_BYTES: usize = 128 * 1024;
-
-/// From this many bytes of buffers to compute, a `_now` NIF asks its caller
-/// to collect garbage before the job is sent (`:collect`): intermediate
-/// tensors the caller no longer references then release their arrays, and
-/// MLX can reuse their buffers in place while it evaluates, as it does when
-/// nothing else holds them.
-const COLLECT_MIN_BYTES: usize = 1 << 20;
-
-/// Whether evaluating the graph under `list` computes at least
-/// `COLLECT_MIN_BYTES`.
-fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
-    !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
 }
 
 /// Starts a queue on `device` whose channel holds up to `capacity` waiting
@@ -183,22 +164,7 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a
     eval_tensors(env, tensors, tag, false)
 }
 
-/// `eval`, except that a small graph on an idle queue is evaluated right
-/// here (see `Queue::run_now`): then the answer is `{:done, run_ns}` and no
-/// reply comes. A large graph is not submitted: the answer is `:collect`
-/// (see `COLLECT_MIN_BYTES`), and the caller collects garbage and calls
-/// `eval`.
-#[rustler::nif]
-fn eval_now<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
-    eval_tensors(env, tensors, tag, true)
-}
-
-/// Whether the unevaluated graph under `list` may be evaluated in a NIF.
-fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
-    ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
-}
-
-fn eval_tensors<'a>(
+pub fn eval_tensors<'a>(
     env: Env<'a>,
     tensors: Term<'a>,
     tag: Term<'a>,
@@ -393,13 +359,7 @@ fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>
     item_job(env, tensor, tag, Inline::WhenReady)
 }
 
-/// `item`, answering `{:done, number}` for a small graph on an idle queue.
-#[rustler::nif]
-fn item_now<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
-    item_job(env, tensor, tag, Inline::WhenSmall)
-}
-
-fn item_job<'a>(
+pub fn item_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
     tag: Term<'a>,
@@ -447,18 +407,7 @@ fn to_blob<'a>(
     blob_job(env, tensor, limit, tag, Inline::WhenReady)
 }
 
-/// `to_blob`, answering `{:done, binary}` for a small graph on an idle queue.
-#[rustler::nif]
-fn to_blob_now<'a>(
-    env: Env<'a>,
-    tensor: Term<'a>,
-    limit: Term<'a>,
-    tag: Term<'a>,
-) -> NifResult<Term<'a>> {
-    blob_job(env, tensor, limit, tag, Inline::WhenSmall)
-}
-
-fn blob_job<'a>(
+pub fn blob_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
     limit: Term<'a>,
@@ -481,24 +430,6 @@ fn blob_job<'a>(
             blob.make_binary(env, |b| &b.bytes()[..len]).encode(env)
         })))
     })
-}
-
-/// `%{kind:, library:, config:, core:, threads:, sgemm_from:}`: see
-/// `ffi::BlasInfo`.
-#[rustler::nif]
-fn blas_info(env: Env) -> NifResult<Term> {
-    let b = ffi::blas_info();
-    let pairs = [
-        (atoms::kind(), b.kind.encode(env)),
-        (atoms::library(), b.library.encode(env)),
-        (atoms::config(), b.config.encode(env)),
-        (atoms::core(), b.core.encode(env)),
-        (atoms::threads(), b.threads.encode(env)),
-        (atoms::sgemm_from(), b.sgemm_from.encode(env)),
-    ];
-    let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
-    let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
-    Term::map_from_term_arrays(env, &keys, &values)
 }
 
 #[rustler::nif]
