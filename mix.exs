@@ -1,100 +1,67 @@
-defmodule Mix.Tasks.Compile.EmlxNative do
-  @moduledoc false
-  # Builds the Rust NIF with cargo and installs it, with libmlx and the
-  # libraries libmlx loads (in the wheel's relative layout), under priv/.
-  use Mix.Task.Compiler
-
-  @root __DIR__
-
-  @impl true
-  def run(_args) do
-    profile = System.get_env("EMLX_CARGO_PROFILE", "release")
-    target = System.get_env("CARGO_TARGET_DIR", Path.join(@root, "target"))
-
-    {_, status} =
-      System.cmd("cargo", ["build", "--profile", profile, "--manifest-path", Path.join(@root, "Cargo.toml")],
-        cd: @root,
-        into: IO.stream(:stdio, :line),
-        stderr_to_stdout: true,
-        env: [{"CARGO_TARGET_DIR", target}]
-      )
-
-    if status != 0 do
-      Mix.raise("cargo build of the EMLX NIF failed (exit #{status}); see the output above")
-    end
-
-    out_dir = Path.join(target, if(profile == "dev", do: "debug", else: profile))
-    priv = Path.join(@root, "priv")
-    File.mkdir_p!(Path.join(priv, "mlx/lib"))
-
-    nif = Enum.find(["libemlx.so", "libemlx.dylib"], &File.exists?(Path.join(out_dir, &1)))
-    nif || Mix.raise("cargo did not produce libemlx in #{out_dir}")
-    copy_if_changed(Path.join(out_dir, nif), Path.join(priv, "libemlx.so"))
-    install_mlx(File.read!(Path.join(out_dir, "emlx-mlx-dir")), priv)
-    install_blas(Path.join(out_dir, "emlx-blas"), Path.join(priv, "blas"))
-
-    Mix.Project.build_structure()
-    {:ok, []}
-  end
-
-  # `prefix` is an MLX prefix (include/, lib/). From a wheel it is `<root>/mlx`
-  # and libmlx finds its BLAS/LAPACK in `<root>/<name>.libs` through its
-  # `$ORIGIN/../../<name>.libs` rpath, so those folders come along.
-  defp install_mlx(prefix, priv) do
-    for file <- File.ls!(Path.join(prefix, "lib")),
-        String.starts_with?(file, "libmlx") or String.ends_with?(file, ".metallib") do
-      copy_if_changed(Path.join([prefix, "lib", file]), Path.join([priv, "mlx/lib", file]))
-    end
-
-    if Path.basename(prefix) == "mlx" do
-      root = Path.dirname(prefix)
-
-      for dir <- File.ls!(root), String.ends_with?(dir, ".libs") do
-        File.cp_r!(Path.join(root, dir), Path.join(priv, dir))
-      end
-    end
-  end
-
-  # The BLAS build.rs staged (build/blas.rs), next to the NIF's $ORIGIN/blas
-  # rpath; none staged (system or no OpenBLAS): none installed.
-  defp install_blas(staged, installed) do
-    if File.dir?(staged) do
-      File.mkdir_p!(installed)
-      for file <- File.ls!(staged), do: copy_if_changed(Path.join(staged, file), Path.join(installed, file))
-    else
-      File.rm_rf!(installed)
-    end
-  end
-
-  defp copy_if_changed(from, to) do
-    unless File.exists?(to) and File.stat!(to).mtime >= File.stat!(from).mtime and
-             File.stat!(to).size == File.stat!(from).size do
-      # Replace rather than overwrite: the old file may be mapped by a VM.
-      tmp = to <> ".tmp"
-      File.cp!(from, tmp)
-      File.rename!(tmp, to)
-    end
-  end
-end
+# Mix-time code (the native-library compiler, `mix emlx.precompile` and the
+# rules they share) lives in mix/: it runs before lib/ is compiled.
+for file <- Path.wildcard(Path.join(__DIR__, "mix/**/*.ex")), do: Code.require_file(file)
 
 defmodule EMLX.MixProject do
   use Mix.Project
 
   @version "0.1.0"
+  @source_url EMLX.Build.source_url()
 
   def project do
     [
       app: :emlx,
+      name: "EMLX",
       version: @version,
       elixir: "~> 1.17",
       start_permanent: Mix.env() == :prod,
       compilers: [:emlx_native] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: deps(),
+      aliases: aliases(),
       description: "Nx backend for Apple's MLX, with a Rust native layer",
+      source_url: @source_url,
+      docs: docs(),
       package: [
         licenses: ["Apache-2.0"],
-        files: ~w(lib native build Cargo.toml Cargo.lock build.rs mix.exs README.md CHANGELOG.md)
+        links: %{"GitHub" => @source_url},
+        # Sources only: the NIF is downloaded (checked against checksums.sha256)
+        # or built from these at `mix compile`.
+        files:
+          ~w(lib mix native build Cargo.toml Cargo.lock build.rs mix.exs .formatter.exs README.md CHANGELOG.md) ++
+            [EMLX.Build.checksum_file_name()]
+      ]
+    ]
+  end
+
+  # hex.publish builds the docs too, so it runs where ex_doc is.
+  def cli, do: [preferred_envs: [docs: :docs, "hex.publish": :docs]]
+
+  defp docs do
+    [
+      main: "getting_started",
+      source_ref: "v#{@version}",
+      extras: [
+        "docs/getting_started.md",
+        "docs/backend.md",
+        "docs/known_differences.md",
+        "docs/command_queues.md",
+        "docs/llm_inference.md",
+        "docs/performance.md",
+        {"bench/RESULTS.md", title: "Benchmark results"},
+        "docs/migrating_from_0_4.md",
+        "CHANGELOG.md"
+      ],
+      groups_for_extras: [Guides: ~r{^docs/}, Reference: ["bench/RESULTS.md", "CHANGELOG.md"]],
+      # EMLX.Backend's moduledoc names its internal sections (hidden modules).
+      skip_code_autolink_to:
+        ~w(Creation Elementwise Shape Indexing Reduction Window Linalg Conv Block)
+        |> Enum.map(&"EMLX.Backend.#{&1}")
+        |> Kernel.++(["EMLX.Backend.block/4"]),
+      groups_for_modules: [
+        "Nx backend": [EMLX.Backend, EMLX.Quantization, EMLX.Quantization.Config],
+        "MLX functions": [EMLX, EMLX.Fast, EMLX.Types, EMLX.NIFError],
+        "Queues and telemetry": [EMLX.CommandQueue, EMLX.Telemetry]
       ]
     ]
   end
@@ -106,47 +73,85 @@ defmodule EMLX.MixProject do
   defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]
 
-  # Hex dependencies. For offline work, EMLX_DEPS_DIR names a directory
-  # holding local checkouts: every dependency (transitive ones included)
-  # that has a sub-directory of the same name there is taken from it.
+  # A package without the checksum file would make every user build from
+  # source: refuse to build or publish one.
+  defp aliases do
+    [
+      "hex.build": [&EMLX.Build.Release.check_checksums!/1, "hex.build"],
+      "hex.publish": [&EMLX.Build.Release.check_checksums!/1, "hex.publish"]
+    ]
+  end
+
+  # Hex dependencies. For offline work, EMLX_DEPS_DIR names directories (a
+  # PATH-style list) holding local checkouts: every dependency (transitive ones
+  # included) that has a sub-directory of the same name there is taken from it.
   # EMLX_NO_NX=1 builds without Nx: only the EMLX function API (no backend).
+  # ex_doc (`mix docs`) is declared only where it can be had: from Hex or a checkout.
   defp deps do
-    hex =
+    nx =
       if System.get_env("EMLX_NO_NX") in ["1", "true"] do
         []
       else
         [{:nx, "~> 0.13"}, {:telemetry, "~> 1.0", optional: true}]
       end
 
-    local_overrides(hex)
+    # Offline (EMLX_DEPS_DIR), only a local checkout of ex_doc is used.
+    docs? = local_checkout(:ex_doc) || (local_dirs() == [] and Code.ensure_loaded?(Hex))
+    docs = if docs?, do: [{:ex_doc, "~> 0.40", only: :docs, runtime: false}], else: []
+
+    local_overrides(nx ++ docs)
   end
 
-  @transitive [:complex, :telemetry]
+  # Dependencies of each declared one that a checkout must provide too.
+  @transitive %{
+    nx: [:complex, :telemetry],
+    ex_doc: [:earmark_parser, :makeup, :makeup_elixir, :makeup_erlang, :nimble_parsec]
+  }
 
-  defp local_overrides(deps) do
+  defp local_dirs do
     case System.get_env("EMLX_DEPS_DIR") do
-      dir when dir in [nil, ""] ->
-        deps
-
-      dir ->
-        # A checkout of a rebar3 project (telemetry) builds with Debian's rebar3
-        # when Mix has none of its own (it would fetch one from Hex).
-        rebar3 = System.find_executable("rebar3")
-        if rebar3 && !System.get_env("MIX_REBAR3"), do: System.put_env("MIX_REBAR3", rebar3)
-
-        names = Enum.uniq(Enum.map(deps, &elem(&1, 0)) ++ if(deps == [], do: [], else: @transitive))
-
-        for name <- names do
-          path = Path.join(Path.expand(dir), Atom.to_string(name))
-          declared = List.keyfind(deps, name, 0)
-
-          cond do
-            File.dir?(path) -> {name, path: path, override: true}
-            declared -> declared
-            true -> nil
-          end
-        end
-        |> Enum.reject(&is_nil/1)
+      dirs when dirs in [nil, ""] -> []
+      dirs -> dirs |> String.split(":", trim: true) |> Enum.map(&Path.expand/1)
     end
   end
+
+  defp local_checkout(name) do
+    Enum.find_value(local_dirs(), fn dir ->
+      path = Path.join(dir, Atom.to_string(name))
+      File.dir?(path) && path
+    end)
+  end
+
+  defp local_overrides(deps) do
+    if local_dirs() == [] do
+      deps
+    else
+      # A checkout of a rebar3 project (telemetry) builds with Debian's rebar3
+      # when Mix has none of its own (it would fetch one from Hex).
+      rebar3 = System.find_executable("rebar3")
+      if rebar3 && !System.get_env("MIX_REBAR3"), do: System.put_env("MIX_REBAR3", rebar3)
+
+      # A transitive checkout is needed in the environments of the dependency that brings it.
+      named =
+        for {name, _, _} = dep <- Enum.map(deps, &with_opts/1),
+            entry <- [{name, dep} | for(t <- Map.get(@transitive, name, []), do: {t, dep})],
+            uniq: true,
+            do: entry
+
+      named
+      |> Enum.uniq_by(&elem(&1, 0))
+      |> Enum.map(fn {name, {parent, _req, opts}} ->
+        only = Keyword.take(opts, [:only, :runtime])
+
+        case local_checkout(name) do
+          nil -> if name == parent, do: List.keyfind(deps, name, 0)
+          path -> {name, [path: path, override: true] ++ only}
+        end
+      end)
+      |> Enum.reject(&is_nil/1)
+    end
+  end
+
+  defp with_opts({name, req}), do: {name, req, []}
+  defp with_opts({name, req, opts}), do: {name, req, opts}
 end

@@ -17,6 +17,7 @@ Data is built with the same formulas as the Elixir side (sin of a scaled
 iota), so both sides compute on the same values.
 """
 
+import collections
 import json
 import os
 import sys
@@ -211,12 +212,74 @@ def np_mlp(p):
 
 def mlx_sdpa(p):
     b, h, l, d = p["b"], p["h"], p["l"], p["d"]
-    q = wave(b * h * l * d, 0.001).reshape(b, h, l, d)
-    k = wave(b * h * l * d, 0.002).reshape(b, h, l, d)
-    v = wave(b * h * l * d, 0.003).reshape(b, h, l, d)
+    t = p.get("dtype", "float32")
+    q = wave(b * h * l * d, 0.001, t).reshape(b, h, l, d)
+    k = wave(b * h * l * d, 0.002, t).reshape(b, h, l, d)
+    v = wave(b * h * l * d, 0.003, t).reshape(b, h, l, d)
     mx.eval(q, k, v)
     scale = 1.0 / d**0.5
-    return lambda: mx.eval(mx.fast.scaled_dot_product_attention(q, k, v, scale=scale))
+    mask = "causal" if p.get("causal") else None
+    return lambda: mx.eval(mx.fast.scaled_dot_product_attention(q, k, v, scale=scale, mask=mask))
+
+
+def mlx_add(p):
+    a = ready(wave(p["n"]))
+    b = ready(mx.cos(a))
+    if not p.get("keep"):
+        return lambda: mx.eval(mx.add(a, b))
+    kept = collections.deque(maxlen=p["keep"])
+
+    def run():
+        c = mx.add(a, b)
+        mx.eval(c)
+        kept.append(c)
+
+    return run
+
+
+def block_params(p, w, ones, k=1):
+    """Layer k's weights (bench/harness/nx_block.exs builds the same)."""
+    d, hid = p["dim"], p["hidden"]
+    return (
+        w(d, d, 0.0011 * k), w(d, d, 0.0012 * k), w(d, d, 0.0013 * k), w(d, d, 0.0014 * k),
+        w(d, hid, 0.0015 * k), w(hid, d, 0.0016 * k), w(d, hid, 0.0017 * k), ones(d), ones(d),
+    )
+
+
+def mlx_block(p):
+    b, t, d, heads = p["batch"], p["seq"], p["dim"], p["heads"]
+    dt = p["dtype"]
+    hd = d // heads
+    layers = [
+        block_params(
+            p, lambda r, c, s: wave(r * c, s, dt).reshape(r, c) * 0.02, lambda n: mx.ones((n,), dtype=getattr(mx, dt)), k
+        )
+        for k in range(1, p.get("layers", 1) + 1)
+    ]
+    x = wave(b * t * d, 0.001, dt).reshape(b, t, d)
+    mx.eval(layers, x)
+
+    def split(y):
+        return y.reshape(b, t, heads, hd).transpose(0, 2, 1, 3)
+
+    def forward(x, ps):
+        wq, wk, wv, wo, w1, w2, w3, g1, g2 = ps
+        h = mx.fast.rms_norm(x, g1, 1.0e-5)
+        att = mx.fast.scaled_dot_product_attention(
+            split(h @ wq), split(h @ wk), split(h @ wv), scale=1.0 / hd**0.5, mask="causal"
+        )
+        x = x + att.transpose(0, 2, 1, 3).reshape(b, t, d) @ wo
+        h = mx.fast.rms_norm(x, g2, 1.0e-5)
+        gate = h @ w1
+        return x + (gate * mx.sigmoid(gate) * (h @ w3)) @ w2
+
+    def stack(x, layers):
+        for ps in layers:
+            x = forward(x, ps)
+        return x
+
+    fn = mx.compile(stack) if p.get("compiled") else stack
+    return lambda: mx.eval(fn(x, layers))
 
 
 def np_sdpa(p):
@@ -352,6 +415,12 @@ def mlx_from_binary_slices(p):
     return run
 
 
+def mlx_jit_call(p):
+    a = ready(wave(4))
+    b = ready(mx.cos(a))
+    return lambda: mx.eval(mx.add(a, b))
+
+
 def np_memcpy(p):
     src = np_wave(p["bytes"] // 4)
     dst = np.empty_like(src)
@@ -360,6 +429,91 @@ def np_memcpy(p):
 
 class Skip(Exception):
     pass
+
+
+# --- PyTorch (CUDA), for --device gpu: every call ends with a synchronize, as
+# mx.eval and EMLX.eval wait for the result ---------------------------------
+
+
+def torch_cuda():
+    try:
+        import torch
+    except Exception as e:
+        raise Skip(f"torch does not import: {type(e).__name__}: {e}")
+    if not torch.cuda.is_available():
+        raise Skip("torch has no CUDA device")
+    return torch
+
+
+def t_wave(torch, n, scale=0.001, dtype="float32"):
+    x = torch.sin(torch.arange(n, dtype=torch.float32, device="cuda") * scale)
+    return x.to(getattr(torch, dtype))
+
+
+def synced(torch, f):
+    def run():
+        out = f()
+        torch.cuda.synchronize()
+        return out
+
+    return run
+
+
+def torch_matmul(p):
+    torch = torch_cuda()
+    n = p["n"]
+    a = t_wave(torch, n * n, dtype=p["dtype"]).reshape(n, n)
+    b = torch.cos(a)
+    return synced(torch, lambda: a @ b)
+
+
+def torch_add(p):
+    torch = torch_cuda()
+    a = t_wave(torch, p["n"])
+    b = torch.cos(a)
+    return synced(torch, lambda: a + b)
+
+
+def torch_sdpa(p):
+    torch = torch_cuda()
+    import torch.nn.functional as F
+
+    b, h, l, d, t = p["b"], p["h"], p["l"], p["d"], p.get("dtype", "float32")
+    q, k, v = (t_wave(torch, b * h * l * d, s, t).reshape(b, h, l, d) for s in (0.001, 0.002, 0.003))
+    return synced(torch, lambda: F.scaled_dot_product_attention(q, k, v, is_causal=bool(p.get("causal"))))
+
+
+def torch_block(p):
+    torch = torch_cuda()
+    import torch.nn.functional as F
+
+    b, t, d, heads, dt = p["batch"], p["seq"], p["dim"], p["heads"], p["dtype"]
+    hd = d // heads
+    ps = block_params(
+        p,
+        lambda r, c, s: t_wave(torch, r * c, s, dt).reshape(r, c) * 0.02,
+        lambda n: torch.ones(n, dtype=getattr(torch, dt), device="cuda"),
+    )
+    x = t_wave(torch, b * t * d, 0.001, dt).reshape(b, t, d)
+
+    def rms(y, g):
+        yf = y.float()
+        return (yf * torch.rsqrt(yf.pow(2).mean(-1, keepdim=True) + 1.0e-5)).to(y.dtype) * g
+
+    def split(y):
+        return y.reshape(b, t, heads, hd).transpose(1, 2)
+
+    @torch.no_grad()
+    def forward():
+        wq, wk, wv, wo, w1, w2, w3, g1, g2 = ps
+        h = rms(x, g1)
+        att = F.scaled_dot_product_attention(split(h @ wq), split(h @ wk), split(h @ wv), is_causal=True)
+        y = x + att.transpose(1, 2).reshape(b, t, d) @ wo
+        h = rms(y, g2)
+        gate = h @ w1
+        return y + (F.silu(gate) * (h @ w3)) @ w2
+
+    return synced(torch, forward)
 
 
 WORKLOADS = {
@@ -373,12 +527,15 @@ WORKLOADS = {
         "softmax": mlx_softmax,
         "mlp": mlx_mlp,
         "sdpa": mlx_sdpa,
+        "add": mlx_add,
+        "block": mlx_block,
         "to_binary": mlx_to_binary,
         "from_binary": mlx_from_binary,
         "from_binary_slices": mlx_from_binary_slices,
         "xor_step": mlx_xor_step,
         "random_uniform": mlx_random_uniform,
         "scalar_read_each": mlx_scalar_read_each,
+        "jit_call": mlx_jit_call,
     },
     "numpy": {
         "round_trip": np_round_trip,
@@ -391,6 +548,12 @@ WORKLOADS = {
         "memcpy": np_memcpy,
         "xor_step": np_xor_step,
         "scalar_read_each": np_scalar_read_each,
+    },
+    "torch": {
+        "matmul": torch_matmul,
+        "add": torch_add,
+        "sdpa": torch_sdpa,
+        "block": torch_block,
     },
 }
 
@@ -405,6 +568,13 @@ def describe():
         info["libmlx"] = os.path.realpath(lib) if os.path.exists(lib) else "not found"
     else:
         info["mlx"] = "unavailable"
+    if DEVICE == "gpu":
+        try:
+            import torch
+
+            info["torch"] = torch.__version__ + (" cuda" if torch.cuda.is_available() else " no-cuda")
+        except Exception:
+            info["torch"] = "unavailable"
     info["ld_preload"] = os.environ.get("LD_PRELOAD", "") or "none"
     return " ".join(f"{k}={str(v).replace(' ', '_')}" for k, v in info.items())
 

@@ -5,14 +5,16 @@
 #
 #   --only NAMES      comma-separated workload groups or ids (prefixes work):
 #                     dispatch, round_trip, matmul, elementwise, sum, softmax,
-#                     mlp, sdpa, binary, blas, small; e.g. --only matmul_f32_1024,sum
+#                     mlp, sdpa, binary, blas, small, gpu (--device gpu only);
+#                     e.g. --only matmul_f32_1024,sum
 #   --device cpu|gpu  where EMLX and raw MLX run (default cpu; gpu needs an
 #                     MLX build with a GPU, and uses mlx-cuda-13 in Python)
 #   --quick           fewer, shorter repetitions (a smoke run, noisier)
 #   --budget SECONDS  time each runner's samples of one workload may take (default 3)
 #   --binary-timeout SECONDS  skip Nx.BinaryBackend where one run takes longer (default 3)
 #   --no-python       skip the raw MLX and numpy references
-#   --publish         also write bench/RESULTS.md (the committed table)
+#   --publish         also write bench/RESULTS.md (the committed table; with
+#                     --device gpu, bench/RESULTS-gpu.md)
 #   --list            list the workloads and exit
 #
 # Writes bench/results/latest.md and latest.json (git-ignored) and prints the
@@ -20,11 +22,16 @@
 
 harness = Path.join(__DIR__, "harness")
 
-for file <- ~w(measure driver python report blas workloads small data_in) do
-  Code.require_file("#{file}.exs", harness)
-end
+# nx_*.exs only where Nx is available. Compiled together: they call each other.
+nx = if Code.ensure_loaded?(Nx), do: ~w(nx_work nx_block), else: []
+# compiler.exs: the compiler: EMLX rows, where EMLX.Backend is part of the build.
+nx = if Code.ensure_loaded?(Nx) and Code.ensure_loaded?(EMLX.Backend), do: nx ++ ~w(compiler), else: nx
 
-if Code.ensure_loaded?(Nx), do: Code.require_file("nx_work.exs", harness)
+files =
+  for f <- ~w(measure driver python report blas workloads small data_in gpu_workloads) ++ nx,
+      do: Path.join(harness, "#{f}.exs")
+
+{:ok, _modules, _warnings} = Kernel.ParallelCompiler.require(files)
 
 defmodule Bench.Run do
   @switches [
@@ -72,7 +79,7 @@ defmodule Bench.Run do
 
     if opts[:list] do
       ctx = context(device, nil, "--list", blas, binary_ms)
-      for w <- all_workloads(ctx), do: IO.puts("#{String.pad_trailing(w.group, 12)} #{w.id}: #{w.title}")
+      for w <- Bench.Workloads.all(ctx), do: IO.puts("#{String.pad_trailing(w.group, 12)} #{w.id}: #{w.title}")
       System.halt(0)
     end
 
@@ -87,7 +94,7 @@ defmodule Bench.Run do
       end
 
     ctx = context(device, py, py_why, blas, binary_ms)
-    workloads = select(all_workloads(ctx), opts[:only])
+    workloads = select(Bench.Workloads.all(ctx), opts[:only])
     total = length(workloads)
 
     measured =
@@ -109,8 +116,6 @@ defmodule Bench.Run do
     write(meta, measured, opts[:publish])
   end
 
-  defp all_workloads(ctx), do: Bench.Workloads.all(ctx) ++ Bench.DataIn.all(ctx) ++ Bench.Small.all(ctx)
-
   defp context(device, py, py_why, blas, binary_ms) do
     %{
       device: device,
@@ -119,7 +124,7 @@ defmodule Bench.Run do
       blas: blas,
       nx?: Code.ensure_loaded?(Nx),
       backend?: Code.ensure_loaded?(EMLX.Backend),
-      backend: EMLX.Backend,
+      backend: {EMLX.Backend, device: device},
       binary_ms: binary_ms
     }
   end
@@ -164,10 +169,11 @@ defmodule Bench.Run do
     File.write!(Path.join(dir, "latest.json"), json <> "\n")
     stamp = String.replace(meta.date, ~r/[^0-9]/, "")
     File.write!(Path.join(dir, "#{stamp}.json"), json <> "\n")
-    if publish?, do: File.write!(Path.join(__DIR__, "RESULTS.md"), md)
+    published = if meta.device == :gpu, do: "RESULTS-gpu.md", else: "RESULTS.md"
+    if publish?, do: File.write!(Path.join(__DIR__, published), md)
 
     IO.puts("\n" <> md)
-    IO.puts("Wrote #{Path.relative_to_cwd(dir)}/latest.md and latest.json#{if publish?, do: " and bench/RESULTS.md"}")
+    IO.puts("Wrote #{Path.relative_to_cwd(dir)}/latest.md and latest.json#{if publish?, do: " and bench/#{published}"}")
   end
 
   defp meta(device, blas, py_info, load_start, argv) do

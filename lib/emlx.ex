@@ -14,6 +14,11 @@ defmodule EMLX do
   `EMLX.NIFError` with MLX's message. A result that could not fit in the
   machine's memory is refused when the op is built.
 
+  `EMLX` is also an `Nx.Defn.Compiler`: `Nx.Defn.jit(fun, compiler: EMLX)`
+  (or `Nx.Defn.default_options(compiler: EMLX)`) lowers a defn function once
+  into a native program that runs as one job on a command queue; see
+  `EMLX.Defn` for its options and behaviour.
+
   Indexing never touches memory outside a tensor: `take/3`,
   `take_along_axis/3` and `gather/4` clamp out-of-range (and negative)
   indices into range, `scatter/4` and `scatter_add/4` drop updates that do
@@ -60,6 +65,7 @@ defmodule EMLX do
     body =
       case opts[:out] do
         :tuple -> quote(do: List.to_tuple(unquote(call)))
+        {:tuple, n} -> quote(do: EMLX.padded_tuple(unquote(call), unquote(n)))
         :list -> quote(do: EMLX.as_list(unquote(call)))
         _ -> call
       end
@@ -76,6 +82,12 @@ defmodule EMLX do
     @doc doc
     def unquote(name)(unquote_splicing(head)), do: unquote(body)
   end
+
+  @doc false
+  # An op's outputs as an `n`-tuple, nil where it has fewer (quantize's
+  # biases in the microscaled modes).
+  def padded_tuple(outputs, n),
+    do: outputs |> as_list() |> Kernel.++(List.duplicate(nil, n)) |> Enum.take(n) |> List.to_tuple()
 
   @doc false
   # Ops with a variable number of outputs answer a list even for one.
@@ -212,6 +224,96 @@ defmodule EMLX do
   """
   def eval({device, ref} = tensor) when is_tensor(device, ref), do: EMLX.Native.eval([tensor])
 
+  ## Attention over a KV cache
+
+  @doc """
+  One causal self-attention step over a preallocated KV cache, in the
+  `{B, T, N, D}` layout (as Bumblebee keeps it): `new_key`/`new_value`
+  (`{B, T_new, N_kv, D}`) are written into `key_cache`/`value_cache`
+  (`{B, T_max, N_kv, D}`) at `offset` (the number of positions already
+  filled), and `query` (`{B, T_q, N_q, D}`, `N_q` a multiple of `N_kv`)
+  attends causally over the `offset + T_new` valid positions.
+
+  Options: `:scale` (required, usually `1 / sqrt(D)`) and `:key_mask` (a
+  `{B, offset + T_new}` or `{B, T_max}` tensor, non-zero where a key may be
+  attended, to skip padding). Returns `{attention, key_cache, value_cache}`
+  as EMLX tensors, the caches updated; see `kv_cache_attention/7` and
+  `kv_cache_attention_masked/8`, which this calls.
+
+      iex> q = EMLX.ones({1, 1, 1, 2}, :float32, :cpu)
+      iex> cache = EMLX.full(0.0, {1, 4, 1, 2}, :float32, :cpu)
+      iex> {out, k, _v} = EMLX.causal_kv_attention(q, q, q, cache, cache, 0, scale: 1.0)
+      iex> {EMLX.shape(out), EMLX.sum(k, [0, 1, 2, 3], false) |> EMLX.item()}
+      {{1, 1, 1, 2}, 2.0}
+  """
+  @spec causal_kv_attention(
+          tensor_ref(),
+          tensor_ref(),
+          tensor_ref(),
+          tensor_ref(),
+          tensor_ref(),
+          non_neg_integer(),
+          keyword()
+        ) ::
+          {tensor_ref(), tensor_ref(), tensor_ref()}
+  def causal_kv_attention(query, new_key, new_value, key_cache, value_cache, offset, opts)
+      when is_integer(offset) and offset >= 0 and is_list(opts) do
+    opts = Keyword.validate!(opts, [:scale, :key_mask])
+
+    scale =
+      case opts[:scale] do
+        scale when is_number(scale) -> scale * 1.0
+        other -> raise ArgumentError, "causal_kv_attention: :scale must be a number, got: #{inspect(other)}"
+      end
+
+    case opts[:key_mask] do
+      nil -> kv_cache_attention(query, new_key, new_value, key_cache, value_cache, offset, scale)
+      mask -> kv_cache_attention_masked(query, new_key, new_value, key_cache, value_cache, offset, scale, mask)
+    end
+  end
+
+  def causal_kv_attention(_query, _new_key, _new_value, _key_cache, _value_cache, offset, opts) do
+    raise ArgumentError,
+          "causal_kv_attention: expected a non-negative integer offset and a keyword list of options, " <>
+            "got: #{inspect(offset)} and #{inspect(opts)}"
+  end
+
+  ## Devices
+
+  @doc """
+  The tensor on `device` (`:cpu` or `:gpu`). On its own device the tensor
+  itself comes back (no copy); otherwise a copy built on `device`'s command
+  queue (the one bound with `EMLX.CommandQueue.with_queue/2` when it is on
+  `device`, else the device's default queue). The source stays usable and is
+  not deallocated (unlike `Nx.backend_transfer/2`).
+
+  An unevaluated source is first evaluated on its own queue, then copied on
+  the target stream: MLX keeps arrays in memory both devices address (unified
+  memory on Apple silicon, CUDA managed memory), so nothing travels through
+  the BEAM. Raises `ArgumentError` for `:gpu` when this MLX build has no GPU.
+
+      iex> t = EMLX.ones({2}, :float32, :cpu)
+      iex> EMLX.to_device(t, :cpu) == t
+      true
+  """
+  @spec to_device(tensor_ref(), device()) :: tensor_ref()
+  def to_device({device, ref} = tensor, device) when is_tensor(device, ref) and device in [:cpu, :gpu], do: tensor
+
+  def to_device({from, ref} = tensor, device) when is_tensor(from, ref) and device in [:cpu, :gpu] do
+    queue =
+      case EMLX.CommandQueue.bound() do
+        %EMLX.CommandQueue{device: ^device, ref: bound} -> bound
+        _ -> EMLX.CommandQueue.default(device)
+      end
+
+    EMLX.Native.op(queue, :copy, [tensor])
+  end
+
+  def to_device({from, ref}, device) when is_tensor(from, ref),
+    do: raise(ArgumentError, "to_device: unknown device #{inspect(device)}: expected :cpu or :gpu")
+
+  def to_device(other, _device), do: raise(ArgumentError, not_a_tensor(:to_device, other))
+
   ## Metadata
 
   @doc """
@@ -220,7 +322,7 @@ defmodule EMLX do
       iex> EMLX.ones({2, 3}, :float32, :cpu) |> EMLX.shape()
       {2, 3}
   """
-  def shape(tensor), do: EMLX.NIF.shape(tensor)
+  def shape(tensor), do: EMLX.Native.local([tensor], fn -> EMLX.NIF.shape(tensor) end)
 
   @doc """
   The MLX dtype atom.
@@ -228,7 +330,7 @@ defmodule EMLX do
       iex> EMLX.ones({2}, {:bf, 16}, :cpu) |> EMLX.scalar_type()
       :bfloat16
   """
-  def scalar_type(tensor), do: EMLX.NIF.scalar_type(tensor)
+  def scalar_type(tensor), do: EMLX.Native.local([tensor], fn -> EMLX.NIF.scalar_type(tensor) end)
 
   @doc """
   The strides, in elements (row-major strides for an unevaluated tensor).
@@ -236,7 +338,7 @@ defmodule EMLX do
       iex> EMLX.ones({2, 3}, :float32, :cpu) |> EMLX.strides()
       [3, 1]
   """
-  def strides(tensor), do: EMLX.NIF.strides(tensor)
+  def strides(tensor), do: EMLX.Native.local([tensor], fn -> EMLX.NIF.strides(tensor) end)
 
   @doc """
   Frees the tensor's array now instead of at garbage collection. Returns
@@ -264,6 +366,27 @@ defmodule EMLX do
       device -> device
     end
   end
+
+  @doc """
+  What MLX knows of a device (`:cpu` or `:gpu`): its `:name`, its
+  `:architecture` (`"x86_64"`, `"arm64"`, a CUDA GPU's `"sm_90"`) and
+  `:memory`, the bytes that device's tensors can occupy: the machine's
+  memory for the CPU, a CUDA GPU's own memory (Apple silicon: the unified
+  memory). An op whose result needs more raises `ArgumentError` when it is
+  built. Raises `ArgumentError` for `:gpu` when this MLX build has none.
+
+      iex> info = EMLX.device_info(:cpu)
+      iex> is_binary(info.name) and is_binary(info.architecture) and info.memory > 0
+      true
+  """
+  @spec device_info(device()) :: %{name: String.t(), architecture: String.t(), memory: pos_integer()}
+  def device_info(device) when device in [:cpu, :gpu] do
+    {name, architecture, memory} = EMLX.NIF.device_info(device)
+    %{name: name, architecture: architecture, memory: memory}
+  end
+
+  def device_info(other),
+    do: raise(ArgumentError, "unknown device #{inspect(other)}: expected :cpu or :gpu")
 
   ## Sharing memory outside MLX
 
@@ -295,7 +418,7 @@ defmodule EMLX do
   a new POSIX shared-memory segment and returns `{name, byte_size}`.
 
   `permissions` is the segment's Unix mode, such as `0o600` (`0o400` for
-  read-only). `name` (a string starting with `/`) is what another process
+  read-only). `name` (a string starting with `/emlx_`, as the original EMLX names them) is what another process
   passes to `shm_open`; on Linux the segment is also visible as
   `/dev/shm/<name without the slash>`. The segment outlives the call and
   this process until someone unlinks it: the receiver, or `shm_unlink/1`.
@@ -336,6 +459,26 @@ defmodule EMLX do
     do: raise(ArgumentError, "shm_unlink: the name must be a string, got: #{inspect(name)}")
 
   if Code.ensure_loaded?(Nx) do
+    ## The defn compiler (EMLX.Defn)
+
+    @behaviour Nx.Defn.Compiler
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __jit__(key, vars, fun, args_list, opts), do: EMLX.Defn.__jit__(key, vars, fun, args_list, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __compile__(key, vars, fun, opts), do: EMLX.Defn.__compile__(key, vars, fun, opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __partitions_options__(opts), do: EMLX.Defn.__partitions_options__(opts)
+
+    @impl Nx.Defn.Compiler
+    @doc false
+    def __to_backend__(opts), do: EMLX.Defn.__to_backend__(opts)
+
     ## Nx tensors
 
     @doc """
@@ -346,7 +489,8 @@ defmodule EMLX do
 
     @doc """
     Quantizes a dense rank-2 `Nx.Tensor`; see `EMLX.Quantization.quantize/2`
-    (options `:type`, `{:s, 2}` / `{:s, 4}` / `{:s, 8}`, and `:group_size`).
+    (options `:mode` — `"affine"`, `"mxfp4"`, `"mxfp8"` or `"nvfp4"` —
+    `:type` — `{:s, 2}` / `{:s, 4}` / `{:s, 8}` — and `:group_size`).
     """
     def quantize(%Nx.Tensor{} = tensor, opts) when is_list(opts), do: EMLX.Quantization.quantize(tensor, opts)
 

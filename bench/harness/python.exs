@@ -69,13 +69,8 @@ defmodule Bench.Python do
   end
 
   @doc false
-  def cache_dir do
-    cond do
-      dir = System.get_env("EMLX_CACHE_DIR") -> dir
-      dir = System.get_env("XDG_CACHE_HOME") -> Path.join(dir, "emlx")
-      true -> Path.join(System.user_home!(), ".cache/emlx")
-    end
-  end
+  # The EMLX cache directory, as the build and EMLX itself find it.
+  def cache_dir, do: EMLX.NIF.cache_dir()
 end
 
 defmodule Bench.JSON do

@@ -44,7 +44,12 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ]
+    ] ++ Bench.DataIn.all(ctx) ++ Bench.Small.all(ctx) ++ Bench.GpuWorkloads.all(ctx) ++ compiler(ctx)
+  end
+
+  # compiler: EMLX rows (bench/harness/compiler.exs), where Nx is loaded.
+  defp compiler(ctx) do
+    if Code.ensure_loaded?(Bench.CompilerWorkloads), do: apply(Bench.CompilerWorkloads, :all, [ctx]), else: []
   end
 
   ## Data (EMLX functions)
@@ -114,6 +119,7 @@ defmodule Bench.Workloads do
     Measure.local(id, label, role, fn -> apply(Bench.NxWork, :build, [workload, params, backend]) end, extra)
   end
 
+  @doc "A runner that does not run, and says why."
   def skip(id, label, role, reason), do: %{id: id, label: label, role: role, prepare: fn -> {:skip, reason} end}
 
   ## Workloads

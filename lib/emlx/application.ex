@@ -9,13 +9,17 @@ defmodule EMLX.Application do
     # the default SIGCHLD disposition (the BEAM ignores the signal).
     :os.set_signal(:sigchld, :default)
 
+    # Programs compiled by `compiler: EMLX` (EMLX.Defn), by function and
+    # input signature.
+    :ets.new(EMLX.Defn.Cache, [:named_table, :public, :set, read_concurrency: true])
+
     case EMLX.NIF.load_error() do
       nil ->
         EMLX.CommandQueue.start_defaults()
         warn_generic_blas(EMLX.blas_info())
 
       reason ->
-        Logger.error("EMLX's native library failed to load (#{reason}); EMLX calls will raise")
+        Logger.error(EMLX.NIF.explain_load_error(reason) <> " EMLX calls will raise.")
     end
 
     Supervisor.start_link([], strategy: :one_for_one, name: EMLX.Supervisor)

@@ -32,7 +32,8 @@ if Code.ensure_loaded?(Nx) do
     `Nx` function's arguments), and its result lives there. The other
     operands are evaluated on their own device first and then read in place
     (MLX keeps arrays in memory that both devices can address). Use
-    `Nx.backend_transfer(t, {EMLX.Backend, device: d})` to move a tensor.
+    `Nx.backend_transfer(t, {EMLX.Backend, device: d})` to move a tensor
+    (`EMLX.to_device/2` for a `{device, ref}` array).
     Tensors of other backends given to an op are copied to the device of
     the op's first EMLX operand.
 
@@ -68,7 +69,9 @@ if Code.ensure_loaded?(Nx) do
       * Out-of-range indices never read or write outside a tensor: `gather`,
         `take` and `take_along_axis` clamp them, `indexed_add` and
         `indexed_put` drop their updates (as XLA does; `Nx.BinaryBackend`
-        raises). Dynamic slice starts are clamped as Nx documents.
+        raises; with `config :emlx, enable_bounds_check: true` they raise
+        too, see `EMLX.Debug`). Dynamic slice starts are clamped as Nx
+        documents.
       * `window_scatter_max`/`_min` pick the last of equal candidates, as
         `Nx.BinaryBackend` does; `sign` of a complex number is `z / |z|`.
       * `triangular_solve` raises `ArgumentError` for a zero on the diagonal

@@ -207,8 +207,16 @@ defmodule EMLX.CommandQueue do
   @doc false
   def default(device) do
     case :persistent_term.get({__MODULE__, device}, nil) do
-      nil -> raise ArgumentError, no_queue_message(device)
+      nil -> no_queue!(device)
       ref -> ref
+    end
+  end
+
+  # Without its native library EMLX never started its queues: say why.
+  defp no_queue!(device) do
+    case EMLX.NIF.load_error() do
+      nil -> raise ArgumentError, no_queue_message(device)
+      reason -> raise EMLX.NIFError, EMLX.NIF.explain_load_error(reason)
     end
   end
 

@@ -21,11 +21,15 @@ if Code.ensure_loaded?(Nx) do
       * `rope/6` (sequence on axis -2, integer offset),
         `rope_with_positions/6` and `rope_with_freqs/6` (`{B, T, H, D}` or
         `{B, T, D}` with a `{B, T}` tensor of positions) — rotary embeddings;
-      * `scaled_dot_product_attention/4,5`,
-        `scaled_dot_product_attention_causal/4`,
-        `scaled_dot_product_attention_causal_key_masked/5` — attention in the
-        `{B, N, T, D}` layout, grouped-query heads allowed;
-      * `swiglu/2` — `silu(gate) * up`.
+      * `scaled_dot_product_attention/4,5,6`,
+        `scaled_dot_product_attention_causal/4,5`,
+        `scaled_dot_product_attention_causal_key_masked/5,6` — attention in
+        the `{B, N, T, D}` layout, grouped-query heads allowed, with optional
+        attention sinks (`sinks:`);
+      * `kv_cache_sdpa_update/8` — a decoding step: the KV cache written and
+        attended in one op;
+      * `swiglu/2` — `silu(gate) * up`;
+      * `einsum/2` — Einstein summation of any number of operands.
 
     An Axon model can swap its own layers for these, for example:
 
@@ -40,7 +44,9 @@ if Code.ensure_loaded?(Nx) do
 
     import Nx.Defn
 
-    alias EMLX.Fast.Block
+    import EMLX.Fast.Formulas, only: [merged: 1]
+
+    alias EMLX.Fast.{Attention, Block, Dispatch, Einsum, Formulas}
 
     ## Normalisation
 
@@ -61,14 +67,7 @@ if Code.ensure_loaded?(Nx) do
     """
     deftransform rms_norm(x, weight, eps) do
       out = Nx.template(Nx.shape(x), merged([x, weight]))
-      run(%Block{op: :rms_norm, attrs: [eps: eps]}, [x, weight], out, &rms_norm_default/3)
-    end
-
-    defp rms_norm_default(%Block{attrs: attrs}, x, weight) do
-      type = merged([x, weight])
-      xf = Nx.as_type(x, compute_type(type))
-      r = xf |> Nx.pow(2) |> Nx.mean(axes: [-1], keep_axes: true) |> Nx.add(attrs[:eps]) |> Nx.rsqrt()
-      xf |> Nx.multiply(r) |> Nx.multiply(weight) |> Nx.as_type(type)
+      run(%Block{op: :rms_norm, attrs: [eps: eps]}, [x, weight], out, &Formulas.rms_norm/3)
     end
 
     @doc """
@@ -88,7 +87,7 @@ if Code.ensure_loaded?(Nx) do
     deftransform layer_norm(x, weight, bias, eps) do
       out = Nx.template(Nx.shape(x), merged([x, weight, bias]))
       block = %Block{op: :layer_norm, attrs: [eps: eps]}
-      run(block, [x, weight, bias], out, fn b, x, w, bias -> layer_norm_default(b, x, w, bias) end)
+      run(block, [x, weight, bias], out, &Formulas.layer_norm/4)
     end
 
     @doc """
@@ -105,17 +104,7 @@ if Code.ensure_loaded?(Nx) do
     deftransform layer_norm(x, weight, eps) do
       out = Nx.template(Nx.shape(x), merged([x, weight]))
       block = %Block{op: :layer_norm_no_bias, attrs: [eps: eps]}
-      run(block, [x, weight], out, fn b, x, w -> layer_norm_default(b, x, w, nil) end)
-    end
-
-    defp layer_norm_default(%Block{attrs: attrs}, x, weight, bias) do
-      type = merged(Enum.reject([x, weight, bias], &is_nil/1))
-      xf = Nx.as_type(x, compute_type(type))
-      centered = Nx.subtract(xf, Nx.mean(xf, axes: [-1], keep_axes: true))
-      var = centered |> Nx.pow(2) |> Nx.mean(axes: [-1], keep_axes: true)
-      normed = centered |> Nx.multiply(Nx.rsqrt(Nx.add(var, attrs[:eps]))) |> Nx.multiply(weight)
-      normed = if bias, do: Nx.add(normed, bias), else: normed
-      Nx.as_type(normed, type)
+      run(block, [x, weight], out, &Formulas.layer_norm(&1, &2, &3, nil))
     end
 
     ## Rotary embeddings
@@ -140,16 +129,7 @@ if Code.ensure_loaded?(Nx) do
     """
     deftransform rope(a, dims, traditional, base, scale, offset) when is_integer(offset) do
       attrs = [dims: dims, traditional: traditional, base: base * 1.0, scale: scale * 1.0, offset: offset]
-      run(%Block{op: :rope, attrs: attrs}, [a], Nx.to_template(a), &rope_default/2)
-    end
-
-    defp rope_default(%Block{attrs: attrs}, a) do
-      rank = Nx.rank(a)
-      t = elem(Nx.shape(a), rank - 2)
-      positions = Nx.iota({t}, type: :f32) |> Nx.add(attrs[:offset]) |> Nx.multiply(attrs[:scale])
-      theta = Nx.outer(positions, inv_freqs(attrs[:dims], attrs[:base]))
-      theta = Nx.reshape(theta, List.to_tuple(List.duplicate(1, rank - 2) ++ [t, div(attrs[:dims], 2)]))
-      rotate(a, theta, attrs[:dims], attrs[:traditional])
+      run(%Block{op: :rope, attrs: attrs}, [a], Nx.to_template(a), &Formulas.rope/2)
     end
 
     @doc """
@@ -178,12 +158,7 @@ if Code.ensure_loaded?(Nx) do
     deftransform rope_with_positions(a, position_ids, dims, traditional, base, scale) do
       attrs = [dims: dims, traditional: traditional, base: base * 1.0, scale: scale * 1.0]
       block = %Block{op: :rope_positions, attrs: attrs}
-      run(block, [a, position_ids], Nx.to_template(a), &rope_positions_default/3)
-    end
-
-    defp rope_positions_default(%Block{attrs: attrs}, a, ids) do
-      theta = position_angles(a, ids, attrs[:scale], inv_freqs(attrs[:dims], attrs[:base]))
-      rotate(a, theta, attrs[:dims], attrs[:traditional])
+      run(block, [a, position_ids], Nx.to_template(a), &Formulas.rope_positions/3)
     end
 
     @doc """
@@ -205,57 +180,7 @@ if Code.ensure_loaded?(Nx) do
     deftransform rope_with_freqs(a, position_ids, dims, traditional, scale, freqs) do
       attrs = [dims: dims, traditional: traditional, scale: scale * 1.0]
       block = %Block{op: :rope_freqs, attrs: attrs}
-      run(block, [a, position_ids, freqs], Nx.to_template(a), &rope_freqs_default/4)
-    end
-
-    defp rope_freqs_default(%Block{attrs: attrs}, a, ids, freqs) do
-      inv = freqs |> Nx.as_type(:f32) |> then(&Nx.divide(1.0, &1))
-      rotate(a, position_angles(a, ids, attrs[:scale], inv), attrs[:dims], attrs[:traditional])
-    end
-
-    # pair i's angle per token, shaped to broadcast against `a`'s first `dims` features.
-    defp position_angles(a, ids, scale, inv) do
-      {b, t} = {elem(Nx.shape(a), 0), elem(Nx.shape(a), 1)}
-      half = Nx.size(inv)
-      theta = ids |> Nx.as_type(:f32) |> Nx.multiply(scale) |> Nx.reshape({b, t, 1}) |> Nx.multiply(inv)
-      if Nx.rank(a) == 4, do: Nx.reshape(theta, {b, t, 1, half}), else: theta
-    end
-
-    defp inv_freqs(dims, base) do
-      half = div(dims, 2)
-      Nx.iota({half}, type: :f32) |> Nx.multiply(-2.0 * :math.log(base) / dims) |> Nx.exp()
-    end
-
-    # Turns the first `dims` features of `a` by `theta` (broadcastable to
-    # {..., dims / 2}); the rest pass through.
-    defp rotate(a, theta, dims, traditional) do
-      axis = Nx.rank(a) - 1
-      d = elem(Nx.shape(a), axis)
-      half = div(dims, 2)
-      head = Nx.slice_along_axis(a, 0, dims, axis: axis)
-      cos = Nx.cos(theta)
-      sin = Nx.sin(theta)
-
-      {x1, x2} =
-        if traditional,
-          do:
-            {Nx.slice_along_axis(head, 0, dims, axis: axis, strides: 2),
-             Nx.slice_along_axis(head, 1, dims - 1, axis: axis, strides: 2)},
-          else: {Nx.slice_along_axis(head, 0, half, axis: axis), Nx.slice_along_axis(head, half, half, axis: axis)}
-
-      o1 = Nx.subtract(Nx.multiply(x1, cos), Nx.multiply(x2, sin))
-      o2 = Nx.add(Nx.multiply(x1, sin), Nx.multiply(x2, cos))
-
-      turned =
-        if traditional,
-          do: Nx.stack([o1, o2], axis: axis + 1) |> Nx.reshape(Nx.shape(head)),
-          else: Nx.concatenate([o1, o2], axis: axis)
-
-      turned = Nx.as_type(turned, Nx.type(a))
-
-      if dims == d,
-        do: turned,
-        else: Nx.concatenate([turned, Nx.slice_along_axis(a, dims, d - dims, axis: axis)], axis: axis)
+      run(block, [a, position_ids, freqs], Nx.to_template(a), &Formulas.rope_freqs/4)
     end
 
     ## Attention
@@ -281,13 +206,25 @@ if Code.ensure_loaded?(Nx) do
         >
     """
     deftransform scaled_dot_product_attention(q, k, v, scale) do
-      run(%Block{op: :sdpa, attrs: [scale: scale * 1.0]}, [q, k, v], sdpa_out(q, k, v), &sdpa_default/4)
+      sdpa(:sdpa, [scale: scale], q, k, v, [], [])
     end
 
     @doc """
-    Attention with a `mask` broadcastable to `{B, N_q, T_q, T_kv}`: a boolean
-    (`{:u, 8}`) mask keeps the non-zero entries, a floating-point mask is
-    added to the scores. See `EMLX.fast_sdpa_masked/5`.
+    Attention with either a `mask` tensor or, given a keyword list, options.
+
+    A `mask` is broadcastable to `{B, N_q, T_q, T_kv}`: a boolean (`{:u, 8}`
+    or other integer) mask keeps the non-zero entries, a floating-point mask
+    is added to the scores. See `EMLX.fast_sdpa_masked/5`.
+
+    Options:
+
+      * `:sinks` — attention sinks, one logit per query head (shape
+        `{N_q}`, as gpt-oss learns them): each head's softmax also counts a
+        sink key of that logit whose value is zero, so a query may put part
+        of its attention nowhere: `p_j = exp(s_j) / (exp(sink) + Σ exp(s_k))`.
+        MLX's fused attention takes them (`EMLX.fast_sdpa/5`).
+
+    Examples:
 
         iex> q = Nx.tensor([[[[1.0, 0.0]]]])
         iex> k = Nx.tensor([[[[0.0, 1.0], [0.0, 2.0]]]])
@@ -304,15 +241,60 @@ if Code.ensure_loaded?(Nx) do
             ]
           ]
         >
+
+    A sink with the keys' score takes a third of the attention here:
+
+        iex> q = Nx.tensor([[[[1.0, 0.0]]]])
+        iex> k = Nx.tensor([[[[0.0, 1.0], [0.0, 2.0]]]])
+        iex> v = Nx.tensor([[[[3.0, 3.0], [6.0, 6.0]]]])
+        iex> EMLX.Fast.scaled_dot_product_attention(q, k, v, 1.0, sinks: Nx.tensor([0.0]))
+        #Nx.Tensor<
+          f32[1][1][1][2]
+          [
+            [
+              [
+                [3.0, 3.0]
+              ]
+            ]
+          ]
+        >
     """
+    deftransform scaled_dot_product_attention(q, k, v, scale, opts) when is_list(opts) do
+      sdpa(:sdpa, [scale: scale], q, k, v, [], opts)
+    end
+
     deftransform scaled_dot_product_attention(q, k, v, scale, mask) do
-      block = %Block{op: :sdpa_masked, attrs: [scale: scale * 1.0]}
-      run(block, [q, k, v, mask], sdpa_out(q, k, v), &sdpa_masked_default/5)
+      sdpa(:sdpa_masked, [scale: scale], q, k, v, [mask], [])
+    end
+
+    @doc """
+    Attention with a `mask` (as in `scaled_dot_product_attention/5`) and
+    options (`:sinks`, as there).
+
+        iex> q = Nx.tensor([[[[1.0, 0.0]]]])
+        iex> k = Nx.tensor([[[[0.0, 1.0], [0.0, 2.0]]]])
+        iex> v = Nx.tensor([[[[3.0, 3.0], [6.0, 6.0]]]])
+        iex> mask = Nx.tensor([[[[1, 0]]]], type: :u8)
+        iex> EMLX.Fast.scaled_dot_product_attention(q, k, v, 1.0, mask, sinks: Nx.tensor([0.0]))
+        #Nx.Tensor<
+          f32[1][1][1][2]
+          [
+            [
+              [
+                [1.5, 1.5]
+              ]
+            ]
+          ]
+        >
+    """
+    deftransform scaled_dot_product_attention(q, k, v, scale, mask, opts) when is_list(opts) do
+      sdpa(:sdpa_masked, [scale: scale], q, k, v, [mask], opts)
     end
 
     @doc """
     Causal attention: query `i` sees key `j` when `j <= i + T_kv - T_q`.
-    See `EMLX.fast_sdpa_causal/4`.
+    `opts` as in `scaled_dot_product_attention/5` (`:sinks`). See
+    `EMLX.fast_sdpa_causal/4`.
 
         iex> q = Nx.broadcast(0.0, {1, 1, 2, 1})
         iex> v = Nx.tensor([[[[2.0], [4.0]]]])
@@ -329,9 +311,8 @@ if Code.ensure_loaded?(Nx) do
           ]
         >
     """
-    deftransform scaled_dot_product_attention_causal(q, k, v, scale) do
-      block = %Block{op: :sdpa_causal, attrs: [scale: scale * 1.0]}
-      run(block, [q, k, v], sdpa_out(q, k, v), &sdpa_default/4)
+    deftransform scaled_dot_product_attention_causal(q, k, v, scale, opts \\ []) when is_list(opts) do
+      sdpa(:sdpa_causal, [scale: scale], q, k, v, [], opts)
     end
 
     @doc """
@@ -339,7 +320,9 @@ if Code.ensure_loaded?(Nx) do
     non-zero where a key may be attended. Query `i` sees key `j` when both
     hold: `key_mask[b][j] != 0` and `j <= i + kv_offset`, where `kv_offset` is
     `T_kv - 1` for a single query (decoding) and `0` otherwise (prefill). A
-    query that sees no key gets zeros. See `EMLX.fast_sdpa_causal_key_masked/6`.
+    query that sees no key gets zeros. `opts` as in
+    `scaled_dot_product_attention/5` (`:sinks`). See
+    `EMLX.fast_sdpa_causal_key_masked/6`.
 
         iex> q = Nx.broadcast(0.0, {1, 1, 2, 1})
         iex> v = Nx.tensor([[[[2.0], [4.0]]]])
@@ -356,74 +339,79 @@ if Code.ensure_loaded?(Nx) do
           ]
         >
     """
-    deftransform scaled_dot_product_attention_causal_key_masked(q, k, v, scale, key_mask) do
-      {t_q, t_kv} = {elem(Nx.shape(q), 2), elem(Nx.shape(k), 2)}
+    deftransform scaled_dot_product_attention_causal_key_masked(q, k, v, scale, key_mask, opts \\ [])
+                 when is_list(opts) do
+      {b, t_q, t_kv} = {elem(Nx.shape(q), 0), elem(Nx.shape(q), 2), elem(Nx.shape(k), 2)}
+
+      if Nx.shape(key_mask) != {b, t_kv} do
+        raise ArgumentError,
+              "scaled_dot_product_attention_causal_key_masked: key_mask must have shape " <>
+                "{#{b}, #{t_kv}} ({B, T_kv}), got #{inspect(Nx.shape(key_mask))}"
+      end
+
       kv_offset = if t_q == 1, do: t_kv - 1, else: 0
-      block = %Block{op: :sdpa_causal_key_masked, attrs: [scale: scale * 1.0, kv_offset: kv_offset]}
-      run(block, [q, k, v, key_mask], sdpa_out(q, k, v), &sdpa_masked_default/5)
+      sdpa(:sdpa_causal_key_masked, [scale: scale, kv_offset: kv_offset], q, k, v, [key_mask], opts)
     end
 
-    defp sdpa_out(q, k, v) do
-      {b, n, t, _} = Nx.shape(q)
-      Nx.template({b, n, t, elem(Nx.shape(v), 3)}, merged([q, k, v]))
+    # The :sdpa* blocks: q, k, v, then the mask if any, then the sinks if any.
+    defp sdpa(op, attrs, q, k, v, masks, opts) do
+      sinks = Attention.sinks!(:scaled_dot_product_attention, q, k, v, opts)
+      args = [q, k, v | masks] ++ List.wrap(sinks)
+
+      attrs =
+        Keyword.update!(attrs, :scale, &Attention.scale!(:scaled_dot_product_attention, &1)) ++ [sinks: sinks != nil]
+
+      run(%Block{op: op, attrs: attrs}, args, Attention.out(q, k, v), default_fun(length(args), &Attention.default/2))
     end
 
-    defp sdpa_default(%Block{op: :sdpa} = block, q, k, v), do: attention(block, q, k, v, nil)
+    @doc """
+    One decoding (or prefill) step of attention over a preallocated KV
+    cache, in the `{B, T, N, D}` layout (sequence before heads, as
+    Bumblebee keeps it), with a key mask, usable inside `defn` (a `while`
+    loop can carry the caches and the offset).
 
-    defp sdpa_default(%Block{op: :sdpa_causal} = block, q, k, v) do
-      offset = elem(Nx.shape(k), 2) - elem(Nx.shape(q), 2)
-      attention(block, q, k, v, causal_keep(q, k, offset))
-    end
+      * `q` is `{B, T_q, N_q, D}`; `new_k`, `new_v` `{B, T_q, N_kv, D}`;
+      * `k_cache`, `v_cache` `{B, T_max, N_kv, D}`;
+      * `offset` — the position the new keys are written at, an integer or
+        an integer scalar (or `{1}`) tensor, clamped so that they fit;
+      * `key_mask` — `{B, T_max}`, non-zero where a cache position may be
+        attended (filled and not padding), or `nil` for every position;
+      * `scale` — usually `1 / sqrt(D)`.
 
-    defp sdpa_masked_default(%Block{op: :sdpa_masked} = block, q, k, v, mask),
-      do: attention(block, q, k, v, mask)
+    Query `i` (at position `offset + i`) sees cache position `j` when
+    `j <= offset + i` and `key_mask[b][j] != 0`; a query that sees nothing
+    gets zeros. Returns `{attention, k_cache, v_cache}`: the attention is
+    **head-major**, `{B, N_q, T_q, D}` (transpose it back with
+    `Nx.transpose(a, axes: [0, 2, 1, 3])`), the caches keep their shape and
+    type with the new keys and values written in. On `EMLX.Backend` this is
+    one MLX op that writes the cache in place of a copy when the old cache
+    has no other user (see `EMLX.kv_cache_sdpa_dynamic/8`).
 
-    defp sdpa_masked_default(%Block{op: :sdpa_causal_key_masked, attrs: attrs} = block, q, k, v, key_mask) do
-      {b, t_kv} = Nx.shape(key_mask)
-      keys = key_mask |> Nx.not_equal(0) |> Nx.reshape({b, 1, 1, t_kv})
-      keep = Nx.logical_and(keys, causal_keep(q, k, attrs[:kv_offset]))
-      out = attention(block, q, k, v, keep)
-      seen = Nx.any(keep, axes: [-1], keep_axes: true)
-      Nx.select(Nx.broadcast(seen, Nx.shape(out)), out, Nx.tensor(0, type: Nx.type(out)))
-    end
+        iex> {q, new_k} = {Nx.broadcast(0.0, {1, 1, 1, 2}), Nx.broadcast(1.0, {1, 1, 1, 2})}
+        iex> cache = Nx.broadcast(0.0, {1, 3, 1, 2})
+        iex> new_v = Nx.tensor([[[[4.0, 8.0]]]])
+        iex> {out, k, v} = EMLX.Fast.kv_cache_sdpa_update(q, new_k, new_v, cache, cache, 1, Nx.tensor([[1, 1, 0]]), 1.0)
+        iex> {Nx.to_flat_list(out), Nx.to_flat_list(k), Nx.to_flat_list(v)}
+        {[2.0, 4.0], [0.0, 0.0, 1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 4.0, 8.0, 0.0, 0.0]}
+    """
+    deftransform kv_cache_sdpa_update(q, new_k, new_v, k_cache, v_cache, offset, key_mask, scale) do
+      Attention.kv_checks!(q, new_k, new_v, k_cache, v_cache, key_mask)
+      offset = if is_integer(offset), do: Nx.tensor(offset, type: {:s, 32}), else: offset
+      {b, t_q, n_q, d} = Nx.shape(q)
+      attention = Nx.template({b, n_q, t_q, d}, merged([q, k_cache, v_cache]))
+      out = {attention, Nx.to_template(k_cache), Nx.to_template(v_cache)}
+      block = %Block{op: :kv_cache_sdpa_update, attrs: [scale: Attention.scale!(:kv_cache_sdpa_update, scale)]}
 
-    # {1, 1, T_q, T_kv}: key j visible from query i when j <= i + offset.
-    defp causal_keep(q, k, offset) do
-      {t_q, t_kv} = {elem(Nx.shape(q), 2), elem(Nx.shape(k), 2)}
-      rows = Nx.iota({1, 1, t_q, 1}) |> Nx.add(offset)
-      cols = Nx.iota({1, 1, 1, t_kv})
-      Nx.less_equal(cols, rows)
-    end
-
-    # softmax(q kᵀ scale [masked]) v, grouped heads repeated; computed in at
-    # least float32. An integer mask selects (non-zero keeps; like MLX, a
-    # dropped score becomes the lowest finite value); a float mask adds.
-    defp attention(%Block{attrs: attrs}, q, k, v, mask) do
-      type = merged([q, k, v])
-      ct = compute_type(type)
-      groups = div(elem(Nx.shape(q), 1), elem(Nx.shape(k), 1))
-      [q, k, v] = Enum.map([q, k, v], &Nx.as_type(&1, ct))
-      {k, v} = {repeat_heads(k, groups), repeat_heads(v, groups)}
-      scores = Nx.dot(q, [3], [0, 1], k, [3], [0, 1]) |> Nx.multiply(attrs[:scale])
-
-      scores =
-        case mask do
-          nil -> scores
-          %Nx.Tensor{type: {kind, _}} when kind in [:f, :bf] -> Nx.add(scores, mask)
-          mask -> Nx.select(Nx.broadcast(Nx.not_equal(mask, 0), Nx.shape(scores)), scores, Nx.Constants.min_finite(ct))
-        end
-
-      max = Nx.reduce_max(scores, axes: [-1], keep_axes: true)
-      e = Nx.exp(Nx.subtract(scores, max))
-      p = Nx.divide(e, Nx.sum(e, axes: [-1], keep_axes: true))
-      Nx.dot(p, [3], [0, 1], v, [2], [0, 1]) |> Nx.as_type(type)
-    end
-
-    defp repeat_heads(x, 1), do: x
-
-    defp repeat_heads(x, groups) do
-      {b, n, t, d} = Nx.shape(x)
-      x |> Nx.new_axis(2) |> Nx.broadcast({b, n, groups, t, d}) |> Nx.reshape({b, n * groups, t, d})
+      if key_mask do
+        run(block, [q, new_k, new_v, k_cache, v_cache, offset, key_mask], out, &Attention.kv_cache_update/8)
+      else
+        run(
+          block,
+          [q, new_k, new_v, k_cache, v_cache, offset],
+          out,
+          &Attention.kv_cache_update(&1, &2, &3, &4, &5, &6, &7, nil)
+        )
+      end
     end
 
     ## SwiGLU
@@ -438,123 +426,58 @@ if Code.ensure_loaded?(Nx) do
         >
     """
     deftransform swiglu(gate, up) do
-      out = Nx.template(broadcast_shape(Nx.shape(gate), Nx.shape(up)), merged([gate, up]))
-      run(%Block{op: :swiglu}, [gate, up], out, fn _, g, u -> g |> Nx.multiply(Nx.sigmoid(g)) |> Nx.multiply(u) end)
+      out = Nx.template(Formulas.swiglu_shape(Nx.shape(gate), Nx.shape(up)), merged([gate, up]))
+      run(%Block{op: :swiglu}, [gate, up], out, &Formulas.swiglu/3)
+    end
+
+    ## Einsum
+
+    @doc """
+    Einstein summation of any number of operands: `subscripts` in NumPy's
+    notation (`"ij,jk->ik"`, `"bhid,bhjd->bhij"`, `"ij,jk,kl->il"`, `"ii->i"`,
+    `...` for broadcast axes; without `->` the output is the letters used
+    once, in alphabetical order). On `EMLX.Backend` MLX's `einsum` runs, its
+    path optimiser choosing the order of the pairwise products (integer
+    operands use the formula, which keeps integer dots exact); elsewhere and
+    under `Nx.Defn.grad` the operands are contracted pairwise with
+    `Nx.dot/6`. The result has the operands' merged type. See also
+    `EMLX.einsum/2`.
+
+        iex> a = Nx.tensor([[1.0, 2.0], [3.0, 4.0]])
+        iex> EMLX.Fast.einsum("ij,jk,kl->il", [a, a, Nx.eye(2)])
+        #Nx.Tensor<
+          f32[2][2]
+          [
+            [7.0, 10.0],
+            [15.0, 22.0]
+          ]
+        >
+        iex> EMLX.Fast.einsum("ii", [a])
+        #Nx.Tensor<
+          f32
+          5.0
+        >
+    """
+    deftransform einsum(subscripts, operands) when is_list(operands) do
+      if operands == [], do: raise(ArgumentError, "einsum: expected at least one operand")
+      parsed = Einsum.parse!(subscripts, Enum.map(operands, &Nx.shape/1))
+      out = Nx.template(parsed.shape, merged(operands))
+      block = %Block{op: :einsum, attrs: [subscripts: subscripts]}
+      run(block, operands, out, default_fun(length(operands), fn _block, args -> Einsum.default(parsed, args) end))
     end
 
     ## Dispatch
 
-    # Eagerly on EMLX tensors: the fused op. Otherwise an Nx.block whose
-    # default is the plain formula.
-    defp run(block, args, out, default) do
-      cond do
-        Enum.all?(args, &EMLX.NxInterop.emlx?/1) -> native_block(block, out, args)
-        Enum.any?(args, &expr?/1) -> Nx.block(block, Enum.map(args, &Nx.Defn.Expr.tensor/1), out, default)
-        true -> Nx.block(block, args, out, default)
-      end
-    end
-
-    # While tracing (defn, grad), a concrete tensor next to traced ones
-    # (a captured constant) becomes a constant of the trace.
-    defp expr?(%Nx.Tensor{data: %Nx.Defn.Expr{}}), do: true
-    defp expr?(_), do: false
+    defp run(block, args, out, default), do: Dispatch.run(block, args, out, default)
+    defp default_fun(n, fun), do: Dispatch.default_fun(n, fun)
 
     @doc """
     Runs an `EMLX.Fast.Block` as its fused MLX op on `EMLX.Backend` tensors
-    `args`, giving a tensor like `out`. For `EMLX.Backend.block/4`: returns
-    `:default` when some argument is not an `EMLX.Backend` tensor, so the
-    block's default implementation should run instead.
+    `args`, giving a tensor like `out` (a tuple of tensors for blocks with
+    several results). For `EMLX.Backend.block/4`: returns `:default` when
+    some argument is not an `EMLX.Backend` tensor, or MLX has no op for the
+    arguments, so the block's default implementation should run instead.
     """
-    def native_block(%Block{} = block, out, args) do
-      if Enum.all?(args, &EMLX.NxInterop.emlx?/1) do
-        block |> native(Enum.map(args, &EMLX.NxInterop.ref/1)) |> EMLX.NxInterop.wrap(out)
-      else
-        :default
-      end
-    end
-
-    defp native(%Block{op: op, attrs: a}, refs) do
-      case {op, refs} do
-        {:rms_norm, [x, w]} ->
-          EMLX.fast_rms_norm(x, w, a[:eps])
-
-        {:layer_norm, [x, w, b]} ->
-          EMLX.fast_layer_norm(x, w, b, a[:eps])
-
-        {:layer_norm_no_bias, [x, w]} ->
-          EMLX.fast_layer_norm_no_bias(x, w, a[:eps])
-
-        {:rope, [x]} ->
-          EMLX.fast_rope(x, a[:dims], a[:traditional], a[:base], a[:scale], a[:offset])
-
-        {:rope_positions, [x, ids]} ->
-          EMLX.fast_rope_positions(x, a[:dims], a[:traditional], a[:base], a[:scale], ids)
-
-        {:rope_freqs, [x, ids, freqs]} ->
-          rope_freqs_native(x, ids, freqs, a)
-
-        {:sdpa, [q, k, v]} ->
-          EMLX.fast_sdpa(q, k, v, a[:scale])
-
-        {:sdpa_masked, [q, k, v, mask]} ->
-          EMLX.fast_sdpa_masked(q, k, v, selection(mask), a[:scale])
-
-        {:sdpa_causal, [q, k, v]} ->
-          EMLX.fast_sdpa_causal(q, k, v, a[:scale])
-
-        {:sdpa_causal_key_masked, [q, k, v, m]} ->
-          EMLX.fast_sdpa_causal_key_masked(q, k, v, a[:scale], m, a[:kv_offset])
-
-        {:swiglu, [gate, up]} ->
-          EMLX.fast_swiglu(gate, up)
-      end
-    end
-
-    # Nx has no boolean type: an integer mask selects (non-zero keeps), so it
-    # becomes MLX's boolean mask; MLX would add any other mask to the scores.
-    defp selection(mask) do
-      if EMLX.scalar_type(mask) in [:float16, :bfloat16, :float32, :float64],
-        do: mask,
-        else: EMLX.astype(mask, :bool)
-    end
-
-    # Per-token positions with frequencies: every token becomes its own
-    # batch row of length one, whose start offset is its position.
-    defp rope_freqs_native(x, ids, freqs, a) do
-      shape = EMLX.shape(x)
-      [b, t | rest] = Tuple.to_list(shape)
-      rows = EMLX.reshape(x, List.to_tuple([b * t, 1 | rest]))
-      offsets = EMLX.reshape(ids, {b * t})
-      rows |> EMLX.fast_rope_with_freqs(a[:dims], a[:traditional], a[:scale], offsets, freqs) |> EMLX.reshape(shape)
-    end
-
-    ## Types and shapes
-
-    defp merged(tensors), do: tensors |> Enum.map(&Nx.type/1) |> Enum.reduce(&Nx.Type.merge/2)
-
-    # Formulas run in at least float32.
-    defp compute_type(type), do: Nx.Type.merge(type, {:f, 32})
-
-    defp broadcast_shape(a, b) do
-      {a, b} = {Tuple.to_list(a), Tuple.to_list(b)}
-      n = max(length(a), length(b))
-      pad = fn s -> List.duplicate(1, n - length(s)) ++ s end
-
-      Enum.zip_with(pad.(a), pad.(b), fn
-        x, x ->
-          x
-
-        1, y ->
-          y
-
-        x, 1 ->
-          x
-
-        x, y ->
-          raise ArgumentError,
-                "swiglu: shapes #{inspect(List.to_tuple(a))} and #{inspect(List.to_tuple(b))} do not broadcast (#{x} vs #{y})"
-      end)
-      |> List.to_tuple()
-    end
+    def native_block(%Block{} = block, out, args), do: Dispatch.native_block(block, out, args)
   end
 end

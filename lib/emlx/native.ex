@@ -5,13 +5,25 @@ defmodule EMLX.Native do
   # queue thread later sends `{tag, result, run_ns}` to the caller, where
   # `run_ns` is the time the job ran on the queue thread. The `_now` job NIFs
   # may instead evaluate a small graph themselves when the queue is idle
-  # (native/src/queue.rs, Queue::run_now) and answer with `:done` tuples.
+  # (native/src/now.rs) and answer with `:done` tuples, or ask for a garbage
+  # collection before a large one (`:collect`).
+
+  @trace EMLX.Defn.Trace.key()
 
   @doc false
-  # Runs a lazy op on `queue`. A lazy input built on another queue can only
-  # be evaluated by that queue, so it is evaluated there first and the op
-  # retried (the documented cross-queue rule, see EMLX.CommandQueue).
+  # Runs a lazy op on `queue`; while a defn function is being compiled
+  # (EMLX.Defn.Trace) the op is also recorded as a step of its program.
   def op(queue, name, args) do
+    case Process.get(@trace) do
+      nil -> build(queue, name, args)
+      _ -> EMLX.Defn.Trace.record(name, args, build(queue, name, args))
+    end
+  end
+
+  # A lazy input built on another queue can only be evaluated by that queue,
+  # so it is evaluated there first and the op retried (the documented
+  # cross-queue rule, see EMLX.CommandQueue).
+  defp build(queue, name, args) do
     EMLX.NIF.op(queue, name, args)
   rescue
     e in ArgumentError ->
@@ -19,8 +31,46 @@ defmodule EMLX.Native do
         settle(queue, args)
         EMLX.NIF.op(queue, name, args)
       else
+        check_local!(args)
         reraise e, __STACKTRACE__
       end
+  end
+
+  @doc false
+  # Runs `fun` (a NIF call on `tensors`); if the NIF refuses its arguments
+  # because a tensor was made on another BEAM node, says so.
+  def local(tensors, fun) do
+    fun.()
+  rescue
+    e in ArgumentError ->
+      check_local!(tensors)
+      reraise e, __STACKTRACE__
+  end
+
+  @doc false
+  # Raises an ArgumentError naming the node when one of the tensors among
+  # `terms` (nested lists allowed) belongs to another BEAM node: its MLX
+  # array lives in that node's memory, and the reference that reached this
+  # node cannot reach it.
+  def check_local!(terms) do
+    case Enum.find(List.flatten([terms]), &remote?/1) do
+      nil -> :ok
+      {_device, ref} -> raise ArgumentError, remote_message(node(ref))
+    end
+  end
+
+  defp remote?({device, ref}) when is_atom(device) and is_reference(ref), do: node(ref) != node()
+  defp remote?(_), do: false
+
+  defp remote_message(owner) do
+    "this EMLX tensor lives on node #{inspect(owner)}, not on #{inspect(node())}: its MLX array " <>
+      "stays in the memory of the node that made it, so it cannot be used here. On #{inspect(owner)}, " <>
+      "copy it to a backend that travels before sending it, e.g. " <>
+      "Nx.backend_transfer(tensor, Nx.BinaryBackend); for a distributed Nx.Serving, set " <>
+      "Nx.Serving.distributed_postprocessing(serving, &Nx.backend_transfer(&1, Nx.BinaryBackend)) " <>
+      "for its results, and build inputs on Nx.BinaryBackend (or copy them there in batched_run/3's " <>
+      "distributed_preprocessing). On the same machine, Nx.to_pointer(tensor, mode: :ipc) shares it " <>
+      "with another node."
   end
 
   defp settle(queue, args) do
@@ -36,10 +86,113 @@ defmodule EMLX.Native do
   end
 
   @doc false
+  # Raises ArgumentError with `message` when the boolean scalar `flag` is
+  # true. In a function being compiled the check becomes a program step,
+  # made when the compiled function runs (and raising there).
+  def check(flag, message) do
+    if Process.get(@trace) do
+      EMLX.Defn.Trace.step({:check, flag, message})
+    else
+      if item(flag) not in [false, 0], do: raise(ArgumentError, message)
+    end
+
+    :ok
+  end
+
+  @doc false
+  # Runs a compiled program on `queue` with `inputs`; `{outputs, hooks}`.
+  # While it runs, the program may ask this process to run a callback (id
+  # => function of a list of arrays, giving a list of arrays). A callback
+  # runs with a command queue of its own on `device` bound, so that what it
+  # builds never waits behind the program's queue, which is waiting for it.
+  def run_program(queue, program, inputs, callbacks \\ %{}, device \\ :cpu) do
+    submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
+
+    try do
+      program_job(submit, callbacks, device, queue)
+    rescue
+      e in ArgumentError ->
+        if e.message =~ "cross_queue:" do
+          settle(queue, inputs)
+          program_job(submit, callbacks, device, queue)
+        else
+          reraise e, __STACKTRACE__
+        end
+    end
+  end
+
+  defp program_job(submit, callbacks, device, queue) do
+    ref = make_ref()
+    :ok = submit.(ref)
+    await_program(ref, callbacks, device, queue)
+  end
+
+  defp await_program(ref, callbacks, device, queue) do
+    receive do
+      {:emlx_callback, ^ref, id, arrays, reply} ->
+        case run_callback(Map.fetch!(callbacks, id), arrays, device, queue) do
+          {:ok, results} ->
+            EMLX.NIF.program_callback_reply(reply, results)
+            await_program(ref, callbacks, device, queue)
+
+          {:error, exception, stacktrace} ->
+            EMLX.NIF.program_callback_reply(reply, {:error, Exception.message(exception)})
+            # The program fails at the callback: collect its reply, raise ours.
+            receive do
+              {^ref, _reply, _ns} -> :ok
+            end
+
+            reraise exception, stacktrace
+        end
+
+      {^ref, reply, _ns} ->
+        unwrap(reply)
+    end
+  end
+
+  # The program's queue waits for the callback: a callback that needed it
+  # to evaluate something would wait forever, so that raises instead.
+  @waiting {__MODULE__, :waiting_queue}
+
+  defp run_callback(fun, arrays, device, waiting) do
+    queue = EMLX.CommandQueue.new!(device)
+    previous = Process.put(@waiting, EMLX.NIF.queue_info(waiting).id)
+
+    try do
+      EMLX.CommandQueue.with_queue(queue, fn ->
+        results = fun.(arrays)
+        Enum.each(results, &eval([&1]))
+        {:ok, results}
+      end)
+    rescue
+      e -> {:error, e, __STACKTRACE__}
+    after
+      if previous, do: Process.put(@waiting, previous), else: Process.delete(@waiting)
+      EMLX.CommandQueue.close(queue)
+    end
+  end
+
+  defp not_waiting!(tensors) do
+    with id when id != nil <- Process.get(@waiting) do
+      for {_, ref} = t when is_reference(ref) <- List.wrap(tensors),
+          EMLX.NIF.tensor_queue_id(t) == id and not EMLX.NIF.tensor_ready(t) do
+        raise ArgumentError,
+              "a callback of a compiled function (Nx.runtime_call/4) cannot compute a tensor of the " <>
+                "command queue that runs the function, which is waiting for the callback; evaluate " <>
+                "the tensor before calling the compiled function"
+      end
+    end
+
+    :ok
+  end
+
+  @doc false
   # Evaluates `tensors` on their queue; emits the [:emlx, :eval, _] span.
   def eval(tensors) do
+    reading!(tensors, "EMLX.eval/1")
+
     if EMLX.Telemetry.enabled?() do
-      EMLX.Telemetry.span([:emlx, :eval], eval_metadata(tensors), fn ->
+      EMLX.Telemetry.span([:emlx, :eval], local(tensors, fn -> eval_metadata(tensors) end), fn ->
         {:ok, ns} = do_eval(tensors)
         {:ok, %{mlx_duration: to_native(ns)}, %{}}
       end)
@@ -52,7 +205,7 @@ defmodule EMLX.Native do
   defp do_eval(tensors) do
     ref = make_ref()
 
-    case EMLX.NIF.eval_now(tensors, ref) do
+    case local(tensors, fn -> EMLX.NIF.eval_now(tensors, ref) end) do
       :done ->
         {:ok, 0}
 
@@ -65,43 +218,64 @@ defmodule EMLX.Native do
       :collect ->
         collect()
 
-        case EMLX.NIF.eval(tensors, ref) do
-          :ok -> await(ref)
+        case local(tensors, fn -> EMLX.NIF.eval(tensors, ref) end) do
           :done -> {:ok, 0}
+          :ok -> await(ref)
         end
     end
   end
 
   @doc false
-  def item(tensor), do: value(&EMLX.NIF.item_now(tensor, &1), &EMLX.NIF.item(tensor, &1))
+  def item(tensor) do
+    reading!(tensor, "reading a tensor's value (EMLX.item/1, Nx.to_number/1)")
+    value([tensor], &EMLX.NIF.item_now(tensor, &1), &EMLX.NIF.item(tensor, &1))
+  end
 
   @doc false
-  # The tensor's bytes; emits the [:emlx, :to_binary, _] span.
-  def to_blob(tensor, limit) do
+  # The tensor's bytes; emits the [:emlx, :to_binary, _] span. `nx_type`
+  # (the Nx type the bytes stand for, when the caller is EMLX.Backend) and
+  # `finish` (turns the array's bytes into the binary returned, such as
+  # packing 4-bit integers) belong to the Nx path; the span measures what
+  # is returned.
+  def to_blob(tensor, limit, nx_type \\ nil, finish \\ &Function.identity/1) do
+    reading!(tensor, "reading a tensor's data (EMLX.to_blob/1, Nx.to_binary/1)")
+
     if EMLX.Telemetry.enabled?() do
-      EMLX.Telemetry.span([:emlx, :to_binary], blob_metadata(tensor, limit), fn ->
-        {binary, ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
+      EMLX.Telemetry.span([:emlx, :to_binary], local([tensor], fn -> blob_metadata(tensor, limit, nx_type) end), fn ->
+        {binary, ns} = job([tensor], &EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
+        binary = finish.(binary)
         size = byte_size(binary)
         {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
       end)
     else
-      {binary, _ns} = job(&EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
-      binary
+      {binary, _ns} = job([tensor], &EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
+      finish.(binary)
     end
   end
 
   @doc false
-  def tensor_data_ptr(tensor), do: value(&EMLX.NIF.tensor_data_ptr(tensor, &1))
+  def tensor_data_ptr(tensor) do
+    reading!(tensor, "EMLX.tensor_data_ptr/1")
+    value([tensor], &EMLX.NIF.tensor_data_ptr(tensor, &1))
+  end
 
   @doc false
-  def tensor_to_shm(tensor, permissions), do: value(&EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  def tensor_to_shm(tensor, permissions) do
+    reading!(tensor, "EMLX.tensor_to_shm/2")
+    value([tensor], &EMLX.NIF.tensor_to_shm(tensor, permissions, &1))
+  end
+
+  defp reading!(tensors, what) do
+    if Process.get(@trace), do: EMLX.Defn.Trace.check_read!(tensors, what)
+    not_waiting!(tensors)
+  end
 
   @doc false
-  def synchronize(queue), do: value(&EMLX.NIF.queue_synchronize(queue, &1))
+  def synchronize(queue), do: value([], &EMLX.NIF.queue_synchronize(queue, &1))
 
   # A job's value, without its timing.
-  defp value(submit, submit_later \\ nil) do
-    {value, _ns} = job(submit, submit_later)
+  defp value(tensors, submit, submit_later \\ nil) do
+    {value, _ns} = job(tensors, submit, submit_later)
     value
   end
 
@@ -112,10 +286,10 @@ defmodule EMLX.Native do
   # ({:done, value, run_ns}). For a large graph a `_now` NIF answers
   # `:collect` instead: garbage is collected first (see collect/0) and
   # `submit_later` sends the job.
-  defp job(submit, submit_later \\ nil) do
+  defp job(tensors, submit, submit_later \\ nil) do
     ref = make_ref()
 
-    case submit.(ref) do
+    case local(tensors, fn -> submit.(ref) end) do
       :ok ->
         await(ref)
 
@@ -127,7 +301,7 @@ defmodule EMLX.Native do
 
       :collect ->
         collect()
-        job(submit_later)
+        job(tensors, submit_later)
     end
   end
 
@@ -154,12 +328,17 @@ defmodule EMLX.Native do
 
   defp eval_metadata([]), do: %{device: nil, queue: nil, count: 0}
 
-  defp blob_metadata({device, _} = tensor, limit) do
+  # `dtype` is the Nx type, as the original EMLX reports it ({:f, 32});
+  # `mlx_dtype` the MLX dtype holding it.
+  defp blob_metadata({device, _} = tensor, limit, nx_type) do
+    mlx = EMLX.NIF.scalar_type(tensor)
+
     %{
       device: device,
       queue: EMLX.NIF.tensor_queue_id(tensor),
       shape: EMLX.NIF.shape(tensor),
-      dtype: EMLX.NIF.scalar_type(tensor),
+      dtype: nx_type || EMLX.Types.nx_type(mlx),
+      mlx_dtype: mlx,
       limit: limit
     }
   end

@@ -13,6 +13,7 @@ defmodule EMLX.Ops do
   #   :scalar             number, :nan/:infinity/:neg_infinity, or Complex
   #   :shape, :axes, :ints, :axis, :int, :float, :bool, :string  passed as is
   # Opts: out: :tensor (default) | :tuple | :list (a list even for one output)
+  #             | {:tuple, n} (an n-tuple, nil for the outputs an op does not give)
   #       defaults: [param: value, ...] for trailing parameters that may be left out
   # A name may have several entries of different arities (argmax/2 and /3):
   # its one native entry tells them apart by the number of arguments.

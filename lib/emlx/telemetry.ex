@@ -25,9 +25,12 @@ defmodule EMLX.Telemetry do
 
     * `[:emlx, :to_binary, :start | :stop | :exception]` — `EMLX.to_blob/1,2`
       (and so `Nx.to_binary/1` on EMLX tensors). Metadata: `:device`,
-      `:queue`, `:shape`, `:dtype` (MLX type) and `:limit` (element limit or
-      `nil`). `:stop` also measures `:byte_size` (of the binary returned, also
-      in its metadata) and `:mlx_duration`.
+      `:queue`, `:shape`, `:dtype` — the Nx type, as EMLX 0.4 reports it
+      (`{:f, 32}`; for `Nx.to_binary/1` the tensor's own type, such as
+      `{:f, 8}` or `{:s, 4}`) — `:mlx_dtype` (the MLX dtype holding it, such
+      as `:float32`) and `:limit` (element limit or `nil`). `:stop` also
+      measures `:byte_size` (of the binary returned, also in its metadata)
+      and `:mlx_duration`.
 
   ## Memory
 

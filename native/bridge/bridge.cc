@@ -164,6 +164,62 @@ mx::Stream Call::cpu() const {
 
 bool gpu_available() { return mx::is_available(mx::Device(mx::Device::gpu)); }
 
+namespace {
+
+size_t physical_memory() {
+  static const size_t bytes = [] {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
+                                 : std::numeric_limits<size_t>::max();
+  }();
+  return bytes;
+}
+
+// A string or number entry of MLX's device_info map, if there is one.
+template <typename T>
+std::optional<T> info_entry(const mx::Device& d, const char* key) {
+  const auto& info = mx::device_info(d);
+  auto it = info.find(key);
+  if (it == info.end()) return std::nullopt;
+  if (auto* v = std::get_if<T>(&it->second)) return *v;
+  return std::nullopt;
+}
+
+}  // namespace
+
+// Where MLX puts a device's arrays: the CPU's (and, in a CUDA build, the
+// managed memory MLX gives CPU arrays) is the machine's RAM; a CUDA GPU's
+// arrays live in the GPU's own memory, whatever the host has; on Apple
+// silicon the two are the same unified memory. Read once.
+size_t device_memory(const mx::Device& device) {
+  if (device.type == mx::Device::cpu) return physical_memory();
+  static const size_t gpu = [] {
+    mx::Device d(mx::Device::gpu);
+    if (!mx::is_available(d)) return physical_memory();
+    auto bytes = info_entry<size_t>(d, "total_memory");  // CUDA
+    if (!bytes) bytes = info_entry<size_t>(d, "memory_size");  // Metal
+    return bytes.value_or(physical_memory());
+  }();
+  return gpu;
+}
+
+rust::String mlx_version() { return rust::String(mx::version()); }
+
+const char* memory_name(const mx::Device& device) {
+  return device.type == mx::Device::cpu ? "this machine's memory" : "the GPU's memory";
+}
+
+DeviceInfo device_info(int32_t device) {
+  auto d = device_of(device);
+  if (!mx::is_available(d)) {
+    throw std::invalid_argument(device == 1 ? "this MLX build has no GPU" : "no CPU device");
+  }
+  return DeviceInfo{rust::String(info_entry<std::string>(d, "device_name").value_or("unknown")),
+                    rust::String(info_entry<std::string>(d, "architecture").value_or("unknown")),
+                    device_memory(d)};
+}
+
 int32_t new_stream(int32_t device) {
   auto d = device_of(device);
   if (!mx::is_available(d)) {
@@ -234,16 +290,6 @@ bool allocates(const Array& a) {
 
 namespace {
 
-size_t physical_memory() {
-  static const size_t bytes = [] {
-    long pages = sysconf(_SC_PHYS_PAGES);
-    long page = sysconf(_SC_PAGE_SIZE);
-    return pages > 0 && page > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page)
-                                 : std::numeric_limits<size_t>::max();
-  }();
-  return bytes;
-}
-
 std::string describe(const char* what, const mx::Shape& shape, mx::Dtype dtype) {
   std::ostringstream msg;
   msg << what << ": an array of shape [";
@@ -267,23 +313,29 @@ size_t checked_nbytes(const char* what, const mx::Shape& shape, mx::Dtype dtype)
 
 }  // namespace
 
-// Throws unless a buffer of `bytes` fits under MLX's memory limit and in
-// the machine's memory.
-void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype) {
+// Throws unless a buffer of `bytes` on `device` fits under MLX's memory
+// limit and in that device's memory (device_memory).
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype,
+                  const mx::Device& device) {
   size_t limit = mx::get_memory_limit();
-  size_t machine = physical_memory();
-  if (bytes <= limit && bytes <= machine) return;
+  size_t memory = device_memory(device);
+  if (bytes <= limit && bytes <= memory) return;
   std::ostringstream msg;
   msg << describe(what, shape, dtype) << " needs " << bytes << " bytes, more than ";
   if (bytes > limit) {
     msg << "MLX's memory limit of " << limit << " bytes (see EMLX.set_memory_limit/1)";
   } else {
-    msg << "this machine's memory (" << machine << " bytes)";
+    msg << memory_name(device) << " (" << memory << " bytes)";
   }
   throw std::runtime_error(msg.str());
 }
 
 namespace {
+
+// The device an unevaluated node will be computed on.
+mx::Device node_device(const Array& a) {
+  return a.has_primitive() ? a.primitive().stream().device : mx::Device(mx::Device::cpu);
+}
 
 // Walks the unevaluated part of the graph under `roots`, each node once.
 void check_allocations(const std::vector<Array>& roots) {
@@ -301,7 +353,7 @@ void check_allocations(const std::vector<Array>& roots) {
     // Views allocate nothing, but a view whose size wraps would make its
     // consumers loop over a wrong element count: refused too.
     size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
-    if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype());
+    if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype(), node_device(a));
     for (const auto& in : a.inputs()) visit(in);
     for (const auto& sib : a.siblings()) visit(sib);
   }
@@ -352,9 +404,11 @@ bool holds_graph(const Array& a) {
 
 // --- evaluation ------------------------------------------------------------------
 
-void eval_list(const ArrayList& list) {
-  check_allocations(list.items);
-  mx::eval(list.items);
+void eval_list(const ArrayList& list) { eval_arrays(list.items); }
+
+void eval_arrays(const std::vector<Array>& items) {
+  check_allocations(items);
+  mx::eval(items);
 }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {

@@ -6,8 +6,10 @@
 // exception into a Rust Err, so nothing thrown by MLX can abort the VM.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <variant>
@@ -52,6 +54,7 @@ using Array = mx::array;
 struct StreamRef;
 struct Scalar;
 struct BlasInfo;
+struct DeviceInfo;
 
 // A list of arrays going in or out of an op.
 struct ArrayList {
@@ -104,6 +107,36 @@ const char* dtype_name(mx::Dtype d);
 bool gpu_available();
 int32_t new_stream(int32_t device);
 void synchronize(const StreamRef& s);
+// MLX's name and architecture of a device (0 CPU, 1 GPU) and device_memory.
+DeviceInfo device_info(int32_t device);
+rust::String mlx_version();
+// The bytes a device's arrays can occupy at most: the machine's memory for
+// the CPU, the GPU's own memory for a CUDA GPU, the unified memory on Apple
+// silicon. Results and buffers larger than this are refused.
+size_t device_memory(const mx::Device& device);
+// "this machine's memory" / "the GPU's memory", for messages.
+const char* memory_name(const mx::Device& device);
+
+// For the duration of one op built on a BEAM thread, makes the queue's
+// device MLX's default device and the queue's streams the thread's default
+// streams, so that graph nodes MLX builds internally without a stream land
+// on the queue's streams (see registry.cc). Every op built outside a queue
+// thread must be built inside one.
+class QueueDefaults {
+ public:
+  explicit QueueDefaults(const StreamRef& s);
+  ~QueueDefaults();
+  QueueDefaults(const QueueDefaults&) = delete;
+  QueueDefaults& operator=(const QueueDefaults&) = delete;
+
+ private:
+  void use(mx::Stream stream);
+  std::unique_lock<std::mutex> device_lock_;
+  std::optional<mx::Device> previous_device_;
+  // At most two streams (the CPU stream and the GPU one); no allocation.
+  std::array<std::optional<mx::Stream>, 2> saved_;
+  size_t count_ = 0;
+};
 
 // --- op calls -------------------------------------------------------------
 std::unique_ptr<Call> new_call();
@@ -125,6 +158,8 @@ std::unique_ptr<Array> list_get(const ArrayList& list, size_t i);
 rust::Vec<rust::String> op_names();
 std::unique_ptr<ArrayList> run_op(uint32_t op, const Call& call,
                                   const StreamRef& s);
+// What run_op runs: the op's results, built on the queue's streams.
+std::vector<Array> run_entry(uint32_t op, const Call& call, const StreamRef& s);
 
 // --- arrays ---------------------------------------------------------------
 std::unique_ptr<Array> clone_array(const Array& a);
@@ -142,9 +177,10 @@ std::unique_ptr<Array> from_kept_bytes(rust::Box<BinaryKeeper> keeper,
 bool zero_copy_available();
 // A new MLX buffer holding a copy of `bytes` bytes at `data`.
 mx::allocator::Data copy_to_new_buffer(const void* data, size_t bytes);
-// Throws unless a buffer of `bytes` fits under MLX's memory limit and in
-// the machine's memory.
-void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype);
+// Throws unless a buffer of `bytes` on `device` fits under MLX's memory
+// limit and in that device's memory.
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype,
+                  const mx::Device& device);
 rust::Vec<int64_t> shape_of(const Array& a);
 rust::Vec<int64_t> strides_of(const Array& a);
 rust::String dtype_of(const Array& a);
@@ -164,6 +200,8 @@ bool holds_graph(const Array& a);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 void eval_list(const ArrayList& list);
+// eval_list for a vector: checks every buffer the graph allocates first.
+void eval_arrays(const std::vector<Array>& items);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);

@@ -27,6 +27,10 @@ namespace emlx {
 
 namespace {
 
+// MLX allocates arrays made from bytes in host memory (CUDA: managed
+// memory), whatever the tensor's device.
+const mx::Device host(mx::Device::cpu);
+
 // The shape, checked against the byte count for `dtype`.
 mx::Shape checked_shape(rust::Slice<const int64_t> shape_in, mx::Dtype dtype, size_t nbytes) {
   mx::Shape shape;
@@ -81,7 +85,7 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
                                   rust::Slice<const int64_t> shape_in, rust::Str dtype_in) {
   auto dtype = parse_dtype(std::string(dtype_in));
   auto shape = checked_shape(shape_in, dtype, bytes.size());
-  check_budget("from_blob", bytes.size(), shape, dtype);
+  check_budget("from_blob", bytes.size(), shape, dtype, host);
   return std::make_unique<Array>(copy_to_new_buffer(bytes.data(), bytes.size()), std::move(shape),
                                  dtype);
 }
@@ -108,7 +112,7 @@ std::unique_ptr<Array> from_kept_bytes(rust::Box<BinaryKeeper> keeper,
   auto address = reinterpret_cast<uintptr_t>(bytes.data());
   // Element reads must be aligned to the element size.
   if (!zero_copy_available() || bytes.size() == 0 || address % mx::size_of(dtype) != 0) {
-    check_budget("from_blob", bytes.size(), shape, dtype);
+    check_budget("from_blob", bytes.size(), shape, dtype, host);
     return std::make_unique<Array>(copy_to_new_buffer(bytes.data(), bytes.size()),
                                    std::move(shape), dtype);
   }

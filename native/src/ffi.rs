@@ -5,6 +5,8 @@
 //! `trycatch` override (bridge.h) turns any exception into an `Err` whose
 //! message starts with a class letter that [`crate::error::Error`] decodes.
 
+// Programs take many slot lists per step.
+#[allow(clippy::too_many_arguments)]
 #[cxx::bridge(namespace = "emlx")]
 mod bridge {
     /// A command queue's MLX streams by value: `index` on `device` (0 for
@@ -26,6 +28,15 @@ mod bridge {
         uval: u64,
         real: f64,
         imag: f64,
+    }
+
+    /// MLX's description of a device, and the memory its arrays can use
+    /// (the machine's for the CPU, the GPU's own on CUDA), in bytes.
+    #[derive(Clone, Debug)]
+    struct DeviceInfo {
+        name: String,
+        architecture: String,
+        memory: usize,
     }
 
     /// The BLAS MLX's CPU kernels run on (EMLX.blas_info/0): what it is, the
@@ -56,6 +67,8 @@ mod bridge {
         fn gpu_available() -> bool;
         fn new_stream(device: i32) -> Result<i32>;
         fn synchronize(s: &StreamRef) -> Result<()>;
+        fn device_info(device: i32) -> Result<DeviceInfo>;
+        fn mlx_version() -> String;
 
         fn new_call() -> UniquePtr<Call>;
         fn push_array(c: Pin<&mut Call>, a: &Array);
@@ -111,6 +124,63 @@ mod bridge {
         fn bind_thread(s: &StreamRef);
 
         fn blas_info() -> BlasInfo;
+        include!("program.h");
+        type Program;
+        fn program_new() -> UniquePtr<Program>;
+        fn program_block(p: Pin<&mut Program>) -> u32;
+        fn program_op(
+            p: Pin<&mut Program>,
+            block: u32,
+            op: u32,
+            call: &Call,
+            arrays: &[i32],
+            lists: &[i32],
+            outs: &[i32],
+        ) -> Result<()>;
+        fn program_while(
+            p: Pin<&mut Program>,
+            block: u32,
+            cond_block: u32,
+            cond: i32,
+            body_block: u32,
+            init: &[i32],
+            params: &[i32],
+            body_out: &[i32],
+            results: &[i32],
+        ) -> Result<()>;
+        fn program_cond(
+            p: Pin<&mut Program>,
+            block: u32,
+            clause_blocks: &[u32],
+            preds: &[i32],
+            clause_results: &[i32],
+            last_block: u32,
+            last_results: &[i32],
+            results: &[i32],
+        ) -> Result<()>;
+        fn program_hook(p: Pin<&mut Program>, block: u32, id: u32, slots: &[i32]) -> Result<()>;
+        fn program_check(p: Pin<&mut Program>, block: u32, flag: i32, message: &str) -> Result<()>;
+        fn program_callback(
+            p: Pin<&mut Program>,
+            block: u32,
+            id: u32,
+            ins: &[i32],
+            outs: &[i32],
+        ) -> Result<()>;
+        fn program_constant(p: Pin<&mut Program>, slot: i32, a: &Array);
+        fn program_finish(
+            p: Pin<&mut Program>,
+            n_slots: u32,
+            inputs: &[i32],
+            outputs: &[i32],
+            fuse: bool,
+        ) -> Result<()>;
+        fn program_run(
+            p: &Program,
+            inputs: &ArrayList,
+            s: &StreamRef,
+            host: &mut ProgramHost,
+        ) -> Result<UniquePtr<ArrayList>>;
 
         fn active_memory() -> usize;
         fn peak_memory() -> usize;
@@ -120,9 +190,20 @@ mod bridge {
         fn set_memory_limit(limit: usize) -> usize;
         fn clear_cache();
     }
+
+    extern "Rust" {
+        type ProgramHost;
+        fn host_hook(host: &mut ProgramHost, id: u32, arrays: &ArrayList);
+        fn host_callback(
+            host: &mut ProgramHost,
+            id: u32,
+            arrays: &ArrayList,
+        ) -> Result<UniquePtr<ArrayList>>;
+    }
 }
 
 pub use crate::keeper::BinaryKeeper;
+use crate::program::{host_callback, host_hook, ProgramHost};
 pub use bridge::*;
 
 // SAFETY: an `mlx::core::array` is a handle to a reference-counted,
@@ -142,3 +223,12 @@ unsafe impl Sync for Array {}
 unsafe impl Send for ArrayList {}
 // SAFETY: see `Array`; a shared ArrayList is only read.
 unsafe impl Sync for ArrayList {}
+// SAFETY: a Program is built by one Rust value (program.rs) and is read-only
+// once finished: running it keeps every per-run value (slots, hooks) in the
+// run itself. Its only shared mutable state, the list of compile caches that
+// hold its traces and each segment's compiled function, is guarded inside
+// (a mutex, std::call_once, an atomic flag). Dropping it on any thread is
+// fine: MLX allows erasing compile-cache entries from another thread.
+unsafe impl Send for Program {}
+// SAFETY: see `Send` above; shared references only run the program.
+unsafe impl Sync for Program {}

@@ -13,6 +13,7 @@
 //! - `runtime`: eval / item / to_blob jobs, queues, memory statistics.
 //! - `now`: their `_now` variants, which evaluate small graphs in the NIF.
 //! - `blas`: which BLAS MLX's CPU kernels use.
+//! - `program`: compiled programs (`compiler: EMLX`): building and running them.
 //! - `sharing`: a tensor's raw address, copies into POSIX shared memory.
 //! - `shm`: the libc calls behind shared memory.
 //!
@@ -28,6 +29,7 @@ mod interpose;
 mod keeper;
 mod now;
 mod ops;
+mod program;
 mod queue;
 mod runtime;
 mod sharing;

@@ -82,12 +82,23 @@ fn op<'a>(env: Env<'a>, queue: Term<'a>, name: Term<'a>, args: Term<'a>) -> NifR
     Ok(run(env, &queue, name, args)?)
 }
 
-fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
-    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
-    let index = *OP_INDEX
+/// The index of the op named by `name` in the C++ table.
+pub fn op_index(env: Env, name: Atom) -> Result<u32> {
+    OP_INDEX
         .get()
         .and_then(|t| t.get(&name.as_c_arg()))
-        .ok_or_else(|| Error::BadArg(format!("unknown EMLX op :{}", name_str())))?;
+        .copied()
+        .ok_or_else(|| {
+            Error::BadArg(format!(
+                "unknown EMLX op :{}",
+                name.to_term(env).atom_to_string().unwrap_or_default()
+            ))
+        })
+}
+
+fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
+    let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
+    let index = op_index(env, name)?;
     let queue = &queue.0;
     if queue.is_closed() {
         return Err(queue.closed_error());
@@ -141,7 +152,7 @@ pub fn cross_queue() -> Error {
     )
 }
 
-fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result<()> {
+pub fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Result<()> {
     match term.get_type() {
         TermType::Integer => match (term.decode::<i64>(), term.decode::<u64>()) {
             (Ok(v), _) => ffi::push_int(call, v),
@@ -391,6 +402,14 @@ fn needs_eval_for(queue: Term, tensor: Term) -> NifResult<bool> {
     let res = decode_tensor(tensor)?;
     res.with(|_| ())?;
     Ok(res.queue.id != queue.0.id && !res.is_ready())
+}
+
+/// Whether the tensor's data is computed (EMLX's own readiness flag).
+#[rustler::nif]
+fn tensor_ready(tensor: Term) -> NifResult<bool> {
+    let res = decode_tensor(tensor)?;
+    res.with(|_| ())?;
+    Ok(res.is_ready())
 }
 
 #[rustler::nif]

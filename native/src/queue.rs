@@ -72,7 +72,7 @@ impl Device {
         }
     }
 
-    fn code(self) -> i32 {
+    pub fn code(self) -> i32 {
         match self {
             Device::Cpu => 0,
             Device::Gpu => 1,

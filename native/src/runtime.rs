@@ -432,6 +432,23 @@ pub fn blob_job<'a>(
     })
 }
 
+/// `{name, architecture, memory}` of `:cpu` or `:gpu`: MLX's device name and
+/// architecture, and the bytes that device's arrays can occupy (the
+/// machine's memory for the CPU, a CUDA GPU's own memory). Dirty: the
+/// first call on a GPU initialises the driver's management library.
+#[rustler::nif(schedule = "DirtyIo")]
+fn device_info(device: Term) -> NifResult<(String, String, usize)> {
+    let device = Device::from_atom(args::atom("device_info", "the device", device)?)?;
+    let info = ffi::device_info(device.code()).map_err(Error::from)?;
+    Ok((info.name, info.architecture, info.memory))
+}
+
+/// The version of the libmlx this NIF runs on.
+#[rustler::nif]
+fn mlx_version() -> String {
+    ffi::mlx_version()
+}
+
 #[rustler::nif]
 fn memory_info() -> (usize, usize, usize) {
     (

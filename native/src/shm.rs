@@ -18,15 +18,16 @@ static NEXT: AtomicU64 = AtomicU64::new(0);
 /// The longest name accepted (macOS limits shm names to 31 bytes).
 const MAX_NAME: usize = 31;
 
-/// A fresh name: `/emlx` + process id + counter + clock, in hex, short
-/// enough for every platform's limit.
+/// A fresh name: `/emlx_` (the original EMLX's prefix, which tools that
+/// clean up stale segments look for) + process id + counter + clock, in
+/// hex, cut to every platform's limit (the clock goes first).
 fn fresh_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut name = format!("/emlx{:x}.{:x}.{:x}", std::process::id(), n, nanos);
+    let mut name = format!("/emlx_{:x}_{:x}_{:x}", std::process::id(), n, nanos);
     name.truncate(MAX_NAME);
     name
 }

@@ -50,6 +50,16 @@ impl TensorRes {
         })
     }
 
+    /// A tensor over an array that a job has just evaluated (on the queue
+    /// thread): its data is computed.
+    pub fn evaluated(array: UniquePtr<Array>, queue: Arc<Queue>) -> ResourceArc<TensorRes> {
+        ResourceArc::new(TensorRes {
+            array: RwLock::new(Some(array)),
+            queue,
+            ready: Arc::new(AtomicBool::new(true)),
+        })
+    }
+
     /// Whether the data is computed (see the `ready` field).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

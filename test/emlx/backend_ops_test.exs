@@ -4,10 +4,17 @@ defmodule EMLX.BackendOpsTest do
   use ExUnit.Case, async: true
 
   defp f32(list, shape),
-    do: EMLX.from_blob(for(x <- list, into: <<>>, do: <<x::float-32-native>>), shape, :float32, :cpu)
+    do:
+      EMLX.from_blob(for(x <- list, into: <<>>, do: <<x::float-32-native>>), shape, :float32, EMLX.TestDevice.device())
 
   defp s32(list),
-    do: EMLX.from_blob(for(x <- list, into: <<>>, do: <<x::32-signed-native>>), {length(list)}, :int32, :cpu)
+    do:
+      EMLX.from_blob(
+        for(x <- list, into: <<>>, do: <<x::32-signed-native>>),
+        {length(list)},
+        :int32,
+        EMLX.TestDevice.device()
+      )
 
   defp floats(t), do: for(<<x::float-32-native <- EMLX.to_blob(t)>>, do: x)
 
@@ -60,7 +67,7 @@ defmodule EMLX.BackendOpsTest do
   end
 
   test "from_address and from_shm copy, and refuse what they cannot read" do
-    t = EMLX.from_blob(<<1, 2, 3, 4>>, {4}, :uint8, :cpu)
+    t = EMLX.from_blob(<<1, 2, 3, 4>>, {4}, :uint8, EMLX.TestDevice.device())
     {address, 4} = EMLX.tensor_data_ptr(t)
     assert EMLX.to_blob(EMLX.from_address(address, 4, {2, 2}, :uint8, :cpu)) == <<1, 2, 3, 4>>
     assert_raise ArgumentError, ~r/NULL/, fn -> EMLX.from_address(0, 4, {4}, :uint8, :cpu) end

@@ -17,7 +17,7 @@ defmodule EMLX.FoundationTest do
   defp bf16_native(<<hi, lo>>), do: if(little?(), do: <<lo, hi>>, else: <<hi, lo>>)
   defp little?, do: <<1::16-native>> == <<1, 0>>
 
-  defp tensor(values, type), do: EMLX.from_blob(blob(values, type), {length(values)}, type, :cpu)
+  defp tensor(values, type), do: EMLX.from_blob(blob(values, type), {length(values)}, type, EMLX.TestDevice.device())
 
   for {type, a, b, sum} <- [
         {:float32, [1.5, -2.0, 0.25], [0.5, 4.0, 1.0], [2.0, 2.0, 1.25]},
@@ -40,18 +40,20 @@ defmodule EMLX.FoundationTest do
   end
 
   test "item of scalars of every kind" do
-    assert EMLX.item(EMLX.scalar_tensor(-3, :int64, :cpu)) == -3
+    assert EMLX.item(EMLX.scalar_tensor(-3, :int64, EMLX.TestDevice.device())) == -3
     assert EMLX.item(EMLX.scalar_tensor(18_446_744_073_709_551_615 - 1, :float64, :cpu)) == 1.8446744073709552e19
-    assert EMLX.item(EMLX.scalar_tensor(250, :uint8, :cpu)) == 250
-    assert EMLX.item(EMLX.scalar_tensor(0.5, :bfloat16, :cpu)) == 0.5
-    assert EMLX.item(EMLX.scalar_tensor(1, :bool, :cpu)) == true
-    assert EMLX.item(EMLX.scalar_tensor(:nan, :float32, :cpu)) == :nan
-    assert EMLX.item(EMLX.scalar_tensor(:neg_infinity, :float16, :cpu)) == :neg_infinity
-    assert EMLX.item(EMLX.scalar_tensor(9_007_199_254_740_993, :int64, :cpu)) == 9_007_199_254_740_993
+    assert EMLX.item(EMLX.scalar_tensor(250, :uint8, EMLX.TestDevice.device())) == 250
+    assert EMLX.item(EMLX.scalar_tensor(0.5, :bfloat16, EMLX.TestDevice.device())) == 0.5
+    assert EMLX.item(EMLX.scalar_tensor(1, :bool, EMLX.TestDevice.device())) == true
+    assert EMLX.item(EMLX.scalar_tensor(:nan, :float32, EMLX.TestDevice.device())) == :nan
+    assert EMLX.item(EMLX.scalar_tensor(:neg_infinity, :float16, EMLX.TestDevice.device())) == :neg_infinity
+
+    assert EMLX.item(EMLX.scalar_tensor(9_007_199_254_740_993, :int64, EMLX.TestDevice.device())) ==
+             9_007_199_254_740_993
   end
 
   test "item of a complex scalar" do
-    value = EMLX.item(EMLX.from_blob(blob([{1.5, -2.0}], :complex64), {}, :complex64, :cpu))
+    value = EMLX.item(EMLX.from_blob(blob([{1.5, -2.0}], :complex64), {}, :complex64, EMLX.TestDevice.device()))
 
     case value do
       {re, im} -> assert {re, im} == {1.5, -2.0}
@@ -90,13 +92,14 @@ defmodule EMLX.FoundationTest do
   end
 
   test "Nx type tuples are accepted wherever a type is taken" do
-    assert EMLX.scalar_type(EMLX.ones({2}, {:f, 16}, :cpu)) == :float16
-    assert EMLX.scalar_type(EMLX.astype(EMLX.ones({2}, {:s, 8}, :cpu), {:u, 16})) == :uint16
+    assert EMLX.scalar_type(EMLX.ones({2}, {:f, 16}, EMLX.TestDevice.device())) == :float16
+    assert EMLX.scalar_type(EMLX.astype(EMLX.ones({2}, {:s, 8}, EMLX.TestDevice.device()), {:u, 16})) == :uint16
   end
 
   test "default_device is :cpu without a GPU and follows the application env" do
-    expected = if EMLX.NIF.gpu_available(), do: :gpu, else: :cpu
-    assert EMLX.default_device() == expected
+    # test_helper.exs sets the application env to the suite's device.
+    fallback = if EMLX.NIF.gpu_available(), do: :gpu, else: :cpu
+    assert EMLX.default_device() == (Application.get_env(:emlx, :default_device) || fallback)
   end
 
   test "50 processes doing add + to_blob concurrently on the default CPU queue" do

@@ -6,18 +6,30 @@ if Code.ensure_loaded?(Nx) do
     # functions below, in named groups with their reason; ExUnit excludes by
     # function, so every example of those functions is re-run by the tests at
     # the end of this module, with a tolerance (or the stated convention).
+    #
+    # On the GPU (EMLX_TEST_DEVICE=gpu): Nx.LinAlg's examples run on the CPU,
+    # where MLX runs linear algebra and where their float64 lives; so do the
+    # examples of the functions in @float64 (every example of a function runs
+    # where its float64 ones must: ExUnit excludes by function), in
+    # EMLX.NxDoctestFloat64Test below; those in @gpu_rounding, whose float32
+    # results MLX's GPU kernels round differently in the last digit, are
+    # re-run with a tolerance.
     use ExUnit.Case, async: false
     @moduletag :nx
 
-    setup_all do
-      # Nx's expected output has no device line.
-      previous = Application.get_env(:emlx, :inspect_device)
-      Application.put_env(:emlx, :inspect_device, false)
-      on_exit(fn -> Application.put_env(:emlx, :inspect_device, previous) end)
-    end
+    @gpu EMLX.TestDevice.gpu?()
+    @float64 [acos: 1, acosh: 1, all_close: 3, as_type: 2, asin: 1, asinh: 1, atan: 1, atan2: 2] ++
+               [atanh: 1, cbrt: 1, cos: 1, cosh: 1, erf: 1, erf_inv: 1, erfc: 1, exp: 1, expm1: 1] ++
+               [from_binary: 3, iota: 2, log: 1, log1p: 1, rsqrt: 1, sigmoid: 1, sin: 1, sinh: 1] ++
+               [sqrt: 1, tan: 1, tanh: 1, tensor: 2]
+    @gpu_rounding [logsumexp: 2, phase: 1]
+    @linalg_device :cpu
 
-    setup do
-      Nx.default_backend({EMLX.Backend, device: :cpu})
+    setup_all {EMLX.DoctestSetup, :hide_inspect_device}
+
+    setup context do
+      device = if context[:linalg], do: @linalg_device, else: EMLX.TestDevice.device()
+      Nx.default_backend({EMLX.Backend, device: device})
       :ok
     end
 
@@ -46,10 +58,33 @@ if Code.ensure_loaded?(Nx) do
     # the defining identities (Q·R = A, A·v = λ·v).
     @decomposition_conventions [qr: 2, eigh: 2]
 
-    doctest Nx
-    doctest Nx.LinAlg, except: @linalg_float32_rounding ++ @decomposition_conventions
+    doctest Nx, except: if(@gpu, do: @float64 ++ @gpu_rounding, else: [])
+
+    if @gpu do
+      describe "on the GPU, examples whose last float32 digit MLX's GPU kernels round differently" do
+        test "logsumexp/2" do
+          EMLX.TolerantDoctest.run(Nx, :logsumexp, 2, atol: 1.0e-5, rtol: 1.0e-5)
+        end
+
+        # Its examples use the ~VEC sigil, which TolerantDoctest cannot
+        # evaluate: the same inputs, against Nx.BinaryBackend.
+        test "phase/1" do
+          for input <- [Complex.new(1, 2), 1, [Complex.new(1, 2), Complex.new(-2, 1)]] do
+            want = Nx.phase(Nx.tensor(input, backend: Nx.BinaryBackend))
+            got = Nx.phase(Nx.tensor(input)) |> Nx.backend_copy(Nx.BinaryBackend)
+            assert_all_close(got, want, atol: 1.0e-6)
+          end
+        end
+      end
+    end
+
+    describe "Nx.LinAlg (on the CPU, where MLX runs linear algebra)" do
+      @describetag :linalg
+      doctest Nx.LinAlg, except: @linalg_float32_rounding ++ @decomposition_conventions
+    end
 
     describe "Nx.LinAlg examples with a tolerance" do
+      @describetag :linalg
       for {name, arity} <- @linalg_float32_rounding do
         test "#{name}/#{arity}" do
           EMLX.TolerantDoctest.run(Nx.LinAlg, unquote(name), unquote(arity), atol: 1.0e-4, rtol: 1.0e-4)
@@ -92,9 +127,31 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
+    @doc false
+    def float64, do: @float64
+
     defp assert_all_close(a, b, opts) do
       close = Nx.all_close(a, b, atol: opts[:atol], rtol: 1.0e-5)
       assert Nx.to_number(close) == 1, "#{inspect(a)}\nis not close to\n#{inspect(b)}"
+    end
+  end
+
+  if EMLX.TestDevice.gpu?() do
+    defmodule EMLX.NxDoctestFloat64Test do
+      # In a GPU run, the examples of the functions whose doctests create
+      # float64 tensors (EMLX.NxDoctestTest's @float64), on the CPU, where
+      # float64 lives.
+      use ExUnit.Case, async: false
+      @moduletag :nx
+
+      setup_all {EMLX.DoctestSetup, :hide_inspect_device}
+
+      setup do
+        Nx.default_backend({EMLX.Backend, device: :cpu})
+        :ok
+      end
+
+      doctest Nx, only: EMLX.NxDoctestTest.float64()
     end
   end
 end

@@ -53,7 +53,8 @@ defmodule EMLX.TelemetryTest do
     t = EMLX.add(ints([1, 2, 3]), ints([1, 1, 1]))
     assert EMLX.to_blob(t) == int_blob([2, 3, 4])
 
-    assert_received {:event, [:emlx, :to_binary, :start], _, %{shape: {3}, dtype: :int32, limit: nil, device: :cpu}}
+    assert_received {:event, [:emlx, :to_binary, :start], _,
+                     %{shape: {3}, dtype: {:s, 32}, mlx_dtype: :int32, limit: nil, device: :cpu}}
 
     assert_received {:event, [:emlx, :to_binary, :stop], %{byte_size: 12, duration: d, mlx_duration: m},
                      %{byte_size: 12}}
@@ -62,6 +63,24 @@ defmodule EMLX.TelemetryTest do
 
     assert EMLX.to_blob(t, 2) == int_blob([2, 3])
     assert_received {:event, [:emlx, :to_binary, :stop], %{byte_size: 8}, %{limit: 2}}
+  end
+
+  if Code.ensure_loaded?(Nx) do
+    test "Nx.to_binary reports the tensor's Nx type, as EMLX 0.4 handlers expect" do
+      for {type, mlx, bytes} <- [
+            {{:f, 32}, :float32, 12},
+            {{:bf, 16}, :bfloat16, 6},
+            {{:f, 8}, :uint8, 3},
+            {{:s, 4}, :int8, 2}
+          ] do
+        t = Nx.tensor([1, 2, 3], type: type, backend: {EMLX.Backend, device: :cpu})
+        binary = Nx.to_binary(t)
+        # The binary is Nx's own layout for the type (4-bit integers packed).
+        assert binary == Nx.to_binary(Nx.tensor([1, 2, 3], type: type, backend: Nx.BinaryBackend))
+        assert_received {:event, [:emlx, :to_binary, :start], _, %{dtype: ^type, mlx_dtype: ^mlx, shape: {3}}}
+        assert_received {:event, [:emlx, :to_binary, :stop], %{byte_size: ^bytes}, %{dtype: ^type, byte_size: ^bytes}}
+      end
+    end
   end
 
   test "a failing evaluation emits :exception and the error still raises" do

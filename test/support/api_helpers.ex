@@ -23,17 +23,21 @@ defmodule EMLX.APIHelpers do
     complex64: 8
   }
 
-  @doc "A tensor from a number or nested list, on `device`."
-  def tensor(data, type, device \\ :cpu) do
+  @doc "A tensor from a number or nested list, on `device` (by default the suite's: EMLX.TestDevice.device_for/1)."
+  def tensor(data, type, device \\ nil) do
+    device = device || EMLX.TestDevice.device_for(type)
     shape = shape_of(data)
     blob = data |> List.wrap() |> List.flatten() |> Enum.map(&encode(&1, type)) |> IO.iodata_to_binary()
     EMLX.from_blob(blob, shape, type, device)
   end
 
+  @doc "The suite's device (EMLX_TEST_DEVICE), for tests that create tensors themselves."
+  def dev, do: EMLX.TestDevice.device()
+
   @doc "A row-major arange reshaped, as `type`."
   def iota(shape, type) do
     n = shape |> Tuple.to_list() |> Enum.product()
-    EMLX.arange(0, n, 1, true, :cpu) |> EMLX.astype(type) |> EMLX.reshape(shape)
+    EMLX.arange(0, n, 1, true, EMLX.TestDevice.device_for(type)) |> EMLX.astype(type) |> EMLX.reshape(shape)
   end
 
   defp shape_of(list) when is_list(list) do

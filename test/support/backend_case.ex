@@ -16,10 +16,11 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
-    @backend {EMLX.Backend, device: :cpu}
-
-    @doc "An EMLX copy of a tensor (or of every tensor in a list or tuple)."
-    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, @backend)
+    @doc """
+    An EMLX copy of a tensor (or of every tensor in a list or tuple) on the
+    suite's device (EMLX.TestDevice.device_for/1: float64 stays on the CPU).
+    """
+    def emlx(%Nx.Tensor{} = t), do: Nx.backend_copy(t, {EMLX.Backend, device: EMLX.TestDevice.device_for(t.type)})
     def emlx(list) when is_list(list), do: Enum.map(list, &emlx/1)
     def emlx(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> emlx() |> List.to_tuple()
     def emlx(other), do: other
@@ -32,18 +33,71 @@ if Code.ensure_loaded?(Nx) do
 
     @doc """
     Runs `fun` on `args` (tensors given on Nx.BinaryBackend) and on their
-    EMLX copies and asserts the results agree. Options: `:atol`/`:rtol`
-    (compare within tolerance instead of exactly).
+    EMLX copies, eagerly and compiled with `compiler: EMLX`, and asserts
+    that both results agree with Nx.BinaryBackend's. Options: `:atol`/`:rtol`
+    (compare within tolerance instead of exactly); `jit: false` skips the
+    compiled run (only for functions defn cannot express: say why at the
+    call).
     """
     def check(fun, args, opts \\ []) when is_function(fun) and is_list(args) do
       expected = Nx.with_default_backend(Nx.BinaryBackend, fn -> apply(fun, args) end)
+      # A computation that involves float64 runs where float64 lives (the CPU).
+      device = if f64?(args) or f64?(expected), do: :cpu, else: EMLX.TestDevice.device()
+      backend = {EMLX.Backend, device: device}
 
-      actual =
-        Nx.with_default_backend(@backend, fn -> apply(fun, Enum.map(args, &emlx/1)) end)
-
+      inputs = Enum.map(args, &if(is_struct(&1, Nx.Tensor), do: Nx.backend_copy(&1, backend), else: emlx(&1)))
+      actual = Nx.with_default_backend(backend, fn -> apply(fun, inputs) end)
       assert_same(actual, expected, opts)
+
+      if Keyword.get(opts, :jit, true) do
+        assert_same(compiled(fun, inputs, device: device), expected, opts)
+      end
+
       actual
     end
+
+    @doc """
+    `fun` applied to `args` through `Nx.Defn.jit` with `compiler: EMLX`: the
+    tensors among `args` are the compiled function's parameters, the other
+    arguments (numbers, options) are closed over, as they would be in defn.
+    """
+    def compiled(fun, args, opts \\ []) do
+      # A list of tensors (concatenate, stack) goes in as a tuple parameter.
+      tensors = for arg <- args, tensor_arg?(arg), do: if(is_list(arg), do: List.to_tuple(arg), else: arg)
+
+      wrapper =
+        Nx.Defn.Compiler.fun(length(tensors), fn params ->
+          {call_args, []} =
+            Enum.map_reduce(args, params, fn
+              arg, [param | params] when is_list(arg) and arg != [] ->
+                if tensor_arg?(arg), do: {Tuple.to_list(param), params}, else: {arg, [param | params]}
+
+              arg, params ->
+                if tensor_arg?(arg), do: {hd(params), tl(params)}, else: {arg, params}
+            end)
+
+          apply(fun, call_args)
+        end)
+
+      device = Keyword.get_lazy(opts, :device, &EMLX.TestDevice.device/0)
+
+      Nx.with_default_backend({EMLX.Backend, device: device}, fn ->
+        Nx.Defn.jit_apply(wrapper, tensors, Keyword.merge([compiler: EMLX, device: device], opts))
+      end)
+    end
+
+    defp tensor_arg?(%Nx.Tensor{}), do: true
+
+    defp tensor_arg?(tuple) when is_tuple(tuple) and tuple_size(tuple) > 0,
+      do: tuple |> Tuple.to_list() |> Enum.all?(&tensor_arg?/1)
+
+    defp tensor_arg?([_ | _] = list), do: Enum.all?(list, &match?(%Nx.Tensor{}, &1))
+    defp tensor_arg?(_), do: false
+
+    defp f64?(%Nx.Tensor{type: type}), do: type == {:f, 64}
+    defp f64?(list) when is_list(list), do: Enum.any?(list, &f64?/1)
+    defp f64?(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> f64?()
+    defp f64?(_), do: false
 
     @doc "Asserts an EMLX result equals an expected result (see check/3)."
     def assert_same(actual, expected, opts \\ [])
@@ -53,6 +107,13 @@ if Code.ensure_loaded?(Nx) do
 
       Enum.zip(Tuple.to_list(actual), Tuple.to_list(expected))
       |> Enum.each(fn {a, e} -> assert_same(a, e, opts) end)
+    end
+
+    def assert_same(actual, expected, opts)
+        when is_map(actual) and is_map(expected) and
+               not is_struct(actual) and not is_struct(expected) do
+      assert Map.keys(actual) == Map.keys(expected)
+      Enum.each(expected, fn {key, e} -> assert_same(Map.fetch!(actual, key), e, opts) end)
     end
 
     def assert_same(%Nx.Tensor{} = actual, %Nx.Tensor{} = expected, opts) do

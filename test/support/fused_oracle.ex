@@ -8,11 +8,11 @@ defmodule EMLX.FusedOracle do
 
   ## Lists <-> tensors
 
-  @doc "An EMLX tensor on the CPU holding the nested list `data`."
+  @doc "An EMLX tensor on the suite's device holding the nested list `data`."
   def tensor(data, type \\ :float32) do
     shape = shape_of(data)
     flat = List.flatten([data])
-    EMLX.from_blob(encode(flat, type), shape, type, :cpu)
+    EMLX.from_blob(encode(flat, type), shape, type, EMLX.TestDevice.device_for(type))
   end
 
   @doc "The tensor's values as a nested list (floats as floats)."
@@ -137,32 +137,40 @@ defmodule EMLX.FusedOracle do
   @doc """
   Attention for one batch row and one head: `q` is `[T_q][D]`, `k`, `v`
   `[T_kv][D]`, `visible.(i, j)` says whether query i sees key j. A query
-  that sees nothing gets zeros.
+  that sees nothing gets zeros. `sink` (a logit, or nil) joins every
+  softmax as an extra key whose value is zero.
   """
-  def attention(q, k, v, scale, visible \\ fn _, _ -> true end) do
+  def attention(q, k, v, scale, visible \\ fn _, _ -> true end, sink \\ nil) do
     for {qi, i} <- Enum.with_index(q) do
       scores =
         for {kj, j} <- Enum.with_index(k) do
           if visible.(i, j), do: dot(qi, kj) * scale, else: :neg_infinity
         end
 
-      p = softmax(scores)
+      p =
+        cond do
+          sink == nil -> softmax(scores)
+          Enum.all?(scores, &(&1 == :neg_infinity)) -> Enum.map(scores, fn _ -> 0.0 end)
+          true -> scores |> Kernel.++([sink]) |> softmax() |> Enum.drop(-1)
+        end
+
       v |> transpose() |> Enum.map(&dot(p, &1))
     end
   end
 
   @doc """
   Attention over `{B, N, T, D}` nested lists with grouped heads;
-  `visible.(b, i, j)` masks.
+  `visible.(b, i, j)` masks; `sinks` (one logit per query head) as in
+  `attention/6`.
   """
-  def attention_bntd(q, k, v, scale, visible \\ fn _, _, _ -> true end) do
+  def attention_bntd(q, k, v, scale, visible \\ fn _, _, _ -> true end, sinks \\ nil) do
     group = div(length(hd(q)), length(hd(k)))
 
     for {{qb, kb, vb}, b} <- Enum.with_index(Enum.zip([q, k, v])) do
       for {qh, h} <- Enum.with_index(qb) do
         kh = Enum.at(kb, div(h, group))
         vh = Enum.at(vb, div(h, group))
-        attention(qh, kh, vh, scale, &visible.(b, &1, &2))
+        attention(qh, kh, vh, scale, &visible.(b, &1, &2), sinks && Enum.at(sinks, h))
       end
     end
   end

@@ -4,13 +4,17 @@ if Code.ensure_loaded?(Nx) do
     # The differential fuzzer: random Nx programs (EMLX.Fuzz.Gen) run on a
     # backend under test and compared with Nx.BinaryBackend, step by step.
     #
-    # Each step is checked twice:
+    # Each step is checked three times:
     # - isolated: its operands are the reference values, copied to the
     #   backend and laid out by the step's views, so a difference is the
     #   op's own (no error carried in from earlier steps);
+    # - compiled: the same, through `Nx.Defn.jit(..., compiler: EMLX)`;
     # - chained: the whole program runs on the backend, each step consuming
     #   the backend's own earlier results (lazy graphs, views of views);
     #   compared only where every value upstream is exact.
+    # Then the whole program runs once more as one compiled function (its
+    # inputs the parameters, every step's results the outputs), compared
+    # like the chained run.
     #
     # A mismatch carries the seed, the step and a reproducer: the op with its
     # inputs as Nx literals. Known, documented differences
@@ -55,6 +59,8 @@ if Code.ensure_loaded?(Nx) do
         |> Enum.with_index()
         |> Enum.reduce({[], chain}, fn {step, k}, {found, chain} ->
           isolated = judge(step, k, :isolated, run_step(step, ref, backend, override), ref)
+          compiled = if override == %{}, do: judge(step, k, :compiled, run_compiled(step, ref, backend), ref), else: []
+          isolated = if isolated == [], do: compiled, else: isolated
           chained_out = run_step(step, chain, backend, override)
           # The chained run is compared where its inputs are exact, and adds a
           # report only when the isolated run passed (else it is the same one).
@@ -67,8 +73,99 @@ if Code.ensure_loaded?(Nx) do
           {found ++ isolated ++ chained, chain}
         end)
 
+      # The program compiled as a whole; reported only where no step failed
+      # on its own (else it is the same difference again).
+      found = if found == [], do: judge_program(steps, ref, chain, backend), else: found
+
       {known, mismatches} = Enum.split_with(found, & &1.known)
       %{mismatches: mismatches, known: Enum.map(known, & &1.known)}
+    end
+
+    @compiled [compiler: EMLX, device: :cpu]
+
+    # The step's op as a compiled function of its (already laid out) tensor
+    # operands.
+    defp run_compiled(step, values, backend) do
+      args = Enum.map(step.args, &Exec.arg(&1, values, backend))
+      {params, rebuild} = Exec.params(args)
+
+      out =
+        Nx.Defn.jit_apply(
+          fn params -> Exec.apply_op(step.op, rebuild.(params), step.opts, nil) end,
+          [params],
+          @compiled
+        )
+
+      outs = if is_tuple(out), do: Tuple.to_list(out), else: [out]
+      {:ok, outs, Enum.map(outs, &Nx.backend_copy(&1, Nx.BinaryBackend))}
+    rescue
+      e -> {:raised, e}
+    end
+
+    # Every step of the program in one compiled function of the program's
+    # inputs; each exact step's results compared with the reference.
+    defp judge_program(steps, ref, chain, backend) do
+      inputs = for i <- 0..(tuple_size(chain) - 1)//1, elem(chain, i) != nil, do: i
+      produced = steps |> Enum.flat_map(& &1.out) |> MapSet.new()
+      inputs = Enum.reject(inputs, &(&1 in produced))
+      params = inputs |> Enum.map(&Nx.backend_copy(elem(ref, &1), backend)) |> List.to_tuple()
+
+      program = fn params ->
+        values =
+          inputs |> Enum.zip(Tuple.to_list(params)) |> Enum.reduce(ref, fn {i, t}, acc -> put_elem(acc, i, t) end)
+
+        {values, outs} =
+          Enum.reduce(steps, {values, []}, fn step, {values, outs} ->
+            out = Exec.apply_op(step.op, Enum.map(step.args, &Exec.arg(&1, values, nil)), step.opts, nil)
+            out = if is_tuple(out), do: Tuple.to_list(out), else: [out]
+            values = step.out |> Enum.zip(out) |> Enum.reduce(values, fn {i, t}, acc -> put_elem(acc, i, t) end)
+            {values, [out | outs]}
+          end)
+
+        _ = values
+        outs |> Enum.reverse() |> List.flatten() |> List.to_tuple()
+      end
+
+      result =
+        try do
+          {:ok, Nx.Defn.jit_apply(program, [params], @compiled)}
+        rescue
+          e -> {:raised, e}
+        end
+
+      case result do
+        {:raised, e} ->
+          [
+            %{
+              step: :program,
+              op: :program,
+              mode: :compiled_program,
+              known: nil,
+              repro: "(the whole program)",
+              reason: "raised #{inspect(e.__struct__)}: #{Exception.message(e) |> String.slice(0, 300)}"
+            }
+          ]
+
+        {:ok, outs} ->
+          {found, _} =
+            steps
+            |> Enum.with_index()
+            |> Enum.reduce({[], Tuple.to_list(outs)}, fn {step, k}, {found, outs} ->
+              {mine, rest} = Enum.split(outs, length(step.out))
+
+              found =
+                if step.exact? do
+                  read = Enum.map(mine, &Nx.backend_copy(&1, Nx.BinaryBackend))
+                  found ++ judge(step, k, :compiled_program, {:ok, mine, read}, ref)
+                else
+                  found
+                end
+
+              {found, rest}
+            end)
+
+          found
+      end
     end
 
     # {:ok, outputs on the backend, the same read back} or {:raised, e}:

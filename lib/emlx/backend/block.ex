@@ -26,6 +26,11 @@ if Code.ensure_loaded?(Nx) do
       end
     end
 
+    @doc false
+    # The native implementation of a block, or :default where there is none
+    # (the defn compiler then lowers the block's default expression).
+    def native_block(struct, output, args), do: native(struct, output, args)
+
     ## Element-wise and scans
 
     defp native(%Nx.Block.LogicalNot{}, out, [t]) do
@@ -46,14 +51,14 @@ if Code.ensure_loaded?(Nx) do
 
     defp native(%Nx.Block.Take{axis: axis}, out, [t, indices]) do
       device = Convert.first_device([t, indices])
-      EMLX.take(Convert.from_nx(t, device), Convert.from_nx(indices, device), axis) |> Convert.to_nx_moved(out)
+      idx = indices |> Convert.from_nx(device) |> EMLX.Debug.check_indices!(:take, elem(t.shape, axis))
+      EMLX.take(Convert.from_nx(t, device), idx, axis) |> Convert.to_nx_moved(out)
     end
 
     defp native(%Nx.Block.TakeAlongAxis{axis: axis}, out, [t, indices]) do
       device = Convert.first_device([t, indices])
-
-      EMLX.take_along_axis(Convert.from_nx(t, device), Convert.from_nx(indices, device), axis)
-      |> Convert.to_nx_moved(out)
+      idx = indices |> Convert.from_nx(device) |> EMLX.Debug.check_indices!(:take_along_axis, elem(t.shape, axis))
+      EMLX.take_along_axis(Convert.from_nx(t, device), idx, axis) |> Convert.to_nx_moved(out)
     end
 
     defp native(%Nx.Block.TopK{k: k}, {out_values, out_indices}, [%T{shape: shape} = t]) do

@@ -2,10 +2,11 @@ if Code.ensure_loaded?(Nx) do
   defmodule EMLX.Backend.Conv do
     @moduledoc false
     # conv of EMLX.Backend: MLX's conv_general (channels last) for float16,
-    # bfloat16 and float32 with 1 to 3 spatial axes; matrix products over
-    # strided windows otherwise (float64, other ranks). Batch groups become
-    # feature groups; negative padding is applied to the input first;
-    # complex convolutions combine real ones.
+    # bfloat16 and float32 with 1 to 3 spatial axes (feature-grouped 3-D
+    # ones as grouped 2-D ones, which MLX has); matrix products over strided
+    # windows otherwise (float64, other ranks). Batch groups become feature
+    # groups; negative padding is applied to the input first; complex
+    # convolutions combine real ones.
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
@@ -55,14 +56,19 @@ if Code.ensure_loaded?(Nx) do
           {x, padding, input_dilation} = explicit_padding(x, opts[:padding], opts[:input_dilation])
           channels_last = [0 | Enum.to_list(2..(rank - 1)//1)] ++ [1]
 
-          EMLX.transpose(x, channels_last)
-          |> EMLX.conv_general(
+          # MLX groups features in 1-D and 2-D only: a grouped 3-D
+          # convolution goes through grouped 2-D ones (conv3d_grouped/4).
+          conv = if spatial == 3 and feature_groups > 1, do: &conv3d_grouped/4, else: &mlx_conv/4
+
+          conv.(
+            EMLX.transpose(x, channels_last),
             EMLX.transpose(k, channels_last),
-            opts[:strides],
-            Enum.map(padding, &elem(&1, 0)),
-            Enum.map(padding, &elem(&1, 1)),
-            opts[:kernel_dilation],
-            input_dilation,
+            %{
+              strides: opts[:strides],
+              padding: padding,
+              kernel_dilation: opts[:kernel_dilation],
+              input_dilation: input_dilation
+            },
             feature_groups
           )
         end
@@ -74,7 +80,70 @@ if Code.ensure_loaded?(Nx) do
       result
       |> EMLX.transpose(channels_first)
       |> EMLX.transpose(inverse)
+      |> EMLX.Debug.check_finite!(:conv)
       |> Convert.to_nx(out)
+    end
+
+    # MLX's conv in channels-last layout: x {N, spatial..., C}, k {O,
+    # window..., C / groups}; the padding non-negative.
+    defp mlx_conv(x, k, p, groups) do
+      EMLX.conv_general(
+        x,
+        k,
+        p.strides,
+        Enum.map(p.padding, &elem(&1, 0)),
+        Enum.map(p.padding, &elem(&1, 1)),
+        p.kernel_dilation,
+        p.input_dilation,
+        groups
+      )
+    end
+
+    # A feature-grouped 3-D convolution (depthwise, separable, grouped) from
+    # grouped 2-D ones. Output depth d reads input depths d * stride + j *
+    # dilation for kernel depths j: for each j, the input planes it reads
+    # (one strided slice of the depth axis, padded and dilated first) go as
+    # a batch of N * D_out images through a grouped 2-D convolution with the
+    # kernel's plane j, and the KD results add up. KD 2-D convolutions
+    # whatever the number of groups, and nothing read back.
+    defp conv3d_grouped({device, _} = x, k, p, groups) do
+      [sd | strides_hw] = p.strides
+      [{lo, hi} | padding_hw] = p.padding
+      [kd_dil | dilation_hw] = p.kernel_dilation
+      [id | input_dilation_hw] = p.input_dilation
+      zero = EMLX.scalar_tensor(0, EMLX.scalar_type(x), device)
+      flat = [{0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}]
+
+      x =
+        if {lo, hi, id} == {0, 0, 1},
+          do: x,
+          else: EMLX.Backend.Shape.pad_ref(x, List.replace_at(flat, 1, {lo, hi, id - 1}), zero)
+
+      [n, depth, h, w, c] = Tuple.to_list(EMLX.shape(x))
+      [o, kd, kh, kw, cg] = Tuple.to_list(EMLX.shape(k))
+      d_out = div(depth - (kd - 1) * kd_dil - 1, sd) + 1
+
+      plane = %{
+        p
+        | strides: strides_hw,
+          padding: padding_hw,
+          kernel_dilation: dilation_hw,
+          input_dilation: input_dilation_hw
+      }
+
+      # (Nx refuses convolutions with an empty input or result, so d_out >= 1.)
+      for j <- 0..(kd - 1) do
+        start = j * kd_dil
+        planes = EMLX.slice(x, [0, start, 0, 0, 0], [n, start + (d_out - 1) * sd + 1, h, w, c], [1, sd, 1, 1, 1])
+
+        kernel =
+          k |> EMLX.slice([0, j, 0, 0, 0], [o, j + 1, kh, kw, cg], [1, 1, 1, 1, 1]) |> EMLX.reshape({o, kh, kw, cg})
+
+        out = planes |> EMLX.reshape({n * d_out, h, w, c}) |> mlx_conv(kernel, plane, groups)
+        [_, h_out, w_out, _] = Tuple.to_list(EMLX.shape(out))
+        EMLX.reshape(out, {n, d_out, h_out, w_out, o})
+      end
+      |> Enum.reduce(&EMLX.add(&2, &1))
     end
 
     # MLX convolves float16, bfloat16 and float32 (float64 goes through

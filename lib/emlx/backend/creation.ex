@@ -92,8 +92,16 @@ if Code.ensure_loaded?(Nx) do
         )
 
       scales = backend_copy(cfg.scales, EMLX.Backend, opts)
-      biases = backend_copy(cfg.biases, EMLX.Backend, opts)
+      biases = cfg.biases && backend_copy(cfg.biases, EMLX.Backend, opts)
       %{tensor | data: %{codes.data | quantization_config: %{cfg | scales: scales, biases: biases}}}
+    end
+
+    def backend_copy(%T{data: %B{quantization_config: cfg}}, backend, _opts) when cfg != nil do
+      raise ArgumentError,
+            "a quantized tensor (#{cfg.bits}-bit #{cfg.mode} codes made by EMLX.Quantization.quantize/2) " <>
+              "holds MLX's packed codes, which only EMLX.Backend can hold, not #{inspect(backend)}. " <>
+              "Nx.backend_copy/2 and Nx.backend_transfer/2 to {EMLX.Backend, device: ...} keep it quantized; " <>
+              "for another backend copy its values: EMLX.Quantization.dequantize(tensor) |> Nx.backend_copy(#{inspect(backend)})"
     end
 
     def backend_copy(%T{data: %B{ref: {device, _} = ref}} = tensor, EMLX.Backend, opts) do
@@ -102,8 +110,7 @@ if Code.ensure_loaded?(Nx) do
 
       # MLX arrays are immutable, but a copy must outlive a deallocation of
       # the original, so it gets its own array (built on the target device).
-      queue = EMLX.CommandQueue.current(target)
-      array = if target == device, do: EMLX.copy(ref), else: EMLX.Native.op(queue, :copy, [ref])
+      array = if target == device, do: EMLX.copy(ref), else: EMLX.to_device(ref, target)
       Convert.to_nx_moved(array, tensor)
     end
 
@@ -125,6 +132,11 @@ if Code.ensure_loaded?(Nx) do
       copy = backend_copy(tensor, backend, opts)
       backend_deallocate(tensor)
       copy
+    end
+
+    def backend_deallocate(%T{data: %B{ref: ref, quantization_config: cfg}}) when cfg != nil do
+      for t <- [cfg.scales, cfg.biases], t != nil, do: Nx.backend_deallocate(t)
+      EMLX.deallocate(ref)
     end
 
     def backend_deallocate(%T{data: %B{ref: ref}}), do: EMLX.deallocate(ref)
@@ -162,7 +174,7 @@ if Code.ensure_loaded?(Nx) do
     ## Inspect
 
     def inspect(%T{data: %B{ref: {device, _}, quantization_config: cfg}}, _inspect_opts) when cfg != nil do
-      "EMLX.Backend<#{device}, quantized: #{cfg.bits}-bit codes in groups of #{cfg.group_size}; " <>
+      "EMLX.Backend<#{device}, quantized: #{cfg.bits}-bit #{cfg.mode} codes in groups of #{cfg.group_size}; " <>
         "EMLX.Quantization.dequantize/1 gives the values>"
     end
 

@@ -20,80 +20,36 @@ if Code.ensure_loaded?(Nx) do
 
     import Bitwise
 
+    # The op lists come from the one declaration of the element-wise ops,
+    # EMLX.Ops.Elementwise (see nx_ops/0 there).
+    import EMLX.Ops.Elementwise, only: [nx_names: 2, nx_ops: 0]
+
     # Unary ops whose operand is converted to out.type and given to the
-    # EMLX function of the same name (or the one named).
-    @plain_unary [
-                   :expm1,
-                   :log,
-                   :tan,
-                   :cosh,
-                   :sinh,
-                   :tanh,
-                   :acos,
-                   :asin,
-                   :atan,
-                   :acosh,
-                   :asinh,
-                   :atanh,
-                   :sqrt,
-                   :rsqrt,
-                   :negate,
-                   :bitwise_not,
-                   :conjugate
-                 ]
-                 |> Enum.map(&{&1, &1})
+    # EMLX function of the same name.
+    @plain_unary nx_names(1, fn impl, _, _ -> impl == :plain end)
 
     # Unary ops MLX computes for float64 with float32 accuracy on the CPU:
     # float64 tensors on the CPU go to EMLX.precise_unary/2 (the C library,
     # in double precision), others to the MLX op of the same name.
-    @precise_f64_unary [:exp, :log1p, :sin, :cos, :sigmoid, :erf, :erf_inv]
+    @precise_f64_unary nx_names(1, fn impl, _, _ -> impl == :precise end)
 
     # Unary ops with an implementation of their own below.
-    @special_unary [
-      :cbrt,
-      :erfc,
-      :abs,
-      :ceil,
-      :floor,
-      :round,
-      :sign,
-      :real,
-      :imag,
-      :is_nan,
-      :is_infinity,
-      :count_leading_zeros,
-      :population_count
-    ]
+    @special_unary nx_names(1, fn impl, _, _ -> impl == :special end)
 
     # Binary ops computed in out.type: {nx name, EMLX function}.
-    @arith_binary [
-      add: :add,
-      subtract: :subtract,
-      multiply: :multiply,
-      divide: :divide,
-      pow: :pow,
-      quotient: :quotient,
-      left_shift: :left_shift,
-      right_shift: :right_shift,
-      atan2: :atan2,
-      min: :minimum,
-      max: :maximum,
-      bitwise_and: :bitwise_and,
-      bitwise_or: :bitwise_or,
-      bitwise_xor: :bitwise_xor
-    ]
+    @arith_binary for {name, 2, :plain, class, mlx} <- nx_ops(), class not in [:compare, :logical], do: {name, mlx}
 
     # Comparisons, computed in the merged input type; the result is u8.
-    @compare_binary [:equal, :not_equal, :greater, :less, :greater_equal, :less_equal]
+    @compare_binary nx_names(2, fn impl, class, _ -> impl == :plain and class == :compare end)
 
     # Logical ops: MLX reads any non-zero as true; the result is u8.
-    @logical_binary [:logical_and, :logical_or, :logical_xor]
+    @logical_binary nx_names(2, fn impl, class, _ -> impl == :plain and class == :logical end)
 
     # Binary ops with an implementation of their own below.
-    @special_binary [:remainder]
+    @special_binary nx_names(2, fn impl, _, _ -> impl == :special end)
 
     @doc false
-    def unary_ops, do: Keyword.keys(@plain_unary) ++ @precise_f64_unary ++ @special_unary
+    def unary_ops, do: @plain_unary ++ @precise_f64_unary ++ @special_unary
 
     @doc false
     def binary_ops,
@@ -101,9 +57,9 @@ if Code.ensure_loaded?(Nx) do
 
     ## Generated callbacks
 
-    for {name, fun} <- @plain_unary do
+    for name <- @plain_unary do
       def unquote(name)(%T{type: type} = out, tensor) do
-        tensor |> operand(type) |> EMLX.unquote(fun)() |> Convert.to_nx_elementwise(out)
+        tensor |> operand(type) |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
       end
     end
 

@@ -7,8 +7,9 @@ if Code.ensure_loaded?(Nx) do
     # Out-of-range indices never read or write outside a tensor (the EMLX
     # ops guard them): gather and take clamp indices into range, indexed_add
     # and indexed_put drop updates whose index is out of range, as XLA does.
-    # Nx.BinaryBackend raises for them instead; checking would mean reading
-    # every index back from the device.
+    # Nx.BinaryBackend raises for them instead; checking means reading a
+    # boolean back from the device, which `config :emlx, enable_bounds_check:
+    # true` does (EMLX.Debug).
 
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
@@ -20,7 +21,7 @@ if Code.ensure_loaded?(Nx) do
       slice_sizes = slice_sizes(shape, axes)
 
       x
-      |> EMLX.gather(index_list(indices, device), axes, slice_sizes)
+      |> EMLX.gather(index_list(indices, device, :gather, limits(shape, axes)), axes, slice_sizes)
       |> EMLX.reshape(out.shape)
       |> Convert.to_nx_moved(out)
     end
@@ -43,7 +44,9 @@ if Code.ensure_loaded?(Nx) do
         |> Convert.from_nx(device, mlx)
         |> EMLX.reshape(List.to_tuple(batch ++ slice))
 
-      apply(EMLX, op, [x, index_list(indices, device), upd, axes])
+      name = if op == :scatter, do: :indexed_put, else: :indexed_add
+
+      apply(EMLX, op, [x, index_list(indices, device, name, limits(shape, axes)), upd, axes])
       |> Convert.to_nx(out)
     end
 
@@ -52,11 +55,14 @@ if Code.ensure_loaded?(Nx) do
       Enum.reduce(axes, shape, fn axis, acc -> put_elem(acc, axis, 1) end)
     end
 
-    # One index tensor per indexed axis, from the last axis of `indices`.
-    defp index_list(%T{shape: shape} = indices, device) do
+    defp limits(shape, axes), do: Enum.map(axes, &elem(shape, &1))
+
+    # One index tensor per indexed axis, from the last axis of `indices`
+    # (checked against `limits` under :enable_bounds_check, see EMLX.Debug).
+    defp index_list(%T{shape: shape} = indices, device, op, limits) do
       rank = tuple_size(shape)
       depth = elem(shape, rank - 1)
-      idx = Convert.from_nx(indices, device)
+      idx = indices |> Convert.from_nx(device) |> EMLX.Debug.check_indices!(op, limits)
       batch = Tuple.delete_at(shape, rank - 1)
       starts = List.duplicate(0, rank)
       stops = Tuple.to_list(shape)

@@ -42,11 +42,11 @@ if Code.ensure_loaded?(Nx) do
           _ -> EMLX.matmul(l3, r3)
         end
 
-      product |> EMLX.reshape(out.shape) |> Convert.to_nx(out)
+      product |> EMLX.reshape(out.shape) |> EMLX.Debug.check_finite!(:dot) |> Convert.to_nx(out)
     end
 
-    # x · W for a quantized weight W (EMLX.Quantization): MLX multiplies by the
-    # packed codes. A weight contracted on its last axis is {out, in} and
+    # x · W for a quantized weight W (EMLX.Quantization, any mode): MLX
+    # multiplies by the packed codes. A weight contracted on its last axis is {out, in} and
     # goes in transposed (unless its config says otherwise), one contracted
     # on its first axis is {in, out}.
     defp quantized_dot(out, left, [axis], right, [weight_axis], cfg) do
@@ -60,12 +60,14 @@ if Code.ensure_loaded?(Nx) do
       |> EMLX.quantized_matmul(
         w,
         Convert.from_nx(cfg.scales),
-        Convert.from_nx(cfg.biases),
+        cfg.biases && Convert.from_nx(cfg.biases),
         transpose,
         cfg.group_size,
-        cfg.bits
+        cfg.bits,
+        cfg.mode
       )
       |> EMLX.reshape(out.shape)
+      |> EMLX.Debug.check_finite!(:dot)
       |> Convert.to_nx(out)
     end
 
@@ -160,16 +162,14 @@ if Code.ensure_loaded?(Nx) do
     defp batch(shape), do: shape |> Tuple.delete_at(tuple_size(shape) - 1) |> Tuple.delete_at(tuple_size(shape) - 2)
 
     # Nx raises for a zero on the diagonal; so does this (it reads one
-    # boolean back from the device).
+    # boolean back from the device; compiled, when the function runs).
     defp check_nonsingular!({device, _} = a, shape) do
       m = elem(shape, tuple_size(shape) - 1)
       eye = EMLX.eye(m, m, EMLX.scalar_type(a), device)
       zero = EMLX.scalar_tensor(0, EMLX.scalar_type(a), device)
       diagonal = a |> EMLX.multiply(eye) |> EMLX.sum([tuple_size(shape) - 1], false)
-
-      if diagonal |> EMLX.equal(zero) |> EMLX.any(Nx.axes(Tuple.delete_at(shape, 0)), false) |> EMLX.item() do
-        raise ArgumentError, "can't solve for singular matrix"
-      end
+      singular = diagonal |> EMLX.equal(zero) |> EMLX.any(Nx.axes(Tuple.delete_at(shape, 0)), false)
+      EMLX.Native.check(singular, "can't solve for singular matrix")
     end
 
     defp triangular_solve_binary(out, a, b, opts) do

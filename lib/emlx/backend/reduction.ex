@@ -82,14 +82,24 @@ if Code.ensure_loaded?(Nx) do
     @doc false
     # Runs `fun` on copies of `tensors` in Nx.BinaryBackend and copies the
     # result back to the device of the first EMLX tensor.
+    # In a function being compiled (compiler: EMLX) this becomes a callback
+    # step: the program asks the caller to run it when it gets there.
     def on_binary_backend(%T{} = out, tensors, fun) do
       device = Convert.first_device(tensors)
-      copies = Enum.map(tensors, &Nx.backend_copy(&1, Nx.BinaryBackend))
-      binary_out = %{out | data: nil}
 
-      result = Nx.with_default_backend(Nx.BinaryBackend, fn -> fun.(copies, binary_out) end)
+      run = fn tensors ->
+        copies = Enum.map(tensors, &Nx.backend_copy(&1, Nx.BinaryBackend))
+        binary_out = %{out | data: nil}
+        result = Nx.with_default_backend(Nx.BinaryBackend, fn -> fun.(copies, binary_out) end)
+        EMLX.Backend.Creation.from_binary(out, Nx.to_binary(result), device: device)
+      end
 
-      EMLX.Backend.Creation.from_binary(out, Nx.to_binary(result), device: device)
+      if EMLX.Defn.Trace.active?() do
+        [result] = EMLX.Defn.Lower.host(tensors, [out], device, &[run.(&1)])
+        result
+      else
+        run.(tensors)
+      end
     end
 
     @doc false

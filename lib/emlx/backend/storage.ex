@@ -63,18 +63,18 @@ if Code.ensure_loaded?(Nx) do
           |> EMLX.view(:uint16)
           |> EMLX.right_shift(EMLX.scalar_tensor(8, :uint16, device))
           |> EMLX.astype(:uint8)
-          |> blob(limit)
+          |> blob(limit, type)
 
         {:f8_e4m3fn, 8} ->
           table(:e4m3fn_encode, device)
           |> EMLX.take(EMLX.view(array, :uint16), 0)
-          |> blob(limit)
+          |> blob(limit, type)
 
         _ when type in @narrow_ints ->
-          pack(blob(array, limit), type)
+          blob(array, limit, type, &pack(&1, type))
 
         _ ->
-          blob(array, limit)
+          blob(array, limit, type)
       end
     end
 
@@ -83,8 +83,9 @@ if Code.ensure_loaded?(Nx) do
     defp pack(bytes, {_, 2}), do: for(<<x::8 <- bytes>>, into: <<>>, do: <<x::2>>)
     defp pack(bytes, {_, 4}), do: for(<<x::8 <- bytes>>, into: <<>>, do: <<x::4>>)
 
-    defp blob(array, nil), do: EMLX.to_blob(array)
-    defp blob(array, limit), do: EMLX.to_blob(array, limit)
+    # The telemetry span of the read carries the Nx type.
+    defp blob(array, limit, type, finish \\ &Function.identity/1),
+      do: EMLX.Native.to_blob(array, limit, type, finish)
 
     ## Narrowing op results
 

@@ -3,71 +3,118 @@ defmodule EMLX.Ops.Elementwise do
   # Element-wise unary and binary ops; docs and doctests come from the lists.
   # Entries: see EMLX.Ops. Native twin: native/bridge/ops/elementwise.cc.
 
-  # name => {what it computes, doctest: {mlx type, input, expected item}}
+  # Each entry also says what the op is to Nx, `{implementation, class}`;
+  # EMLX.Backend's callbacks, the defn compiler's element-wise reducers and
+  # the differential fuzzer (test/support/fuzz) all take their op lists
+  # from here (nx_ops/0), so a new op is declared here and in the C++ table
+  # only. Implementation of the Nx callback of the same name:
+  #   :plain    the operand(s) in the output type, then this MLX op
+  #   {:nx, n}  the same, for the Nx callback named n
+  #   :precise  like :plain, but float64 on the CPU takes the C library's
+  #             function (EMLX.precise_unary/2)
+  #   :special  a composition of its own in EMLX.Backend.Elementwise
+  #   :block    an Nx.block/4 (EMLX.Backend.Block), not a callback
+  # Class (how the fuzzer draws and compares it): :approx (float math, MLX's
+  # rounding), :rounded (correctly rounded), :exact, :integer (integers
+  # only), :arith, :float (float binary math), :compare, :logical, :none
+  # (complex only: not fuzzed).
+
+  # name => {what it computes, doctest: {mlx type, input, expected item}, nx}
   @unary [
-    abs: {"absolute value", {:float32, -1.5, 1.5}},
-    acos: {"inverse cosine", {:float32, 1.0, 0.0}},
-    acosh: {"inverse hyperbolic cosine", {:float32, 1.0, 0.0}},
-    asin: {"inverse sine", {:float32, 0.0, 0.0}},
-    asinh: {"inverse hyperbolic sine", {:float32, 0.0, 0.0}},
-    atan: {"inverse tangent", {:float32, 0.0, 0.0}},
-    atanh: {"inverse hyperbolic tangent", {:float32, 0.0, 0.0}},
-    bitwise_not: {"bitwise complement (integers)", {:int32, 0, -1}},
-    ceil: {"ceiling", {:float32, 1.25, 2.0}},
-    conjugate: {"complex conjugate", {:float32, 2.0, 2.0}},
-    cos: {"cosine", {:float32, 0.0, 1.0}},
-    cosh: {"hyperbolic cosine", {:float32, 0.0, 1.0}},
-    erf: {"error function", {:float32, 0.0, 0.0}},
-    erf_inv: {"inverse error function", {:float32, 0.0, 0.0}},
-    exp: {"exponential", {:float32, 0.0, 1.0}},
-    expm1: {"`exp(x) - 1`", {:float32, 0.0, 0.0}},
-    floor: {"floor", {:float32, 1.75, 1.0}},
-    imag: {"imaginary part", {:complex64, 2.5, 0.0}},
-    is_infinity: {"test for positive or negative infinity", {:float32, :infinity, true}},
-    is_nan: {"test for NaN", {:float32, :nan, true}},
-    log: {"natural logarithm", {:float32, 1.0, 0.0}},
-    log1p: {"`log(1 + x)`", {:float32, 0.0, 0.0}},
-    logical_not: {"logical negation", {:int32, 0, true}},
-    negate: {"negation", {:float32, 2.0, -2.0}},
-    real: {"real part", {:complex64, 2.5, 2.5}},
-    round: {"rounding half to even", {:float32, 2.5, 2.0}},
-    rsqrt: {"reciprocal square root", {:float32, 4.0, 0.5}},
-    sigmoid: {"logistic sigmoid", {:float32, 0.0, 0.5}},
-    sign: {"sign (-1, 0 or 1)", {:float32, -3.0, -1.0}},
-    sin: {"sine", {:float32, 0.0, 0.0}},
-    sinh: {"hyperbolic sine", {:float32, 0.0, 0.0}},
-    sqrt: {"square root", {:float32, 4.0, 2.0}},
-    tan: {"tangent", {:float32, 0.0, 0.0}},
-    tanh: {"hyperbolic tangent", {:float32, 0.0, 0.0}}
+    abs: {"absolute value", {:float32, -1.5, 1.5}, {:special, :exact}},
+    acos: {"inverse cosine", {:float32, 1.0, 0.0}, {:plain, :approx}},
+    acosh: {"inverse hyperbolic cosine", {:float32, 1.0, 0.0}, {:plain, :approx}},
+    asin: {"inverse sine", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    asinh: {"inverse hyperbolic sine", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    atan: {"inverse tangent", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    atanh: {"inverse hyperbolic tangent", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    bitwise_not: {"bitwise complement (integers)", {:int32, 0, -1}, {:plain, :integer}},
+    ceil: {"ceiling", {:float32, 1.25, 2.0}, {:special, :exact}},
+    conjugate: {"complex conjugate", {:float32, 2.0, 2.0}, {:plain, :none}},
+    cos: {"cosine", {:float32, 0.0, 1.0}, {:precise, :approx}},
+    cosh: {"hyperbolic cosine", {:float32, 0.0, 1.0}, {:plain, :approx}},
+    erf: {"error function", {:float32, 0.0, 0.0}, {:precise, :approx}},
+    erf_inv: {"inverse error function", {:float32, 0.0, 0.0}, {:precise, :approx}},
+    exp: {"exponential", {:float32, 0.0, 1.0}, {:precise, :approx}},
+    expm1: {"`exp(x) - 1`", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    floor: {"floor", {:float32, 1.75, 1.0}, {:special, :exact}},
+    imag: {"imaginary part", {:complex64, 2.5, 0.0}, {:special, :none}},
+    is_infinity: {"test for positive or negative infinity", {:float32, :infinity, true}, {:special, :exact}},
+    is_nan: {"test for NaN", {:float32, :nan, true}, {:special, :exact}},
+    log: {"natural logarithm", {:float32, 1.0, 0.0}, {:plain, :approx}},
+    log1p: {"`log(1 + x)`", {:float32, 0.0, 0.0}, {:precise, :approx}},
+    logical_not: {"logical negation", {:int32, 0, true}, {:block, :exact}},
+    negate: {"negation", {:float32, 2.0, -2.0}, {:plain, :exact}},
+    real: {"real part", {:complex64, 2.5, 2.5}, {:special, :none}},
+    round: {"rounding half to even", {:float32, 2.5, 2.0}, {:special, :exact}},
+    rsqrt: {"reciprocal square root", {:float32, 4.0, 0.5}, {:plain, :approx}},
+    sigmoid: {"logistic sigmoid", {:float32, 0.0, 0.5}, {:precise, :approx}},
+    sign: {"sign (-1, 0 or 1)", {:float32, -3.0, -1.0}, {:special, :exact}},
+    sin: {"sine", {:float32, 0.0, 0.0}, {:precise, :approx}},
+    sinh: {"hyperbolic sine", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    sqrt: {"square root", {:float32, 4.0, 2.0}, {:plain, :rounded}},
+    tan: {"tangent", {:float32, 0.0, 0.0}, {:plain, :approx}},
+    tanh: {"hyperbolic tangent", {:float32, 0.0, 0.0}, {:plain, :approx}}
   ]
 
-  # name => {what it computes, doctest: {mlx type, a, b, expected item}}
+  # name => {what it computes, doctest: {mlx type, a, b, expected item}, nx}
   @binary [
-    add: {"sum", {:int32, 1, 2, 3}},
-    subtract: {"difference", {:int32, 5, 3, 2}},
-    multiply: {"product", {:int32, 2, 3, 6}},
-    divide: {"true division (floating-point result)", {:float32, 1.0, 4.0, 0.25}},
-    pow: {"power", {:int32, 2, 10, 1024}},
-    remainder: {"remainder with the sign of the divisor (Python's `%`)", {:int32, 7, 3, 1}},
-    atan2: {"two-argument arc tangent", {:float32, 0.0, 1.0, 0.0}},
-    bitwise_and: {"bitwise and", {:int32, 12, 10, 8}},
-    bitwise_or: {"bitwise or", {:int32, 12, 10, 14}},
-    bitwise_xor: {"bitwise xor", {:int32, 12, 10, 6}},
-    left_shift: {"left shift", {:int32, 1, 4, 16}},
-    right_shift: {"right shift", {:int32, 16, 2, 4}},
-    minimum: {"minimum", {:int32, 2, 3, 2}},
-    maximum: {"maximum", {:int32, 2, 3, 3}},
-    quotient: {"integer division truncated toward zero", {:int32, -7, 2, -3}},
-    equal: {"equality test", {:int32, 2, 2, true}},
-    not_equal: {"inequality test", {:int32, 2, 3, true}},
-    greater: {"`a > b` test", {:int32, 3, 2, true}},
-    greater_equal: {"`a >= b` test", {:int32, 2, 2, true}},
-    less: {"`a < b` test", {:int32, 2, 3, true}},
-    less_equal: {"`a <= b` test", {:int32, 3, 2, false}},
-    logical_and: {"logical and", {:int32, 1, 0, false}},
-    logical_or: {"logical or", {:int32, 1, 0, true}},
-    logical_xor: {"logical exclusive or", {:int32, 1, 1, false}}
+    add: {"sum", {:int32, 1, 2, 3}, {:plain, :arith}},
+    subtract: {"difference", {:int32, 5, 3, 2}, {:plain, :arith}},
+    multiply: {"product", {:int32, 2, 3, 6}, {:plain, :arith}},
+    divide: {"true division (floating-point result)", {:float32, 1.0, 4.0, 0.25}, {:plain, :arith}},
+    pow: {"power", {:int32, 2, 10, 1024}, {:plain, :float}},
+    remainder: {"remainder with the sign of the divisor (Python's `%`)", {:int32, 7, 3, 1}, {:special, :float}},
+    atan2: {"two-argument arc tangent", {:float32, 0.0, 1.0, 0.0}, {:plain, :float}},
+    bitwise_and: {"bitwise and", {:int32, 12, 10, 8}, {:plain, :integer}},
+    bitwise_or: {"bitwise or", {:int32, 12, 10, 14}, {:plain, :integer}},
+    bitwise_xor: {"bitwise xor", {:int32, 12, 10, 6}, {:plain, :integer}},
+    left_shift: {"left shift", {:int32, 1, 4, 16}, {:plain, :integer}},
+    right_shift: {"right shift", {:int32, 16, 2, 4}, {:plain, :integer}},
+    minimum: {"minimum", {:int32, 2, 3, 2}, {{:nx, :min}, :exact}},
+    maximum: {"maximum", {:int32, 2, 3, 3}, {{:nx, :max}, :exact}},
+    quotient: {"integer division truncated toward zero", {:int32, -7, 2, -3}, {:plain, :integer}},
+    equal: {"equality test", {:int32, 2, 2, true}, {:plain, :compare}},
+    not_equal: {"inequality test", {:int32, 2, 3, true}, {:plain, :compare}},
+    greater: {"`a > b` test", {:int32, 3, 2, true}, {:plain, :compare}},
+    greater_equal: {"`a >= b` test", {:int32, 2, 2, true}, {:plain, :compare}},
+    less: {"`a < b` test", {:int32, 2, 3, true}, {:plain, :compare}},
+    less_equal: {"`a <= b` test", {:int32, 3, 2, false}, {:plain, :compare}},
+    logical_and: {"logical and", {:int32, 1, 0, false}, {:plain, :logical}},
+    logical_or: {"logical or", {:int32, 1, 0, true}, {:plain, :logical}},
+    logical_xor: {"logical exclusive or", {:int32, 1, 1, false}, {:plain, :logical}}
   ]
+
+  # Nx element-wise callbacks no MLX op of the same name computes:
+  # EMLX.Backend.Elementwise composes them. name => {arity, class}.
+  @nx_only [
+    cbrt: {1, :approx},
+    erfc: {1, :approx},
+    count_leading_zeros: {1, :integer},
+    population_count: {1, :integer}
+  ]
+
+  @doc false
+  # Every element-wise op as Nx sees it: `{nx name, arity, implementation
+  # (:plain, :precise, :special, :block), class, MLX op or nil}`.
+  def nx_ops do
+    entry = fn {name, {_what, _doc, {impl, class}}}, arity ->
+      case impl do
+        {:nx, nx_name} -> {nx_name, arity, :plain, class, name}
+        impl -> {name, arity, impl, class, name}
+      end
+    end
+
+    Enum.map(@unary, &entry.(&1, 1)) ++
+      Enum.map(@binary, &entry.(&1, 2)) ++
+      for({name, {arity, class}} <- @nx_only, do: {name, arity, :special, class, nil})
+  end
+
+  @doc false
+  # The Nx names of the element-wise ops of `arity` whose entry matches.
+  def nx_names(arity, fun) do
+    for {name, ^arity, impl, class, mlx} <- nx_ops(), fun.(impl, class, mlx), do: name
+  end
 
   # Integer corner cases the native ops define (elementwise.cc) instead of
   # leaving them to the hardware; appended to those ops' docs. Each rule
@@ -145,7 +192,7 @@ defmodule EMLX.Ops.Elementwise do
 
   def table do
     unary =
-      for {name, {what, {type, input, expected}}} <- @unary do
+      for {name, {what, {type, input, expected}, _nx}} <- @unary do
         {name, [tensor: :tensor],
          """
          Element-wise #{what}.
@@ -156,7 +203,7 @@ defmodule EMLX.Ops.Elementwise do
       end
 
     binary =
-      for {name, {what, {type, a, b, expected}}} <- @binary do
+      for {name, {what, {type, a, b, expected}, _nx}} <- @binary do
         {name, [tensorA: :tensor, tensorB: :tensor],
          """
          Element-wise #{what}, with broadcasting.

@@ -189,6 +189,54 @@ defmodule EMLX.Ops.Fast do
            iex> EMLX.fast_sdpa_masked(q, kv, kv, EMLX.ones({1, 1, 1, 3}, :bool, :cpu), 1.0) |> EMLX.shape()
            {1, 1, 1, 2}
        """, []},
+      # --- attention with sinks (the same ops, one more argument) ---
+      {:fast_sdpa, [q: :tensor, k: :tensor, v: :tensor, scale: :float, sinks: :tensor],
+       """
+       `fast_sdpa/4` with attention sinks: `sinks` holds one logit per query
+       head (shape `{N_q}`, as gpt-oss learns them). Each head's softmax
+       also counts a sink key of that logit whose value is zero:
+       `p_j = exp(s_j) / (exp(sink) + Σ exp(s_k))`, so the weights of the real
+       keys sum to less than one. `sinks` is converted to the attention's type.
+
+       #{@sdpa_layout}
+           iex> q = EMLX.ones({1, 1, 1, 2}, :float32, :cpu)
+           iex> kv = EMLX.ones({1, 1, 3, 2}, :float32, :cpu)
+           iex> sinks = EMLX.full(:math.log(3.0) + 1.0, {1}, :float32, :cpu)
+           iex> EMLX.fast_sdpa(q, kv, kv, 0.5, sinks) |> EMLX.max([0, 1, 2, 3], false) |> EMLX.item() |> Float.round(4)
+           0.5
+       """, []},
+      {:fast_sdpa_causal, [q: :tensor, k: :tensor, v: :tensor, scale: :float, sinks: :tensor],
+       """
+       `fast_sdpa_causal/4` with attention sinks (see `fast_sdpa/5`).
+
+       #{@sdpa_layout}
+           iex> q = EMLX.ones({1, 2, 3, 2}, :float32, :cpu)
+           iex> EMLX.fast_sdpa_causal(q, q, q, 1.0, EMLX.full(0.0, {2}, :float32, :cpu)) |> EMLX.shape()
+           {1, 2, 3, 2}
+       """, []},
+      {:fast_sdpa_masked, [q: :tensor, k: :tensor, v: :tensor, mask: :tensor, scale: :float, sinks: :tensor],
+       """
+       `fast_sdpa_masked/5` with attention sinks (see `fast_sdpa/5`).
+
+       #{@sdpa_layout}
+           iex> q = EMLX.ones({1, 1, 1, 2}, :float32, :cpu)
+           iex> kv = EMLX.ones({1, 1, 3, 2}, :float32, :cpu)
+           iex> mask = EMLX.ones({1, 1, 1, 3}, :bool, :cpu)
+           iex> EMLX.fast_sdpa_masked(q, kv, kv, mask, 1.0, EMLX.full(0.0, {1}, :float32, :cpu)) |> EMLX.shape()
+           {1, 1, 1, 2}
+       """, []},
+      {:fast_sdpa_causal_key_masked,
+       [q: :tensor, k: :tensor, v: :tensor, scale: :float, key_mask: :tensor, kv_offset: :int, sinks: :tensor],
+       """
+       `fast_sdpa_causal_key_masked/6` with attention sinks (see `fast_sdpa/5`).
+       A query that sees no key still gets a row of zeros.
+
+       #{@sdpa_layout}
+           iex> q = EMLX.ones({1, 1, 2, 2}, :float32, :cpu)
+           iex> mask = EMLX.ones({1, 2}, :bool, :cpu)
+           iex> EMLX.fast_sdpa_causal_key_masked(q, q, q, 1.0, mask, 0, EMLX.full(0.0, {1}, :float32, :cpu)) |> EMLX.shape()
+           {1, 1, 2, 2}
+       """, []},
       {:fast_swiglu, [gate: :tensor, up: :tensor],
        """
        SwiGLU activation: `silu(gate) * up`, with `silu(x) = x * sigmoid(x)`.
@@ -243,6 +291,38 @@ defmodule EMLX.Ops.Fast do
            iex> {out, _k, _v} = EMLX.kv_cache_attention_masked(q, q, q, cache, cache, 0, 1.0, mask)
            iex> EMLX.shape(out)
            {1, 1, 1, 2}
+       """, [out: :tuple]},
+      {:kv_cache_sdpa_dynamic,
+       [
+         q: :tensor,
+         new_k: :tensor,
+         new_v: :tensor,
+         k_cache: :tensor,
+         v_cache: :tensor,
+         offset: :tensor,
+         key_mask: :tensor,
+         scale: :float
+       ],
+       """
+       One attention step over a KV cache whose write position is a tensor
+       (so a compiled decoding loop can carry it), in the `{B, T, N, D}`
+       layout; `EMLX.Fast.kv_cache_sdpa_update/8` is the `Nx` version.
+
+       `new_k`/`new_v` (`{B, T, N_kv, D}`) are written into `k_cache`/`v_cache`
+       (`{B, T_max, N_kv, D}`) at position `offset` (an integer tensor holding
+       one value, clamped to `0..T_max - T`). Query `i` of `q`
+       (`{B, T, N_q, D}`), at position `offset + i`, sees cache position `j`
+       when `j <= offset + i` and `key_mask[b][j]` is non-zero (`key_mask`
+       `{B, T_max}`, or `nil` for every position); a query that sees nothing
+       gets zeros. The attention is **head-major**, `{B, N_q, T, D}`.
+
+       #{@kv_returns}
+           iex> q = EMLX.ones({1, 1, 1, 2}, :float32, :cpu)
+           iex> cache = EMLX.full(0.0, {1, 4, 1, 2}, :float32, :cpu)
+           iex> at = EMLX.scalar_tensor(2, :int32, :cpu)
+           iex> {out, k, _v} = EMLX.kv_cache_sdpa_dynamic(q, q, q, cache, cache, at, nil, 1.0)
+           iex> {EMLX.shape(out), EMLX.sum(k, [0, 1, 2, 3], false) |> EMLX.item()}
+           {{1, 1, 1, 2}, 2.0}
        """, [out: :tuple]},
       {:kv_cache_sdpa_update,
        [q: :tensor, new_k: :tensor, new_v: :tensor, k_cache: :tensor, v_cache: :tensor, offset: :int, scale: :float],

@@ -32,6 +32,17 @@ defmodule EMLX.Ops.Linalg do
            iex> EMLX.einsum(a, a, "ij,ij->") |> EMLX.item()
            14.0
        """, []},
+      {:einsum, [tensors: :tensors, spec_string: :string],
+       """
+       Einstein summation of any number of tensors (`einsum/3` for two), with
+       MLX's contraction-path optimiser choosing the order of the pairwise
+       products. `spec_string` has one comma-separated term per tensor.
+       Floating-point inputs. `EMLX.Fast.einsum/2` is the `Nx` version.
+
+           iex> a = EMLX.arange(0, 4, 1, false, :cpu) |> EMLX.reshape({2, 2})
+           iex> EMLX.einsum([a, a, a], "ij,jk,kl->il") |> EMLX.to_blob()
+           <<6.0::float-32-native, 11.0::float-32-native, 22.0::float-32-native, 39.0::float-32-native>>
+       """, []},
 
       # --- decompositions ---
       {:linalg_lu, [tensor: :tensor],

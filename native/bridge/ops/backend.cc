@@ -191,7 +191,7 @@ Array copy_of(const void* data, int64_t byte_size, const mx::Shape& shape, mx::D
                                 " bytes given, but the shape and type need " +
                                 std::to_string(expected));
   }
-  check_budget(op, expected, shape, dtype);
+  check_budget(op, expected, shape, dtype, mx::Device(mx::Device::cpu));
   return Array(copy_to_new_buffer(data, expected), shape, dtype);
 }
 

@@ -104,7 +104,7 @@ Array rope_positions(const Call& c, S s) {
 // --- attention -------------------------------------------------------------------
 
 Array sdpa(const Array& q, const Array& k, const Array& v, float scale, const char* mode,
-           std::optional<Array> mask, S s) {
+           std::optional<Array> mask, S s, std::optional<Array> sinks = std::nullopt) {
   // MLX divides the query heads by the key/value heads while building the
   // node: zero KV heads must not reach it (SIGFPE).
   if (q.ndim() == 4 && k.ndim() == 4 && v.ndim() == 4 && k.shape(1) == 0) {
@@ -117,7 +117,23 @@ Array sdpa(const Array& q, const Array& k, const Array& v, float scale, const ch
   // force_fused stays false: MLX picks its fused kernel where one exists for
   // these shapes (Metal, CUDA) and composes plain ops otherwise (the CPU).
   return mx::fast::scaled_dot_product_attention(q, k, v, scale, mode, std::move(mask),
-                                                std::nullopt, false, s);
+                                                sinks, false, s);
+}
+
+// The optional attention sinks at argument `i`: one logit per query head,
+// in the attention's type (MLX refuses sinks of a wider type).
+std::optional<Array> sinks_at(const Call& c, size_t i, S s) {
+  if (c.size() <= i) return std::nullopt;
+  const auto& q = c.arr(0);
+  const auto& sinks = c.arr(i);
+  need_rank(c, q, 4, "q", "{B, N_q, T_q, D}");
+  if (sinks.ndim() != 1 || sinks.shape(0) != q.shape(1)) {
+    bad_arg(c, "sinks must hold one logit per query head, shape {" + std::to_string(q.shape(1)) +
+               "}, got " + shape_text(sinks));
+  }
+  auto type = mx::result_type({q, c.arr(1), c.arr(2)});
+  if (!mx::issubdtype(type, mx::floating)) return sinks;  // MLX names the bad type
+  return mx::astype(sinks, type, s);
 }
 
 // {B, 1, T_q, T_kv} boolean: key j is visible from query i when
@@ -138,8 +154,8 @@ Array causal_key_keep(const Call& c, const Array& key_mask, int batch, int t_q, 
 // Attention under a boolean `keep` mask; a query that sees no key at all
 // gets a zero row (softmax over nothing), never NaN or an average.
 Array masked_attention(const Array& q, const Array& k, const Array& v, float scale,
-                       const Array& keep, S s) {
-  auto out = sdpa(q, k, v, scale, "array", keep, s);
+                       const Array& keep, S s, std::optional<Array> sinks = std::nullopt) {
+  auto out = sdpa(q, k, v, scale, "array", keep, s, std::move(sinks));
   auto seen = mx::any(keep, std::vector<int>{-1}, true, s);
   return mx::where(seen, out, Array(0, out.dtype()), s);
 }
@@ -151,7 +167,9 @@ struct KvStep {
   int valid_len, t_max;
 };
 
-KvStep kv_update(const Call& c, int t, S s) {
+// Checks the shapes of a KV-cache step (q, new_k, new_v, k_cache, v_cache
+// at arguments 0-4; `t` the sequence axis).
+void check_kv(const Call& c, int t) {
   const auto& q = c.arr(0);
   const auto& new_k = c.arr(1);
   const auto& new_v = c.arr(2);
@@ -173,6 +191,15 @@ KvStep kv_update(const Call& c, int t, S s) {
     bad_arg(c, "new_k " + shape_text(new_k) + " and k_cache " + shape_text(k_cache) +
                " must agree on B, the number of KV heads and D");
   }
+}
+
+KvStep kv_update(const Call& c, int t, S s) {
+  check_kv(c, t);
+  const auto& q = c.arr(0);
+  const auto& new_k = c.arr(1);
+  const auto& new_v = c.arr(2);
+  const auto& k_cache = c.arr(3);
+  const auto& v_cache = c.arr(4);
   int64_t offset = c.i64(5);
   int t_new = new_k.shape(t);
   int t_max = k_cache.shape(t);
@@ -213,6 +240,49 @@ Array kv_attention(const Call& c, const Array& q, const Array& k, const Array& v
   return masked_attention(q, k, v, scale, keep, s);
 }
 
+// kv_cache_sdpa_dynamic: {B, T, N, D} inputs, the write position an integer
+// tensor (clamped so the new positions fit), an optional {B, T_max} key
+// mask. Query i, at position offset + i, sees cache position j when
+// j <= offset + i and the mask allows j. Attention in {B, N, T, D}.
+Out kv_cache_dynamic(const Call& c, S s) {
+  check_kv(c, 1);
+  const auto& q = c.arr(0);
+  const auto& new_k = c.arr(1);
+  const auto& k_cache = c.arr(3);
+  int t_new = new_k.shape(1);
+  int t_max = k_cache.shape(1);
+  int batch = k_cache.shape(0);
+  if (q.shape(1) != t_new || t_new > t_max || q.shape(0) != batch) {
+    bad_arg(c, "q " + shape_text(q) + " and new_k " + shape_text(new_k) +
+               " need the same batch and number of positions, at most the cache's " +
+               std::to_string(t_max));
+  }
+  const auto& offset = c.arr(5);
+  need_integer(c, offset, "offset");
+  if (offset.size() != 1) bad_arg(c, "offset must hold one position, got shape " + shape_text(offset));
+  auto off = mx::clip(mx::reshape(mx::astype(offset, mx::int32, s), {1}, s), Array(0, mx::int32),
+                      Array(t_max - t_new, mx::int32), s);
+  auto k_upd = mx::slice_update(k_cache, mx::astype(new_k, k_cache.dtype(), s), off, {1}, s);
+  auto v_upd = mx::slice_update(c.arr(4), mx::astype(c.arr(2), c.arr(4).dtype(), s), off, {1}, s);
+  auto row = mx::add(mx::reshape(mx::arange(0, t_new, s), {1, 1, t_new, 1}, s),
+                     mx::reshape(off, {1, 1, 1, 1}, s), s);
+  auto col = mx::reshape(mx::arange(0, t_max, s), {1, 1, 1, t_max}, s);
+  auto keep = mx::less_equal(col, row, s);
+  if (!c.none(6)) {
+    const auto& key_mask = c.arr(6);
+    if (key_mask.ndim() != 2 || key_mask.shape(0) != batch || key_mask.shape(1) != t_max) {
+      bad_arg(c, "key_mask must have shape {" + std::to_string(batch) + ", " + std::to_string(t_max) +
+                 "} ({B, T_max}), got " + shape_text(key_mask));
+    }
+    auto keys = mx::reshape(mx::astype(key_mask, mx::bool_, s), {batch, 1, 1, t_max}, s);
+    keep = mx::logical_and(keys, keep, s);
+  }
+  const std::vector<int> swap = {0, 2, 1, 3};
+  auto out = masked_attention(mx::transpose(q, swap, s), mx::transpose(k_upd, swap, s),
+                              mx::transpose(v_upd, swap, s), static_cast<float>(c.f64(7)), keep, s);
+  return {out, k_upd, v_upd};
+}
+
 Out kv_cache_bthd(const Call& c, bool masked, S s) {
   auto step = kv_update(c, 1, s);
   const std::vector<int> swap = {0, 2, 1, 3};
@@ -225,23 +295,34 @@ Out kv_cache_bthd(const Call& c, bool masked, S s) {
   return {mx::transpose(out, swap, s), step.k_upd, step.v_upd};
 }
 
+// An empty input has an empty result, of the type MLX's norms give (x's
+// and the weight's). Built without MLX's kernels: its CUDA build launches
+// one of zero blocks, which a CUDA graph refuses ("invalid argument").
+std::optional<Array> empty_norm(const Array& x, const Array& weight, S s) {
+  if (x.size() != 0) return std::nullopt;
+  return mx::zeros(x.shape(), mx::promote_types(x.dtype(), weight.dtype()), s);
+}
+
 const Entry ENTRIES[] = {
     // --- normalisation ---
     {"fast_rms_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::rms_norm(c.arr(0), c.arr(1), static_cast<float>(c.f64(2)), s)};
      }},
     {"fast_layer_norm",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
        check_norm(c, c.arr(0), c.arr(2), "bias");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::layer_norm(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)),
                                     s)};
      }},
     {"fast_layer_norm_no_bias",
      [](const Call& c, S s) -> Out {
        check_norm(c, c.arr(0), c.arr(1), "weight");
+       if (auto empty = empty_norm(c.arr(0), c.arr(1), s)) return {*empty};
        return {mx::fast::layer_norm(c.arr(0), c.arr(1), std::nullopt,
                                     static_cast<float>(c.f64(2)), s)};
      }},
@@ -270,20 +351,21 @@ const Entry ENTRIES[] = {
      }},
 
     // --- attention ---
+    // Each attention op takes optional sinks as its last argument.
     {"fast_sdpa",
      [](const Call& c, S s) -> Out {
        return {sdpa(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)), "", std::nullopt,
-                    s)};
+                    s, sinks_at(c, 4, s))};
      }},
     {"fast_sdpa_causal",
      [](const Call& c, S s) -> Out {
        return {sdpa(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(3)), "causal",
-                    std::nullopt, s)};
+                    std::nullopt, s, sinks_at(c, 4, s))};
      }},
     {"fast_sdpa_masked",
      [](const Call& c, S s) -> Out {
        return {sdpa(c.arr(0), c.arr(1), c.arr(2), static_cast<float>(c.f64(4)), "array",
-                    c.arr(3), s)};
+                    c.arr(3), s, sinks_at(c, 5, s))};
      }},
     {"fast_sdpa_causal_key_masked",
      [](const Call& c, S s) -> Out {
@@ -292,7 +374,8 @@ const Entry ENTRIES[] = {
        need_rank(c, q, 4, "q", "{B, N_q, T_q, D}");
        need_rank(c, k, 4, "k", "{B, N_kv, T_kv, D}");
        auto keep = causal_key_keep(c, c.arr(4), q.shape(0), q.shape(2), k.shape(2), c.i32(5), s);
-       return {masked_attention(q, k, c.arr(2), static_cast<float>(c.f64(3)), keep, s)};
+       return {masked_attention(q, k, c.arr(2), static_cast<float>(c.f64(3)), keep, s,
+                                sinks_at(c, 6, s))};
      }},
     {"fast_swiglu",
      [](const Call& c, S s) -> Out {
@@ -311,6 +394,7 @@ const Entry ENTRIES[] = {
            kv_attention(c, c.arr(0), step.k_valid, step.v_valid, std::nullopt, step, s);
        return {out, step.k_upd, step.v_upd};
      }},
+    {"kv_cache_sdpa_dynamic", [](const Call& c, S s) -> Out { return kv_cache_dynamic(c, s); }},
 };
 
 }  // namespace

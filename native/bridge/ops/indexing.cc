@@ -92,6 +92,40 @@ Array gather(const Call& c, S s) {
   return mx::gather(a, safe, axes, sizes, s);
 }
 
+// MLX's GPU scatter has no 8-byte element types (int64, uint64; complex64
+// except for sums): it refuses them.
+bool gpu_lacks_scatter(const Array& a, S s, bool add) {
+  return mx::to_stream(s).device == mx::Device::gpu && mx::size_of(a.dtype()) == 8 &&
+         !(add && a.dtype() == mx::complex64);
+}
+
+// An assignment only moves values, so on the GPU an 8-byte one is done
+// through 32-bit update numbers: every element of `updates` gets its
+// position 0..n-1, those are scattered into a tensor of -1, and each target
+// element then reads the update that won it (or keeps its value). Every
+// element takes all its bytes from one update, as with a native scatter.
+Array scatter_by_number(const Array& a, const std::vector<Array>& idx, const Array& updates,
+                        const std::vector<int>& axes, S s) {
+  if (updates.size() > static_cast<size_t>(std::numeric_limits<int32_t>::max())) {
+    throw std::invalid_argument("scatter: more than 2^31 - 1 updated elements of type " +
+                                std::string(dtype_name(a.dtype())) + " on the GPU");
+  }
+  auto numbers = mx::reshape(
+      mx::arange(0.0, static_cast<double>(updates.size()), 1.0, mx::int32, s), updates.shape(), s);
+  auto none = Array(-1, mx::int32);
+  auto winner = mx::scatter(mx::full(a.shape(), none, s), idx, numbers, axes, s);
+  auto zero = Array(0, mx::int32);
+  auto picked = mx::take(mx::reshape(updates, {-1}, s), mx::maximum(winner, zero, s), s);
+  return mx::where(mx::greater_equal(winner, zero, s), picked, a, s);
+}
+
+// scatter_add, on the queue's CPU stream where the GPU lacks it (the
+// integer sums it cannot add atomically; MLX moves the data as it must).
+Array scatter_add_any(const Call& c, const Array& a, const std::vector<Array>& idx,
+                      const Array& updates, const std::vector<int>& axes, S s) {
+  return mx::scatter_add(a, idx, updates, axes, gpu_lacks_scatter(a, s, true) ? S(c.cpu()) : s);
+}
+
 // Updates are slices: `updates` has the broadcast index shape (or one that
 // broadcasts to it) followed by one slice dimension per axis of the tensor.
 // An update is applied only if its slice fits entirely; the others are
@@ -103,8 +137,9 @@ Array scatter(const Call& c, S s, bool add) {
   const auto& updates = c.arr(2);
   auto axes = index_axes(op, a, indices, c.ints(3));
   if (indices.empty()) {
-    return add ? mx::scatter_add(a, indices, updates, axes, s)
-               : mx::scatter(a, indices, updates, axes, s);
+    if (add) return scatter_add_any(c, a, indices, updates, axes, s);
+    return gpu_lacks_scatter(a, s, false) ? scatter_by_number(a, indices, updates, axes, s)
+                                          : mx::scatter(a, indices, updates, axes, s);
   }
   auto idx = mx::broadcast_arrays(indices, s);
   int idx_ndim = idx[0].ndim();
@@ -147,7 +182,7 @@ Array scatter(const Call& c, S s, bool add) {
     auto upd = mx::where(mask, mx::astype(updates, dtype, s), neutral, s);
     std::vector<Array> safe;
     for (size_t k = 0; k < idx.size(); ++k) safe.push_back(clamp_index(idx[k], 0, limit[k], s));
-    return mx::scatter_add(a, safe, upd, axes, s);
+    return scatter_add_any(c, a, safe, upd, axes, s);
   }
 
   // Dropped updates are sent into a margin appended to each indexed axis,
@@ -163,7 +198,9 @@ Array scatter(const Call& c, S s, bool add) {
   // Like scatter_add's, the updates broadcast over the index dimensions.
   auto full_shape = valid->shape();
   full_shape.insert(full_shape.end(), updates.shape().begin() + idx_ndim, updates.shape().end());
-  auto out = mx::scatter(padded, safe, mx::broadcast_to(updates, full_shape, s), axes, s);
+  auto full = mx::broadcast_to(mx::astype(updates, a.dtype(), s), full_shape, s);
+  auto out = gpu_lacks_scatter(a, s, false) ? scatter_by_number(padded, safe, full, axes, s)
+                                            : mx::scatter(padded, safe, full, axes, s);
   return mx::slice(out, mx::Shape(a.ndim(), 0), a.shape(), s);
 }
 
@@ -264,7 +301,7 @@ Array window_scatter(const Call& c, S s, bool is_max) {
   auto dtype = mx::promote_types(source.dtype(), init.dtype());
   auto buffer = mx::full({static_cast<int32_t>(total)}, mx::astype(init_scalar, dtype, s), s);
   auto updates = mx::reshape(mx::astype(source, dtype, s), base_shape, s);
-  auto summed = mx::reshape(mx::scatter_add(buffer, {position}, updates, {0}, s), p, s);
+  auto summed = mx::reshape(scatter_add_any(c, buffer, {position}, updates, {0}, s), p, s);
   mx::Shape stop(n);
   for (int i = 0; i < n; ++i) stop[i] = low[i] + t.shape(i);
   return mx::slice(summed, low, stop, s);

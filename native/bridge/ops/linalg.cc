@@ -132,8 +132,14 @@ const Entry ENTRIES[] = {
          return mx::tensordot(x, y, axes_a, axes_b, s);
        })};
      }},
+    // einsum/3 (two tensors, spec) and einsum/2 (a list of tensors, spec).
     {"einsum",
      [](const Call& c, S s) -> Out {
+       if (c.size() == 2) {
+         const auto& operands = c.arrays(0);
+         if (operands.empty()) bad_arg(c, "expected at least one operand");
+         return {mx::einsum(einsum_spec(c, 1), operands, s)};
+       }
        const auto& spec = einsum_spec(c, 2);
        return {half_via_float32(c.arr(0), c.arr(1), s, [&](const Array& x, const Array& y) {
          return mx::einsum(spec, {x, y}, s);

@@ -1,10 +1,7 @@
 // The op registry: every family's table, in one index space. Rust reads the
 // names once at load (op_names) and calls ops by index (run_op).
-#include <unistd.h>
-
 #include <array>
-#include <limits>
-#include <optional>
+#include <mutex>
 #include <sstream>
 #include <string_view>
 
@@ -28,31 +25,23 @@ const ops::Entry* find(uint32_t index) {
   return nullptr;
 }
 
-// The machine's physical memory in bytes: no single result may need more.
-size_t physical_memory() {
-  static const size_t bytes = [] {
-    long pages = sysconf(_SC_PHYS_PAGES);
-    long size = sysconf(_SC_PAGESIZE);
-    return pages > 0 && size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(size)
-                                 : std::numeric_limits<size_t>::max();
-  }();
-  return bytes;
-}
-
 // MLX does not check that a huge allocation succeeded (the process dies
 // with SIGSEGV at evaluation), so results that cannot fit are refused here,
-// when the op is built, for every op of the table. Views allocate nothing
-// and may be any size (a huge broadcast feeding a reduction is fine); what
-// they would allocate when materialised is refused at evaluation
-// (bridge.cc's check against MLX's memory limit).
-void check_fits(const Array& a, const char* op) {
+// when the op is built, for every op of the table: more than the memory of
+// the device the op runs on (device_memory: a CUDA GPU's own memory, the
+// machine's for the CPU). Views allocate nothing and may be any size (a huge
+// broadcast feeding a reduction is fine); what they would allocate when
+// materialised is refused at evaluation (bridge.cc's check against MLX's
+// memory limit).
+void check_fits(const Array& a, const char* op, const mx::Device& device) {
   if (!allocates(a)) return;
   size_t bytes = a.itemsize();
   bool overflow = false;
   for (auto d : a.shape()) {
     overflow = overflow || __builtin_mul_overflow(bytes, static_cast<size_t>(d), &bytes);
   }
-  if (overflow || bytes > physical_memory()) {
+  size_t memory = device_memory(device);
+  if (overflow || bytes > memory) {
     std::ostringstream msg;
     msg << op << ": the result of shape (";
     for (size_t i = 0; i < a.ndim(); ++i) msg << (i ? ", " : "") << a.shape(i);
@@ -62,49 +51,64 @@ void check_fits(const Array& a, const char* op) {
     } else {
       msg << bytes << " bytes";
     }
-    msg << ", more than this machine's memory (" << physical_memory() << " bytes)";
+    msg << ", more than " << memory_name(device) << " (" << memory << " bytes)";
     throw std::invalid_argument(msg.str());
   }
 }
 
-// For the duration of one op, makes the queue's streams the calling thread's
-// default streams. Ops pass their stream explicitly, but some MLX ops build
-// helper nodes internally on the thread's default stream (gather's index
-// broadcast, fftn's padding, imag of a real array were seen); those nodes
-// must land on the queue's streams too, or the queue thread could not
-// evaluate them. MLX 0.32 keeps default streams per thread, and a BEAM
-// scheduler thread runs one NIF at a time, so this is race-free. A thread
-// that had no default stream keeps ours afterwards (MLX cannot unset one);
-// asking MLX for its default would create a stream on this thread.
-class DefaultStreams {
- public:
-  DefaultStreams(const StreamRef& s) {
-    use(to_cpu_stream(s));
-    if (s.device != 0) use(to_stream(s));
-  }
-  // Restores what the thread had. A thread that had no default keeps the
-  // queue's stream: MLX has no way to unset it, and every op built on this
-  // thread goes through here and sets its own. peek (not default_stream) is
-  // used so no stream is ever created on a BEAM scheduler thread.
-  ~DefaultStreams() {
-    for (size_t i = count_; i-- > 0;) {
-      if (saved_[i]) mx::set_default_stream(*saved_[i]);
-    }
-  }
-  DefaultStreams(const DefaultStreams&) = delete;
-  DefaultStreams& operator=(const DefaultStreams&) = delete;
-
- private:
-  void use(mx::Stream stream) {
-    saved_[count_++] = mx::peek_default_stream(stream.device);
-    mx::set_default_stream(stream);
-  }
-  // At most two (the CPU stream and the GPU one); no allocation per op.
-  std::array<std::optional<mx::Stream>, 2> saved_;
-  size_t count_ = 0;
-};
+// Serialises the ops that set MLX's default device (see QueueDefaults).
+std::mutex& default_device_mutex() {
+  static std::mutex m;
+  return m;
+}
 
 }  // namespace
+
+// Ops pass their stream explicitly, but MLX builds some helper nodes
+// internally on the default stream of its default device
+// (`default_stream(default_device())`: gather's index broadcast, fftn's zero
+// padding, imag of a real array). Those nodes must land on the queue's
+// streams, or the queue thread could not evaluate them. So for the duration
+// of the op:
+//
+//   * the queue's device is MLX's default device. MLX keeps that one per
+//     process, not per thread, and its CUDA build defaults to the GPU, which
+//     a CPU queue's helper nodes must not get. So in a build with a GPU the
+//     ops of all threads take a lock while they set it and build (a few
+//     microseconds each). A queue thread's eval reads the default device
+//     only to pick a provisional stream, which it replaces by the first
+//     unevaluated output's.
+//   * the queue's streams are the thread's default streams. MLX keeps those
+//     per thread, and a BEAM scheduler thread runs one NIF at a time, so no
+//     lock is needed. A thread that had no default keeps the queue's stream
+//     afterwards (MLX cannot unset one); peek (not default_stream) is used
+//     so no stream is ever created on a BEAM scheduler thread.
+QueueDefaults::QueueDefaults(const StreamRef& s) {
+  static const bool has_gpu = gpu_available();
+  auto stream = to_stream(s);
+  if (has_gpu) {
+    device_lock_ = std::unique_lock<std::mutex>(default_device_mutex());
+    const auto& current = mx::default_device();
+    if (!(current == stream.device)) {
+      previous_device_ = current;
+      mx::set_default_device(stream.device);
+    }
+  }
+  use(to_cpu_stream(s));
+  if (s.device != 0) use(stream);
+}
+
+QueueDefaults::~QueueDefaults() {
+  for (size_t i = count_; i-- > 0;) {
+    if (saved_[i]) mx::set_default_stream(*saved_[i]);
+  }
+  if (previous_device_) mx::set_default_device(*previous_device_);
+}
+
+void QueueDefaults::use(mx::Stream stream) {
+  saved_[count_++] = mx::peek_default_stream(stream.device);
+  mx::set_default_stream(stream);
+}
 
 namespace ops {
 
@@ -157,14 +161,21 @@ std::string with_op(const char* op, const char* what) {
 }  // namespace
 
 std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const StreamRef& s) {
+  auto list = std::make_unique<ArrayList>();
+  list->items = run_entry(index, call, s);
+  return list;
+}
+
+std::vector<Array> run_entry(uint32_t index, const Call& call, const StreamRef& s) {
   const auto* entry = find(index);
   if (entry == nullptr) throw std::invalid_argument("unknown op index");
   call.op = entry->name;
   call.cpu_stream = to_cpu_stream(s);
-  auto list = std::make_unique<ArrayList>();
+  std::vector<Array> items;
+  auto stream = to_stream(s);
   try {
-    DefaultStreams defaults(s);
-    list->items = entry->fn(call, to_stream(s));
+    QueueDefaults defaults(s);
+    items = entry->fn(call, stream);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(with_op(entry->name, e.what()));
   } catch (const std::out_of_range& e) {
@@ -178,8 +189,8 @@ std::unique_ptr<ArrayList> run_op(uint32_t index, const Call& call, const Stream
   } catch (const std::exception& e) {
     throw std::runtime_error(with_op(entry->name, e.what()));
   }
-  for (const auto& a : list->items) check_fits(a, entry->name);
-  return list;
+  for (const auto& a : items) check_fits(a, entry->name, stream.device);
+  return items;
 }
 
 }  // namespace emlx

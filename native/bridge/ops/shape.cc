@@ -49,8 +49,14 @@ Array pad(const Call& c, S s) {
     throw std::invalid_argument("pad: the pad value must be a one-element tensor, got shape " +
                                 shape_str(value.shape()));
   }
-  return mx::pad(c.arr(0), c.axes(1), c.int32s(2), c.int32s(3), mx::reshape(value, {}, s),
-                 "constant", s);
+  auto axes = c.axes(1);
+  auto low = c.int32s(2), high = c.int32s(3);
+  // Padding by nothing is the identity. (MLX's CUDA Pad of a 0-d int64
+  // array with no axes returned the pad value.)
+  bool none = low.size() == axes.size() && high.size() == axes.size();
+  for (size_t i = 0; none && i < axes.size(); ++i) none = low[i] == 0 && high[i] == 0;
+  if (none) return c.arr(0);
+  return mx::pad(c.arr(0), axes, low, high, mx::reshape(value, {}, s), "constant", s);
 }
 
 Array slice(const Call& c, S s) {

@@ -35,7 +35,7 @@ defmodule EMLX.API.ConvTest do
 
   test "a strided (sliced with a step) input" do
     # every other element of 1..10: 1, 3, 5, 7, 9
-    x = EMLX.slice(EMLX.arange(1, 11, 1, false, :cpu), [0], [10], [2]) |> EMLX.reshape({1, 5, 1})
+    x = EMLX.slice(EMLX.arange(1, 11, 1, false, dev()), [0], [10], [2]) |> EMLX.reshape({1, 5, 1})
     assert_close(EMLX.conv_general(x, diff(:float32), [1], [0], [0], [1], [1], 1), [[[-2.0], [-2.0], [-2.0], [-2.0]]])
   end
 
@@ -56,7 +56,7 @@ defmodule EMLX.API.ConvTest do
     img = iota({3, 3}, :float32) |> EMLX.transpose([1, 0])
     # img = [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
     x = EMLX.reshape(EMLX.transpose(img, [1, 0]) |> EMLX.transpose([1, 0]), {1, 3, 3, 1})
-    k = EMLX.ones({1, 2, 2, 1}, :float32, :cpu)
+    k = EMLX.ones({1, 2, 2, 1}, :float32, dev())
     # 2x2 window sums
     assert_close(EMLX.conv_general(x, k, [1, 1], [0, 0], [0, 0], [1, 1], [1, 1], 1), [
       [[[8.0], [20.0]], [[12.0], [24.0]]]

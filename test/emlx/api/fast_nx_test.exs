@@ -101,7 +101,7 @@ if Code.ensure_loaded?(Nx) do
 
     if Code.ensure_loaded?(EMLX.Backend) do
       describe "on EMLX.Backend" do
-        defp e(list), do: Nx.tensor(list, type: :f32, backend: {EMLX.Backend, device: :cpu})
+        defp e(list), do: Nx.tensor(list, type: :f32, backend: EMLX.TestDevice.backend())
         defp ints(list, backend), do: Nx.tensor(list, type: :u8, backend: backend)
 
         test "native_block/3 runs the fused op, or answers :default for tensors of other backends" do
@@ -140,7 +140,7 @@ if Code.ensure_loaded?(Nx) do
             {fn f, _ -> EMLX.Fast.swiglu(f.(x), f.(x)) end, 1.0e-6}
           ]
 
-          emlx = {&e/1, &ints(&1, {EMLX.Backend, device: :cpu})}
+          emlx = {&e/1, &ints(&1, EMLX.TestDevice.backend())}
           binary = {&t/1, &ints(&1, Nx.BinaryBackend)}
 
           for {fun, tol} <- cases do

@@ -4,8 +4,8 @@ defmodule EMLX.API.FusedBadInputTest do
   use ExUnit.Case, async: true
   import EMLX.FusedOracle
 
-  defp f32(shape), do: EMLX.ones(shape, :float32, :cpu)
-  defp i32(shape), do: EMLX.ones(shape, :int32, :cpu)
+  defp f32(shape), do: EMLX.ones(shape, :float32, EMLX.TestDevice.device())
+  defp i32(shape), do: EMLX.ones(shape, :int32, EMLX.TestDevice.device())
 
   defp x, do: f32({2, 4})
   defp w4, do: f32({4})
@@ -130,13 +130,16 @@ defmodule EMLX.API.FusedBadInputTest do
          )
      ), "no heads"},
     {"dequantize empty w with scales that do not fit",
-     quote(do: EMLX.dequantize(EMLX.full(0, {0, 8}, :uint32, :cpu), f32({0, 2}), f32({0, 2}), 64, 4)), "do not fit w"},
+     quote(
+       do: EMLX.dequantize(EMLX.full(0, {0, 8}, :uint32, EMLX.TestDevice.device()), f32({0, 2}), f32({0, 2}), 64, 4)
+     ), "do not fit w"},
     {"quantize integers", quote(do: EMLX.quantize(i32({2, 64}), 64, 4)),
      "float32, float16 or bfloat16 tensor, got int32"},
     {"quantize bits not an integer", quote(do: EMLX.quantize(f32({2, 64}), 64, 4.0)), "argument 3 must be an integer"},
     {"dequantize with 0 bits", quote(do: EMLX.dequantize(wq(), s(), b(), 64, 0)), "bits must be"},
     {"dequantize float weights", quote(do: EMLX.dequantize(f32({4, 8}), s(), b(), 64, 4)), "packed :uint32"},
-    {"dequantize rank-0 weights", quote(do: EMLX.dequantize(EMLX.scalar_tensor(1, :uint32, :cpu), s(), b(), 64, 4)),
+    {"dequantize rank-0 weights",
+     quote(do: EMLX.dequantize(EMLX.scalar_tensor(1, :uint32, EMLX.TestDevice.device()), s(), b(), 64, 4)),
      "at least 2 axes"},
     {"dequantize scales of another rank", quote(do: EMLX.dequantize(wq(), f32({4}), f32({4}), 64, 4)),
      "scales must have the rank of w"},

@@ -42,7 +42,7 @@ defmodule EMLX.API.IndexingTest do
 
   test "strided (sliced with a step) tensors and indices" do
     # every other element of 10..19: [10, 12, 14, 16, 18]
-    t = EMLX.slice(EMLX.arange(10, 20, 1, true, :cpu), [0], [10], [2])
+    t = EMLX.slice(EMLX.arange(10, 20, 1, true, dev()), [0], [10], [2])
     i = EMLX.slice(tensor([4, 9, -3, 9, 1, 9], :int32), [0], [6], [2])
     # indices [4, -3, 1] -> clamp [4, 0, 1]
     assert to_list(EMLX.take(t, i, 0)) == [18, 10, 12]
@@ -140,7 +140,7 @@ defmodule EMLX.API.IndexingTest do
 
     test "updates broadcast over the index dimensions, in both scatters" do
       t = tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]], :int32)
-      upd = EMLX.full(0, {1, 1, 3}, :int32, :cpu)
+      upd = EMLX.full(0, {1, 1, 3}, :int32, dev())
       assert to_list(EMLX.scatter(t, [tensor([0, 2], :int32)], upd, [0])) == [[0, 0, 0], [4, 5, 6], [0, 0, 0]]
 
       assert to_list(EMLX.scatter_add(t, [tensor([0, 2], :int32)], EMLX.add(upd, tensor(1, :int32)), [0])) ==
@@ -175,8 +175,8 @@ defmodule EMLX.API.IndexingTest do
     end
 
     test "2-D windows, bfloat16 and complex targets" do
-      t = EMLX.full(0, {3, 3}, :bfloat16, :cpu)
-      upd = EMLX.full(1, {2, 2, 2}, :bfloat16, :cpu)
+      t = EMLX.full(0, {3, 3}, :bfloat16, dev())
+      upd = EMLX.full(1, {2, 2, 2}, :bfloat16, dev())
       out = EMLX.scatter_add(t, [tensor([0, 1], :int32), tensor([0, 2], :int32)], upd, [0, 1])
       # the window at (1, 2) would cross the right edge: dropped
       assert to_list(out) == [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]]

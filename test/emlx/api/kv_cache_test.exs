@@ -134,4 +134,50 @@ defmodule EMLX.API.KvCacheTest do
     assert EMLX.scalar_type(k_upd) == :bfloat16
     assert EMLX.scalar_type(v_upd) == :bfloat16
   end
+
+  describe "causal_kv_attention/7 (the original EMLX's options form)" do
+    test "without a key mask: the cache step and causal attention over the valid keys" do
+      d = case_data(2, 2, 190)
+
+      {out, k_upd, v_upd} =
+        EMLX.causal_kv_attention(tensor(d.q), tensor(d.k), tensor(d.v), tensor(d.kc), tensor(d.vc), 2, scale: 0.5)
+
+      assert to_list(k_upd) == write(d.kc, d.k, 2)
+      assert to_list(v_upd) == write(d.vc, d.v, 2)
+      keys = write(d.kc, d.k, 2) |> prefix(4) |> swap12()
+      values = write(d.vc, d.v, 2) |> prefix(4) |> swap12()
+      expected = attention_bntd(swap12(d.q), keys, values, 0.5, fn _b, i, j -> j <= i + 2 end)
+      assert_close(to_list(out), swap12(expected), @tol)
+    end
+
+    test "with :key_mask: padded keys are skipped" do
+      d = case_data(1, 1, 200)
+      mask = [[1, 0, 1, 1], [0, 1, 1, 1]]
+
+      {out, _, _} =
+        EMLX.causal_kv_attention(tensor(d.q), tensor(d.k), tensor(d.v), tensor(d.kc), tensor(d.vc), 3,
+          scale: 0.5,
+          key_mask: tensor(mask, :int32)
+        )
+
+      visible = fn b, _i, j -> Enum.at(Enum.at(mask, b), j) == 1 end
+      keys = write(d.kc, d.k, 3) |> prefix(4) |> swap12()
+      values = write(d.vc, d.v, 3) |> prefix(4) |> swap12()
+      assert_close(to_list(out), swap12(attention_bntd(swap12(d.q), keys, values, 0.5, visible)), @tol)
+    end
+
+    test "bad options raise ArgumentError" do
+      d = case_data(1, 1, 210)
+      args = [tensor(d.q), tensor(d.k), tensor(d.v), tensor(d.kc), tensor(d.vc), 0]
+      assert_raise ArgumentError, ~r/:scale must be a number/, fn -> apply(EMLX, :causal_kv_attention, args ++ [[]]) end
+
+      assert_raise ArgumentError, ~r/unknown keys/, fn ->
+        apply(EMLX, :causal_kv_attention, args ++ [[scale: 1.0, mask: 1]])
+      end
+
+      assert_raise ArgumentError, ~r/non-negative integer offset/, fn ->
+        EMLX.causal_kv_attention(tensor(d.q), tensor(d.k), tensor(d.v), tensor(d.kc), tensor(d.vc), -1, scale: 1.0)
+      end
+    end
+  end
 end

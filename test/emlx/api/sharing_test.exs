@@ -16,7 +16,8 @@ defmodule EMLX.API.SharingTest do
     test "the segment holds the tensor's row-major bytes" do
       t = tensor(rand({3, 4}, 1))
       {name, size} = EMLX.tensor_to_shm(t, 0o600)
-      assert String.starts_with?(name, "/")
+      # The original EMLX's prefix (tools that sweep stale segments look for it).
+      assert String.starts_with?(name, "/emlx_")
       assert size == 48
       assert File.read!(shm_path(name)) == EMLX.to_blob(t)
       assert EMLX.shm_unlink(name) == :ok

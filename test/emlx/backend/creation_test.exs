@@ -6,11 +6,15 @@ if Code.ensure_loaded?(Nx) do
     @types [{:s, 8}, {:s, 16}, {:s, 32}, {:s, 64}, {:u, 8}, {:u, 16}, {:u, 32}, {:u, 64}] ++
              [{:f, 16}, {:bf, 16}, {:f, 32}, {:f, 64}, {:c, 64}, {:f, 8}, {:f8_e4m3fn, 8}]
 
-    @backend {EMLX.Backend, device: :cpu}
+    @backend EMLX.TestDevice.backend()
+    @device EMLX.TestDevice.device()
 
-    defp on_both(fun) do
+    # The suite's backend for tensors of `type` (float64 stays on the CPU).
+    defp backend(type), do: {EMLX.Backend, device: EMLX.TestDevice.device_for(Nx.Type.normalize!(type))}
+
+    defp on_both(fun, type \\ :s32) do
       expected = fun.(Nx.BinaryBackend)
-      actual = fun.(@backend)
+      actual = fun.(backend(type))
       assert_same(actual, expected)
     end
 
@@ -18,13 +22,13 @@ if Code.ensure_loaded?(Nx) do
       for type <- @types do
         test "on #{inspect(type)}" do
           type = unquote(type)
-          on_both(&Nx.broadcast(Nx.tensor(1, type: type, backend: &1), {2, 3}))
-          on_both(&Nx.tensor(3, type: type, backend: &1))
-          on_both(&Nx.iota({2, 3}, type: type, backend: &1))
-          on_both(&Nx.iota({2, 3}, axis: 1, type: type, backend: &1))
-          on_both(&Nx.iota({}, type: type, backend: &1))
-          on_both(&Nx.eye({3, 4}, type: type, backend: &1))
-          on_both(&Nx.eye({2, 3, 3}, type: type, backend: &1))
+          on_both(&Nx.broadcast(Nx.tensor(1, type: type, backend: &1), {2, 3}), type)
+          on_both(&Nx.tensor(3, type: type, backend: &1), type)
+          on_both(&Nx.iota({2, 3}, type: type, backend: &1), type)
+          on_both(&Nx.iota({2, 3}, axis: 1, type: type, backend: &1), type)
+          on_both(&Nx.iota({}, type: type, backend: &1), type)
+          on_both(&Nx.eye({3, 4}, type: type, backend: &1), type)
+          on_both(&Nx.eye({2, 3, 3}, type: type, backend: &1), type)
         end
       end
 
@@ -48,7 +52,7 @@ if Code.ensure_loaded?(Nx) do
       test "extreme and non-finite constants" do
         on_both(&Nx.tensor(18_446_744_073_709_551_615, type: :u64, backend: &1))
         on_both(&Nx.tensor(-9_223_372_036_854_775_808, type: :s64, backend: &1))
-        on_both(&Nx.tensor([:nan, :infinity, :neg_infinity], type: :f64, backend: &1))
+        on_both(&Nx.tensor([:nan, :infinity, :neg_infinity], type: :f64, backend: &1), :f64)
         on_both(&Nx.tensor(Complex.new(1.5, -2.0), backend: &1))
         on_both(&Nx.tensor(1.0e-40, type: :f32, backend: &1))
         on_both(&Nx.iota({70_000}, type: :f16, backend: &1))
@@ -62,7 +66,7 @@ if Code.ensure_loaded?(Nx) do
         test "from_binary and to_binary round trip on #{inspect(type)}" do
           source = random({2, 4}, unquote(type))
           binary = Nx.to_binary(source)
-          t = Nx.from_binary(binary, unquote(type), backend: @backend) |> Nx.reshape({2, 4})
+          t = Nx.from_binary(binary, unquote(type), backend: backend(unquote(type))) |> Nx.reshape({2, 4})
           assert Nx.to_binary(t) == binary
           assert_same(t, source)
           {_, bits} = unquote(type)
@@ -144,7 +148,7 @@ if Code.ensure_loaded?(Nx) do
       end
 
       test "f64 stays f64" do
-        t = Nx.tensor([0.1, 1.0e300], type: :f64, backend: @backend)
+        t = Nx.tensor([0.1, 1.0e300], type: :f64, backend: backend(:f64))
         assert EMLX.scalar_type(EMLX.Backend.from_nx(t)) == :float64
         assert Nx.to_flat_list(Nx.multiply(t, 3)) == [0.30000000000000004, 3.0e300]
       end
@@ -165,19 +169,19 @@ if Code.ensure_loaded?(Nx) do
         assert_raise ArgumentError, fn -> Nx.to_binary(copy) end
 
         back = Nx.backend_transfer(bin, @backend)
-        assert %EMLX.Backend{ref: {:cpu, _}} = back.data
+        assert %EMLX.Backend{ref: {@device, _}} = back.data
         assert Nx.backend_transfer(back, @backend) == back
       end
 
       test "inspect shows the device, unless configured not to" do
         t = Nx.tensor([1, 2], backend: @backend)
-        assert inspect(t) =~ "EMLX.Backend<cpu>"
+        assert inspect(t) =~ "EMLX.Backend<#{@device}>"
         assert inspect(Nx.iota({100}, backend: @backend), limit: 3) =~ "[0, 1, 2, ...]"
       end
 
       test "tensors of other backends are taken as operands" do
         result = Nx.add(Nx.tensor([1, 2], backend: @backend), Nx.tensor([10, 20], backend: Nx.BinaryBackend))
-        assert %EMLX.Backend{ref: {:cpu, _}} = result.data
+        assert %EMLX.Backend{ref: {@device, _}} = result.data
         assert Nx.to_flat_list(result) == [11, 22]
       end
 

@@ -10,10 +10,17 @@ if Code.ensure_loaded?(Nx) do
 
           tol =
             case unquote(type) do
-              {kind, _} when kind in [:bf] -> [atol: 0.5, rtol: 0.02]
-              {:f, 16} -> [atol: 0.1, rtol: 0.01]
-              {kind, _} when kind in [:f, :c] -> [atol: 1.0e-4, rtol: 1.0e-5]
-              _ -> []
+              {kind, _} when kind in [:bf] ->
+                [atol: 0.5, rtol: 0.02]
+
+              {:f, 16} ->
+                [atol: 0.1, rtol: 0.01]
+
+              {kind, _} when kind in [:f, :c] ->
+                EMLX.TestDevice.tf32([atol: 1.0e-4, rtol: 1.0e-5], atol: 0.1, rtol: 2.0e-3)
+
+              _ ->
+                []
             end
 
           check(&Nx.dot(&1, [2], [0], &2, [1], [0]), [a, b], tol)
@@ -39,7 +46,12 @@ if Code.ensure_loaded?(Nx) do
       end
 
       test "mixed types and scalars" do
-        check(&Nx.dot/2, [random({2, 3}, {:s, 32}), random({3, 2}, {:f, 32})], atol: 1.0e-4)
+        check(
+          &Nx.dot/2,
+          [random({2, 3}, {:s, 32}), random({3, 2}, {:f, 32})],
+          EMLX.TestDevice.tf32([atol: 1.0e-4], atol: 0.5)
+        )
+
         check(&Nx.dot/2, [random({2, 3}, {:u, 8}), random({3}, {:s, 8})])
         check(&Nx.dot/2, [bin(3.0), random({2, 2}, {:f, 32})])
       end
@@ -60,13 +72,18 @@ if Code.ensure_loaded?(Nx) do
         test "strides, padding (negative included), dilations on #{inspect(type)}" do
           x = random({2, 3, 6, 5}, unquote(type), 1)
           k = random({4, 3, 2, 3}, unquote(type), 2)
-          tol = if unquote(type) == {:f, 16}, do: [atol: 0.5, rtol: 0.02], else: [atol: 1.0e-3, rtol: 1.0e-5]
+
+          tol =
+            if unquote(type) == {:f, 16},
+              do: [atol: 0.5, rtol: 0.02],
+              else: EMLX.TestDevice.tf32([atol: 1.0e-3, rtol: 1.0e-5], atol: 0.2, rtol: 2.0e-3)
+
           for opts <- @conv_options, do: check(&Nx.conv(&1, &2, opts), [x, k], tol)
         end
       end
 
       test "feature groups, batch groups, permutations, 1-d and 3-d" do
-        tol = [atol: 1.0e-3, rtol: 1.0e-5]
+        tol = EMLX.TestDevice.tf32([atol: 1.0e-3, rtol: 1.0e-5], atol: 0.2, rtol: 2.0e-3)
         x = random({2, 4, 5, 5}, {:f, 32}, 1)
         check(&Nx.conv(&1, &2, feature_group_size: 2), [x, random({6, 2, 3, 3}, {:f, 32}, 2)], tol)
         check(&Nx.conv(&1, &2, batch_group_size: 2), [x, random({4, 4, 2, 2}, {:f, 32}, 3)], tol)
@@ -108,7 +125,7 @@ if Code.ensure_loaded?(Nx) do
       test "complex" do
         x = random({1, 2, 4, 4}, {:c, 64}, 1)
         k = random({2, 2, 2, 2}, {:c, 64}, 2)
-        check(&Nx.conv/2, [x, k], atol: 1.0e-4, rtol: 1.0e-4)
+        check(&Nx.conv/2, [x, k], EMLX.TestDevice.tf32([atol: 1.0e-4, rtol: 1.0e-4], atol: 0.2))
       end
     end
 
@@ -187,8 +204,11 @@ if Code.ensure_loaded?(Nx) do
       @spd bin([[4.0, 2.0, 0.6], [2.0, 5.0, 1.0], [0.6, 1.0, 3.0]])
       @square bin([[2.0, -1.0, 0.5], [4.0, 1.0, 3.0], [-2.0, 5.0, 1.0]])
 
+      # The identities are checked with products, TF32 ones on the GPU.
       defp close(a, b, tol \\ 1.0e-4) do
-        assert Nx.to_number(Nx.all_close(Nx.backend_copy(a), Nx.backend_copy(b), atol: tol, rtol: tol)) == 1,
+        tol = EMLX.TestDevice.tf32([atol: tol, rtol: tol], atol: 0.05, rtol: 5.0e-3)
+
+        assert Nx.to_number(Nx.all_close(Nx.backend_copy(a), Nx.backend_copy(b), tol)) == 1,
                "#{inspect(a)}\nis not close to\n#{inspect(b)}"
       end
 
@@ -216,7 +236,7 @@ if Code.ensure_loaded?(Nx) do
           {p, ll, uu} = Nx.LinAlg.lu(a)
           close(Nx.dot(p, Nx.dot(ll, uu)), a)
 
-          b = emlx(bin([1.0, 2.0, 3.0]))
+          b = emlx(Nx.as_type(bin([1.0, 2.0, 3.0]), unquote(type)))
           close(Nx.dot(a, Nx.LinAlg.solve(a, b)), b)
           close(Nx.LinAlg.determinant(a), Nx.LinAlg.determinant(Nx.backend_copy(a)))
           close(Nx.dot(a, Nx.LinAlg.invert(a)), Nx.eye(3))

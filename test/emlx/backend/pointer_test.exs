@@ -2,7 +2,7 @@ if Code.ensure_loaded?(Nx) do
   defmodule EMLX.Backend.PointerTest do
     use EMLX.BackendCase, async: true
 
-    @backend {EMLX.Backend, device: :cpu}
+    @backend EMLX.TestDevice.backend()
 
     test ":local pointers share MLX's buffer; from_pointer copies it" do
       t = Nx.tensor([[1.5, 2.5], [3.5, 4.5]], backend: @backend)

@@ -4,7 +4,7 @@ if Code.ensure_loaded?(Nx) do
     # them through MLX's quantized matmul; other ops refuse them.
     use EMLX.BackendCase, async: true
 
-    @backend {EMLX.Backend, device: :cpu}
+    @backend EMLX.TestDevice.backend()
 
     setup do
       w = random({8, 64}, {:f, 32}, 1) |> Nx.divide(4) |> Nx.backend_transfer(@backend)
@@ -31,7 +31,7 @@ if Code.ensure_loaded?(Nx) do
       copy = Nx.backend_copy(qw, @backend)
       assert EMLX.Quantization.quantized?(copy)
       assert_same(Nx.dot(x, [1], copy, [1]), Nx.backend_copy(Nx.dot(x, [1], qw, [1]), Nx.BinaryBackend))
-      assert inspect(qw) =~ "quantized: 8-bit codes in groups of 64"
+      assert inspect(qw) =~ "quantized: 8-bit affine codes in groups of 64"
     end
   end
 end

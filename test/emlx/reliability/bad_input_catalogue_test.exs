@@ -58,7 +58,8 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
         pid: self(),
         fun: fn -> :ok end,
         improper_t: [t | t],
-        bitstring: <<1::3>>
+        bitstring: <<1::3>>,
+        prog: NIF.program_new({[t], [], [t], false})
       })
 
     %{fx: fx}
@@ -79,8 +80,10 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     nbytes: [:tensor],
     itemsize: [:dtype],
     needs_eval_for: [:queue, :tensor],
+    tensor_ready: [:tensor],
     deallocate: [:tensor],
     queue_new: [:device, :owner, :capacity],
+    device_info: [:device],
     queue_make_default: [:queue],
     queue_close: [:queue],
     queue_info: [:queue_or_tensor],
@@ -96,7 +99,10 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     set_memory_limit: [:size],
     tensor_data_ptr: [:tensor, :tag],
     tensor_to_shm: [:tensor, :permissions, :tag],
-    shm_unlink: [:shm_name]
+    shm_unlink: [:shm_name],
+    program_new: [:program_spec],
+    program_run: [:queue, :program, :program_inputs, :tag],
+    program_callback_reply: [:callback_reply, :callback_answer]
   }
 
   # A valid argument of each kind (the other positions of a case).
@@ -115,7 +121,14 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     permissions: 0o600,
     op_name: :add,
     op_args: [{:fx, :t}, {:fx, :t}],
-    tag: {:fx, :ref}
+    tag: {:fx, :ref},
+    # The identity function of one float32 vector.
+    program_spec: {:tuple, [[{:fx, :t}], [], [{:fx, :t}], false]},
+    program: {:fx, :prog},
+    program_inputs: [{:fx, :t}],
+    # No valid reply exists outside a running program's callback.
+    callback_reply: {:fx, :ref},
+    callback_answer: []
   }
 
   @tensor_like "expected an EMLX tensor"
@@ -268,6 +281,39 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
       {"missing arguments", [{:fx, :t}], "argument 2 must be a tensor (only 1 given)"},
       {"no arguments", [], "must be a tensor (only 0 given)"},
       {"shapes that do not broadcast", [{:fx, :t}, {:fx, :m}], "broadcast"}
+    ],
+    program_spec: [
+      {"a list", [], "must be a 4-tuple"},
+      {"a 3-tuple", {:tuple, [[], [], []]}, "must be a 4-tuple"},
+      {"a deep tuple", {:fx, :deep_tuple}, "must be a 4-tuple"},
+      {"inputs that are not a list", {:tuple, [:x, [], [], false]}, "must be a list"},
+      {"an input that is not a tensor", {:tuple, [[{:fx, :ref}], [], [], false]}, @tensor_like},
+      {"an input given twice", {:tuple, [[{:fx, :t}, {:fx, :t}], [], [], false]}, "written twice"},
+      {"a step of an unknown kind", {:tuple, [[], [{:tuple, [:jump, 1]}], [], false]}, "unknown step"},
+      {"a step that is not a tuple", {:tuple, [[], [:op], [], false]}, "must be a tuple"},
+      {"an op of an unknown name", {:tuple, [[], [{:tuple, [:op, :no_such_op, [], []]}], [], false]},
+       "unknown EMLX op"},
+      {"an op with an unsupported argument", {:tuple, [[], [{:tuple, [:op, :add, [{:fx, :pid}], []]}], [], false]},
+       "unsupported argument"},
+      {"an output that nothing computes and that is lazy", {:tuple, [[], [], [{:fx, :lazy}], false]},
+       "not computed yet"},
+      {"fusion that is not a boolean", {:tuple, [[], [], [], :yes]}, "must be a boolean"}
+    ],
+    program: [
+      {"a make_ref()", {:fx, :ref}, "a compiled program"},
+      {"a tensor", {:fx, :t}, "a compiled program"}
+    ],
+    program_inputs: [
+      {"a tensor instead of a list", {:fx, :t}, "must be a list"},
+      {"too few inputs", [], "takes 1 tensors, got 0"},
+      {"an input of another shape", [{:fx, :m}], "must have shape"},
+      {"a lazy tensor of another queue", [{:fx, :other_lazy}], "cross_queue"},
+      {"a deallocated tensor", [{:fx, :dead}], "deallocated"},
+      {"a make_ref()", [{:fx, :ref}], @tensor_like}
+    ],
+    callback_reply: [
+      {"a make_ref()", {:fx, :ref}, "a callback reply"},
+      {"a tensor", {:fx, :t}, "a callback reply"}
     ]
   }
 
@@ -438,10 +484,12 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     # Zero-arity NIFs take no input to get wrong; is_tensor_ref/1 is a
     # predicate (see the test below).
     exempt =
-      [op_names: 0, queue_threads: 0, gpu_available: 0, memory_info: 0, blas_info: 0] ++
+      [op_names: 0, queue_threads: 0, gpu_available: 0, mlx_version: 0, memory_info: 0, blas_info: 0] ++
         [reset_peak_memory: 0, clear_cache: 0, is_tensor_ref: 1]
 
-    nifs = NIF.__info__(:functions) -- [__load__: 0, __not_loaded__: 0, load_error: 0]
+    nifs =
+      NIF.__info__(:functions) -- [__load__: 0, __not_loaded__: 0, load_error: 0, cache_dir: 0, explain_load_error: 1]
+
     covered = for {name, kinds} <- @nif_args, do: {name, length(kinds)}
     assert Enum.sort(nifs -- exempt) == Enum.sort(covered)
   end
@@ -464,7 +512,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
 
   ## Running a case
 
-  @jobs [:eval, :item, :to_blob, :queue_synchronize, :tensor_data_ptr, :tensor_to_shm]
+  @jobs [:eval, :item, :to_blob, :queue_synchronize, :tensor_data_ptr, :tensor_to_shm, :program_run]
 
   defp run_case(fx, nif, args, {:gpu_only, expect}) do
     if NIF.gpu_available(),

@@ -28,7 +28,7 @@ defmodule EMLX.Reliability.RegressionsTest do
   for type <- [:float16, :bfloat16] do
     test "cumulative_max and cumulative_min propagate NaN on #{type} (MLX gave 0.0)" do
       table = table(unquote(type))
-      x = EMLX.from_blob(half([1.0, :nan, 2.0, 3.0], table), {4}, unquote(type), :cpu)
+      x = EMLX.from_blob(half([1.0, :nan, 2.0, 3.0], table), {4}, unquote(type), EMLX.TestDevice.device())
 
       # Nx: once a NaN is seen, the running extreme is NaN.
       assert values(EMLX.cumulative_max(x, 0, false, true), unquote(type)) == [1.0, :nan, :nan, :nan]
@@ -40,7 +40,7 @@ defmodule EMLX.Reliability.RegressionsTest do
   end
 
   test "cumulative_max without NaN is unchanged on float16" do
-    x = EMLX.from_blob(half([2.0, 1.0, 3.0, 1.0], @f16), {2, 2}, :float16, :cpu)
+    x = EMLX.from_blob(half([2.0, 1.0, 3.0, 1.0], @f16), {2, 2}, :float16, EMLX.TestDevice.device())
     # Along axis 1: [2, max(2, 1)], [3, max(3, 1)].
     assert values(EMLX.cumulative_max(x, 1, false, true), :float16) == [2.0, 2.0, 3.0, 3.0]
   end
@@ -49,7 +49,9 @@ defmodule EMLX.Reliability.RegressionsTest do
     # m = [[0, 1, 2], [3, 4, 5]]; its transpose [[0, 3], [1, 4], [2, 5]] has
     # the row-major elements 0, 3, 1, 4, 2, 5; every second one is 0, 1, 2.
     defp ints(t), do: for(<<x::signed-64-native <- EMLX.to_blob(t)>>, do: x)
-    defp transposed, do: EMLX.arange(0, 6, 1, true, :cpu) |> EMLX.reshape({2, 3}) |> EMLX.transpose([1, 0])
+
+    defp transposed,
+      do: EMLX.arange(0, 6, 1, true, EMLX.TestDevice.device()) |> EMLX.reshape({2, 3}) |> EMLX.transpose([1, 0])
 
     test "of a lazy transpose" do
       assert ints(EMLX.as_strided(transposed(), {3}, [2], 0)) == [0, 1, 2]

@@ -16,6 +16,10 @@ if Code.ensure_loaded?(Nx) do
     #                    the additions may differ; the bound is n^2 ulps of the
     #                    largest term
     #   {:product, n}    n-term products: 4n ulps relative
+    #   {:contraction, n} n-term sums of products (dot, conv): as {:sum, n}; on
+    #                    the GPU, where MLX computes float32 ones in TF32
+    #                    (EMLX.TestDevice.tf32/2), plus n TF32 roundings
+    #                    (2^-10 each) of the largest term
 
     @eps %{{:f, 64} => 2.220446049250313e-16, {:f, 32} => 1.1920929e-7, {:f, 16} => 9.765625e-4, {:bf, 16} => 7.8125e-3}
     @tiny %{
@@ -86,8 +90,17 @@ if Code.ensure_loaded?(Nx) do
         :approx -> 64 * eps * max(abs(r), 1.0)
         {:sum, n} -> 2 * eps * abs(r) + n * n * eps * max(scale, tiny) * 2
         {:product, n} -> 4 * n * eps * abs(r) + tiny
+        {:contraction, n} -> bound(r, type, {:sum, n}, scale) + tf32_bound(type, n, scale)
       end
     end
+
+    @tf32_eps 9.765625e-4
+
+    defp tf32_bound({:f, 32}, n, scale) do
+      if EMLX.TestDevice.tf32() == [], do: 0.0, else: 2 * n * @tf32_eps * scale
+    end
+
+    defp tf32_bound(_type, _n, _scale), do: 0.0
 
     @doc "The largest finite magnitude among `tensors` (1.0 when none)."
     def scale(tensors) do

@@ -8,15 +8,11 @@ if Code.ensure_loaded?(Nx) do
     # on the backend first, so the op sees a non-contiguous input), {:list,
     # [arg]} (for concatenate and stack) or {:num, number}.
 
-    @unary [:abs, :negate, :sign, :ceil, :floor, :round, :is_nan, :is_infinity, :bitwise_not] ++
-             [:logical_not, :population_count, :count_leading_zeros] ++
-             [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :cbrt, :sin, :cos, :tan, :asin, :acos] ++
-             [:atan, :sinh, :cosh, :tanh, :asinh, :acosh, :atanh, :erf, :erfc, :erf_inv, :sigmoid]
-
-    @binary [:add, :subtract, :multiply, :divide, :pow, :remainder, :quotient, :atan2, :min, :max] ++
-              [:bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] ++
-              [:equal, :not_equal, :less, :less_equal, :greater, :greater_equal] ++
-              [:logical_and, :logical_or, :logical_xor]
+    # Every element-wise op of the one declaration (EMLX.Ops.Elementwise)
+    # but the complex-only ones.
+    import EMLX.Ops.Elementwise, only: [nx_names: 2]
+    @unary nx_names(1, fn _, class, _ -> class != :none end)
+    @binary nx_names(2, fn _, class, _ -> class != :none end)
 
     @with_opts [:sum, :product, :reduce_max, :reduce_min, :all, :any, :argmax, :argmin] ++
                  [:cumulative_sum, :cumulative_product, :cumulative_max, :cumulative_min] ++
@@ -32,12 +28,39 @@ if Code.ensure_loaded?(Nx) do
       apply_op(op, Enum.map(args, &arg(&1, values, backend)), opts, backend)
     end
 
+    # Inside a compiled function (backend nil) the values are expressions already.
+    def arg({:v, i}, values, nil), do: elem(values, i)
     def arg({:v, i}, values, backend), do: values |> elem(i) |> Nx.backend_copy(backend)
     def arg({:num, n}, _values, _backend), do: n
     def arg({:list, args}, values, backend), do: Enum.map(args, &arg(&1, values, backend))
 
     def arg({:view, inner, transforms}, values, backend),
       do: Enum.reduce(transforms, arg(inner, values, backend), &transform/2)
+
+    @doc false
+    # The tensors among materialised `args` (lists of tensors included) as
+    # a tuple of compiled-function parameters, and how to put them back.
+    def params(args) do
+      tensors =
+        Enum.flat_map(args, fn
+          %Nx.Tensor{} = t -> [t]
+          [%Nx.Tensor{} | _] = list -> list
+          _ -> []
+        end)
+
+      rebuild = fn params ->
+        {args, []} =
+          Enum.map_reduce(args, Tuple.to_list(params), fn
+            %Nx.Tensor{}, [p | rest] -> {p, rest}
+            [%Nx.Tensor{} | _] = list, rest -> Enum.split(rest, length(list))
+            other, rest -> {other, rest}
+          end)
+
+        args
+      end
+
+      {List.to_tuple(tensors), rebuild}
+    end
 
     def transform({:transpose, perm}, t), do: Nx.transpose(t, axes: perm)
     def transform({:slice, starts, lengths, strides}, t), do: Nx.slice(t, starts, lengths, strides: strides)
@@ -75,9 +98,13 @@ if Code.ensure_loaded?(Nx) do
 
     def apply_op(:conv, [t, k], opts, _b), do: Nx.conv(t, k, opts)
 
+    # Compiled (backend nil), creation ops take the compiler's backend.
+    def apply_op(:iota, [], opts, nil), do: Nx.iota(opts[:shape], [type: opts[:type]] ++ Keyword.take(opts, [:axis]))
+
     def apply_op(:iota, [], opts, b),
       do: Nx.iota(opts[:shape], [type: opts[:type], backend: b] ++ Keyword.take(opts, [:axis]))
 
+    def apply_op(:eye, [], opts, nil), do: Nx.eye(opts[:shape], type: opts[:type])
     def apply_op(:eye, [], opts, b), do: Nx.eye(opts[:shape], type: opts[:type], backend: b)
   end
 end

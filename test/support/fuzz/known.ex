@@ -11,10 +11,9 @@ if Code.ensure_loaded?(Nx) do
 
     alias EMLX.Fuzz.{Compare, Exec}
 
-    @float_functions [:exp, :expm1, :log, :log1p, :sqrt, :rsqrt, :cbrt, :sin, :cos, :tan, :asin] ++
-                       [:acos, :atan, :sinh, :cosh, :tanh, :asinh, :acosh, :atanh, :erf, :erfc] ++
-                       [:erf_inv, :sigmoid]
-    @float_binary [:divide, :pow, :remainder, :atan2]
+    import EMLX.Ops.Elementwise, only: [nx_names: 2]
+    @float_functions nx_names(1, fn _, class, _ -> class in [:approx, :rounded] end)
+    @float_binary [:divide | nx_names(2, fn _, class, _ -> class == :float end)]
     @accumulating [:dot, :conv, :outer, :sum, :product, :cumulative_sum, :cumulative_product] ++
                     [:window_sum, :window_product, :indexed_add]
 
