@@ -5,7 +5,7 @@ defmodule Bench.DataIn do
   `Nx.from_pointer` of memory EMLX does not own.
   """
 
-  import Bench.Workloads, only: [emlx: 1, mlx: 5, numpy: 5, nx: 4, memcpy_reference: 1]
+  alias Bench.Workloads, as: W
 
   @mib 1024 * 1024
 
@@ -19,7 +19,7 @@ defmodule Bench.DataIn do
     piece = div(bytes, @pieces)
 
     emlx =
-      emlx(fn ->
+      W.emlx(fn ->
         bin = Bench.Workloads.wave(div(bytes, 4), 0.001, :float32, :cpu) |> EMLX.to_blob() |> :binary.copy()
 
         fn ->
@@ -41,10 +41,16 @@ defmodule Bench.DataIn do
       runners:
         [
           emlx,
-          memcpy_reference(bytes),
-          numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)"),
-          mlx(ctx, "from_binary_slices", %{bytes: bytes, pieces: @pieces}, :mlx, "raw MLX mx.array(frombuffer slices)")
-        ] ++ nx(ctx, :from_binary_slices, %{bytes: bytes, pieces: @pieces}, binary: false),
+          W.memcpy_reference(bytes),
+          W.numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)"),
+          W.mlx(
+            ctx,
+            "from_binary_slices",
+            %{bytes: bytes, pieces: @pieces},
+            :mlx,
+            "raw MLX mx.array(frombuffer slices)"
+          )
+        ] ++ W.nx(ctx, :from_binary_slices, %{bytes: bytes, pieces: @pieces}, binary: false),
       notes: ["each slice is binary_part/3 of one binary (a sub-binary: no bytes move on the BEAM side)"]
     }
   end
@@ -61,8 +67,8 @@ defmodule Bench.DataIn do
       bytes: bytes,
       goals: %{numpy_copy: {:min_speed, 0.8}},
       runners:
-        [memcpy_reference(bytes), numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)")] ++
-          nx(ctx, :from_pointer, %{bytes: bytes}, binary: false),
+        [W.memcpy_reference(bytes), W.numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)")] ++
+          W.nx(ctx, :from_pointer, %{bytes: bytes}, binary: false),
       notes: [
         "the pointer is another EMLX tensor's buffer (Nx.to_pointer); from_pointer copies it into a new MLX buffer"
       ]

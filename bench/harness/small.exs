@@ -7,7 +7,7 @@ defmodule Bench.Small do
   costs while idle.
   """
 
-  import Bench.Workloads, only: [emlx: 1, mlx: 3, numpy: 3, nx: 3, skip: 4]
+  alias Bench.Workloads, as: W
 
   def all(ctx), do: [xor_step(ctx), random_uniform(ctx), scalar_read_each(ctx), idle(ctx)]
 
@@ -21,7 +21,7 @@ defmodule Bench.Small do
       size: "batch 32",
       dtype: "f32",
       goals: %{binary: {:max_ratio, 1.0}},
-      runners: nx(ctx, :xor_step, params) ++ [mlx(ctx, "xor_step", params), numpy(ctx, "xor_step", params)],
+      runners: W.nx(ctx, :xor_step, params) ++ [W.mlx(ctx, "xor_step", params), W.numpy(ctx, "xor_step", params)],
       notes: [
         "plain Nx under Nx.Defn.Evaluator (Axon is not available offline); raw MLX uses mx.grad, numpy a hand-written backward pass"
       ]
@@ -38,7 +38,7 @@ defmodule Bench.Small do
       size: "{32, 1}",
       dtype: "f32",
       goals: %{binary: {:max_ratio, 2.0}},
-      runners: nx(ctx, :random_uniform, params) ++ [mlx(ctx, "random_uniform", params)],
+      runners: W.nx(ctx, :random_uniform, params) ++ [W.mlx(ctx, "random_uniform", params)],
       notes: [
         "Nx.Random runs threefry as a defn of ~1000 small ops (two `while` loops); raw MLX draws with its own fused mx.random.uniform"
       ]
@@ -51,7 +51,7 @@ defmodule Bench.Small do
     d = ctx.device
 
     emlx =
-      emlx(fn ->
+      W.emlx(fn ->
         c = EMLX.scalar_tensor(1.0e-3, :float32, d)
         x0 = EMLX.scalar_tensor(0.5, :float32, d)
 
@@ -76,8 +76,8 @@ defmodule Bench.Small do
       unit: "op",
       goals: %{},
       runners:
-        [emlx, mlx(ctx, "scalar_read_each", params), numpy(ctx, "scalar_read_each", params)] ++
-          nx(ctx, :scalar_read_each, params),
+        [emlx, W.mlx(ctx, "scalar_read_each", params), W.numpy(ctx, "scalar_read_each", params)] ++
+          W.nx(ctx, :scalar_read_each, params),
       notes: []
     }
   end
@@ -107,7 +107,7 @@ defmodule Bench.Small do
 
         idle_runner(:binary, "BEAM alone, after 2000 Nx.BinaryBackend adds", :reference, burst_binary)
       else
-        skip(:binary, "BEAM alone", :reference, "Nx is not available")
+        W.skip(:binary, "BEAM alone", :reference, "Nx is not available")
       end
 
     %{
