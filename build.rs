@@ -5,15 +5,22 @@
 //!    with `pip download`, checked against the pinned sha256, unpacked into a
 //!    cache outside the repository and reused by later builds.
 //! 2. Compiles the C++ half of the cxx bridge (`native/bridge/`) against it.
-//! 3. Links the NIF: OpenBLAS (when installed, Linux) ahead of libmlx so that
-//!    MLX's GEMM binds to it, then libmlx, with an rpath to `priv/mlx/lib`.
+//! 3. Links the NIF: a fast BLAS (Linux; see build/blas.rs) ahead of libmlx
+//!    so that MLX's GEMM and LAPACK calls bind to it, then libmlx, with an
+//!    rpath to `priv/mlx/lib`.
 //! 4. Writes `<target>/<profile>/emlx-mlx-dir`, which `mix compile` reads to
-//!    copy libmlx (and the libraries next to it) into `priv/`.
+//!    copy libmlx (and the libraries next to it) into `priv/`, and stages the
+//!    BLAS libraries in `<target>/<profile>/emlx-blas/` (copied to
+//!    `priv/blas/`).
+
+#[path = "build/blas.rs"]
+mod blas;
+#[path = "build/wheel.rs"]
+mod wheel;
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const MLX_VERSION: &str = "0.32.4";
 
@@ -52,12 +59,14 @@ fn main() {
         "EMLX_CACHE_DIR",
         "EMLX_PYTHON",
         "EMLX_NO_OPENBLAS",
+        "EMLX_BLAS",
         "OPENBLAS_DIR",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=native/bridge");
     println!("cargo:rerun-if-changed=native/src/ffi.rs");
+    println!("cargo:rerun-if-changed=build");
 
     let macos = env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos");
     let prefix = match env::var_os("MLX_DIR") {
@@ -65,17 +74,37 @@ fn main() {
         None => wheel_prefix(macos).unwrap_or_else(|e| fail(&e)),
     };
 
-    cxx_build::bridge("native/src/ffi.rs")
+    let blas = blas::choose(&profile_dir().join("emlx-blas")).unwrap_or_else(|e| fail(&e));
+
+    let mut bridge = cxx_build::bridge("native/src/ffi.rs");
+    bridge
         .files(cpp_sources(Path::new("native/bridge")))
         .include(prefix.join("include"))
         .include("native/bridge")
         .std("c++20")
         .flag_if_supported("-Wno-unused-parameter")
-        .opt_level(2)
-        .compile("emlx_bridge");
+        .opt_level(2);
+    if let Some(define) = blas.define() {
+        bridge.define(define, None);
+    }
+    // MLX's CPU-only allocator, whose buffers data_in.cc can make over
+    // memory MLX does not own.
+    if !macos && env::var_os("MLX_DIR").is_none() && mlx_variant(macos) == "cpu" {
+        bridge.define("EMLX_MLX_CPU_ALLOCATOR", None);
+    }
+    bridge.compile("emlx_bridge");
 
-    link(&prefix, macos);
+    link(&prefix, macos, &blas);
     write_manifest(&prefix);
+}
+
+/// `<target>/<profile>`: OUT_DIR is `<target>/<profile>/build/emlx-<hash>/out`.
+fn profile_dir() -> PathBuf {
+    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    out.ancestors()
+        .nth(3)
+        .expect("OUT_DIR layout")
+        .to_path_buf()
 }
 
 /// Every `.cc` file under `dir` (the bridge and each op family).
@@ -124,145 +153,36 @@ fn checked_prefix(dir: &Path, macos: bool) -> Result<PathBuf, String> {
     dir.canonicalize().map_err(|e| e.to_string())
 }
 
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = env::var_os("EMLX_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("emlx");
-    }
-    match env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".cache/emlx"),
-        None => env::temp_dir().join("emlx-cache"),
-    }
-}
-
-/// Returns the `mlx/` prefix inside the unpacked wheel, downloading it once.
-fn wheel_prefix(macos: bool) -> Result<PathBuf, String> {
-    let variant = env::var("EMLX_MLX_VARIANT").unwrap_or_else(|_| {
+/// Which libmlx wheel: `EMLX_MLX_VARIANT`, else metal on macOS, cpu elsewhere.
+fn mlx_variant(macos: bool) -> String {
+    env::var("EMLX_MLX_VARIANT").unwrap_or_else(|_| {
         if macos {
             "metal".to_string()
         } else {
             "cpu".to_string()
         }
-    });
+    })
+}
+
+/// Returns the `mlx/` prefix inside the unpacked wheel, downloading it once.
+fn wheel_prefix(macos: bool) -> Result<PathBuf, String> {
+    let variant = mlx_variant(macos);
     let (_, package, hashes) = WHEELS
         .iter()
         .find(|(v, _, _)| *v == variant)
         .ok_or_else(|| format!("EMLX_MLX_VARIANT={variant} is unknown: use cpu, cuda or metal"))?;
-
-    let cache = cache_dir();
-    let unpacked = cache.join(format!("mlx-{variant}-{MLX_VERSION}"));
-    let prefix = unpacked.join("mlx");
-    if prefix.join("lib").join(libmlx_name(macos)).is_file() {
-        return checked_prefix(&prefix, macos);
-    }
-
-    let wheels = cache.join("wheels");
-    fs::create_dir_all(&wheels).map_err(|e| format!("cannot create {}: {e}", wheels.display()))?;
-    let requirements = cache.join(format!("requirements-{variant}.txt"));
-    let hash_args: Vec<String> = hashes
-        .iter()
-        .map(|h| format!("--hash=sha256:{h}"))
-        .collect();
-    let line = format!("{package}=={MLX_VERSION} {}\n", hash_args.join(" "));
-    fs::write(&requirements, line).map_err(|e| e.to_string())?;
-
-    let python = env::var("EMLX_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let wheel_glob = format!("{}-{MLX_VERSION}-", package.replace('-', "_"));
-    let find_wheel = || {
-        fs::read_dir(&wheels).ok().and_then(|entries| {
-            entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&wheel_glob) && n.ends_with(".whl"))
-            })
-        })
+    let wheel = wheel::Wheel {
+        package,
+        version: MLX_VERSION,
+        hashes,
     };
-    if find_wheel().is_none() {
-        println!(
-            "cargo:warning=downloading {package}=={MLX_VERSION} with pip (cached in {})",
-            cache.display()
-        );
-        let status = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "--only-binary=:all:",
-            ])
-            .args(["--require-hashes", "-r"])
-            .arg(&requirements)
-            .arg("-d")
-            .arg(&wheels)
-            .status()
-            .map_err(|e| format!("could not run `{python} -m pip`: {e}"))?;
-        if !status.success() {
-            return Err(format!(
-                "`{python} -m pip download {package}=={MLX_VERSION}` failed ({status})"
-            ));
-        }
-    }
-    let wheel = find_wheel().ok_or_else(|| {
-        format!(
-            "pip did not leave a {package} wheel in {}",
-            wheels.display()
-        )
+    let root = wheel.fetch(&format!("mlx-{variant}-{MLX_VERSION}"), |d| {
+        d.join("mlx/lib").join(libmlx_name(macos)).is_file()
     })?;
-
-    // Unpack next to the final directory, then rename, so an interrupted
-    // build never leaves a half-unpacked prefix that looks complete.
-    let staging = cache.join(format!(
-        "mlx-{variant}-{MLX_VERSION}.partial-{}",
-        std::process::id()
-    ));
-    let _ = fs::remove_dir_all(&staging);
-    let status = Command::new(&python)
-        .args(["-m", "zipfile", "-e"])
-        .arg(&wheel)
-        .arg(&staging)
-        .status()
-        .map_err(|e| format!("could not run `{python} -m zipfile`: {e}"))?;
-    if !status.success() {
-        return Err(format!("could not unpack {}", wheel.display()));
-    }
-    let _ = fs::remove_dir_all(&unpacked);
-    fs::rename(&staging, &unpacked)
-        .map_err(|e| format!("cannot move the unpacked wheel into place: {e}"))?;
-    checked_prefix(&prefix, macos)
+    checked_prefix(&root.join("mlx"), macos)
 }
 
-/// Directory holding an OpenBLAS shared library, and the `-l` argument for it.
-fn find_openblas() -> Option<(PathBuf, String)> {
-    if env::var_os("EMLX_NO_OPENBLAS").is_some() {
-        return None;
-    }
-    let mut dirs: Vec<PathBuf> = env::var_os("OPENBLAS_DIR")
-        .map(|d| vec![PathBuf::from(&d).join("lib"), PathBuf::from(d)])
-        .unwrap_or_default();
-    for d in [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib64",
-        "/usr/lib",
-        "/usr/local/lib",
-    ] {
-        dirs.push(PathBuf::from(d));
-    }
-    for dir in dirs {
-        if dir.join("libopenblas.so").exists() {
-            return Some((dir, "-lopenblas".to_string()));
-        }
-        if dir.join("libopenblas.so.0").exists() {
-            return Some((dir, "-l:libopenblas.so.0".to_string()));
-        }
-    }
-    None
-}
-
-fn link(prefix: &Path, macos: bool) {
+fn link(prefix: &Path, macos: bool, blas: &blas::Blas) {
     let lib_dir = prefix.join("lib");
     let arg = |a: &str| println!("cargo:rustc-link-arg={a}");
     if macos {
@@ -276,32 +196,20 @@ fn link(prefix: &Path, macos: bool) {
     arg("-Wl,-rpath,$ORIGIN/mlx/lib");
     // Lets `cargo test` and a NIF loaded from target/ find libmlx in place.
     arg(&format!("-Wl,-rpath,{}", lib_dir.display()));
-    // rustc links with --as-needed, which would drop OpenBLAS (nothing in the
-    // NIF references it directly). Keeping it NEEDED ahead of libmlx puts it
-    // first in the lookup scope, so libmlx's cblas_*/LAPACK calls bind to it.
+    // rustc links with --as-needed, which would drop the BLAS (nothing in
+    // the NIF may reference it directly). Keeping it NEEDED ahead of libmlx
+    // puts it first in the lookup scope, so libmlx's cblas_*/LAPACK calls
+    // bind to it.
     arg("-Wl,--no-as-needed");
-    match find_openblas() {
-        Some((dir, lib)) => {
-            arg(&format!("-L{}", dir.display()));
-            arg(&lib);
-        }
-        None => println!(
-            "cargo:warning=OpenBLAS not found: MLX will use the reference BLAS bundled with its wheel \
-             (matmul ~20x slower). Install libopenblas-dev (Debian) and rebuild."
-        ),
-    }
+    blas::link(blas, &arg);
     arg(&format!("-L{}", lib_dir.display()));
     arg("-lmlx");
     arg("-Wl,--as-needed");
 }
 
 fn write_manifest(prefix: &Path) {
-    // OUT_DIR is <target>/<profile>/build/emlx-<hash>/out.
-    let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
-    if let Some(profile_dir) = out.ancestors().nth(3) {
-        let _ = fs::write(
-            profile_dir.join("emlx-mlx-dir"),
-            prefix.display().to_string(),
-        );
-    }
+    let _ = fs::write(
+        profile_dir().join("emlx-mlx-dir"),
+        prefix.display().to_string(),
+    );
 }

@@ -28,7 +28,7 @@ defmodule EMLX.MixProject do
         # Sources only: the NIF is downloaded (checked against checksums.sha256)
         # or built from these at `mix compile`.
         files:
-          ~w(lib mix native Cargo.toml Cargo.lock build.rs mix.exs .formatter.exs README.md CHANGELOG.md) ++
+          ~w(lib mix native build Cargo.toml Cargo.lock build.rs mix.exs .formatter.exs README.md CHANGELOG.md) ++
             [EMLX.Build.checksum_file_name()]
       ]
     ]

@@ -297,6 +297,93 @@ def np_sdpa(p):
     return run
 
 
+def xor_data(batch, xp):
+    """Axon's xor batch: inputs (i % 2, i // 2 % 2), targets their xor."""
+    i = xp.arange(batch).reshape(batch, 1)
+    x = xp.concatenate([i % 2, (i // 2) % 2], axis=1).astype(xp.float32)
+    y = (x[:, 0:1] != x[:, 1:2]).astype(xp.float32)
+    return x, y
+
+
+def mlx_xor_step(p):
+    x, y = xor_data(p["batch"], mx)
+    params = [wave(16, 0.7).reshape(2, 8), mx.zeros((8,)), wave(8, 1.3).reshape(8, 1), mx.zeros((1,))]
+    mx.eval(params, x, y)
+
+    def loss(ps):
+        w1, b1, w2, b2 = ps
+        pr = mx.sigmoid(mx.tanh(x @ w1 + b1) @ w2 + b2)
+        return -mx.mean(y * mx.log(pr + 1e-7) + (1 - y) * mx.log(1 - pr + 1e-7))
+
+    grad = mx.grad(loss)
+
+    def run():
+        gs = grad(params)
+        new = [w - 0.1 * g for w, g in zip(params, gs)]
+        mx.eval(new)
+        return [bytes(memoryview(w)) for w in new]
+
+    return run
+
+
+def np_xor_step(p):
+    b = p["batch"]
+    x, y = xor_data(b, np)
+    w1, w2 = np_wave(16, 0.7).reshape(2, 8), np_wave(8, 1.3).reshape(8, 1)
+    b1, b2 = np.zeros(8, np.float32), np.zeros(1, np.float32)
+
+    def run():
+        h = np.tanh(x @ w1 + b1)
+        pr = 1 / (1 + np.exp(-(h @ w2 + b2)))
+        # d loss / d logit of the mean binary cross-entropy
+        dz = (pr - y) / b
+        dw2, db2 = h.T @ dz, dz.sum(axis=0)
+        dh = (dz @ w2.T) * (1 - h * h)
+        dw1, db1 = x.T @ dh, dh.sum(axis=0)
+        return w1 - 0.1 * dw1, b1 - 0.1 * db1, w2 - 0.1 * dw2, b2 - 0.1 * db2
+
+    return run
+
+
+def mlx_random_uniform(p):
+    key = mx.random.key(42)
+    shape = tuple(p["shape"])
+
+    def run():
+        u = mx.random.uniform(shape=shape, key=key)
+        mx.eval(u)
+        return bytes(memoryview(u))
+
+    return run
+
+
+def mlx_scalar_read_each(p):
+    c = ready(mx.array(1.0e-3, dtype=mx.float32))
+    x0 = ready(mx.array(0.5, dtype=mx.float32))
+
+    def run():
+        x = x0
+        for _ in range(p["ops"]):
+            x = mx.add(x, c)
+            x.item()
+        return x
+
+    return run
+
+
+def np_scalar_read_each(p):
+    c, x0 = np.float32(1.0e-3), np.array(0.5, dtype=np.float32)
+
+    def run():
+        x = x0
+        for _ in range(p["ops"]):
+            x = np.add(x, c)
+            float(x)
+        return x
+
+    return run
+
+
 def mlx_to_binary(p):
     x = ready(wave(p["bytes"] // 4))
     if p["copy"]:
@@ -312,6 +399,18 @@ def mlx_from_binary(p):
         a = mx.array(np.frombuffer(blob, dtype=np.float32))
         mx.eval(a)
         return a
+
+    return run
+
+
+def mlx_from_binary_slices(p):
+    blob = np_wave(p["bytes"] // 4).tobytes()
+    count = p["bytes"] // 4 // p["pieces"]
+
+    def run():
+        arrays = [mx.array(np.frombuffer(blob, np.float32, count, i * count * 4)) for i in range(p["pieces"])]
+        mx.eval(arrays)
+        return arrays
 
     return run
 
@@ -432,6 +531,10 @@ WORKLOADS = {
         "block": mlx_block,
         "to_binary": mlx_to_binary,
         "from_binary": mlx_from_binary,
+        "from_binary_slices": mlx_from_binary_slices,
+        "xor_step": mlx_xor_step,
+        "random_uniform": mlx_random_uniform,
+        "scalar_read_each": mlx_scalar_read_each,
         "jit_call": mlx_jit_call,
     },
     "numpy": {
@@ -443,6 +546,8 @@ WORKLOADS = {
         "mlp": np_mlp,
         "sdpa": np_sdpa,
         "memcpy": np_memcpy,
+        "xor_step": np_xor_step,
+        "scalar_read_each": np_scalar_read_each,
     },
     "torch": {
         "matmul": torch_matmul,

@@ -5,8 +5,8 @@
 #
 #   --only NAMES      comma-separated workload groups or ids (prefixes work):
 #                     dispatch, round_trip, matmul, elementwise, sum, softmax,
-#                     mlp, sdpa, binary, blas, gpu (--device gpu only); e.g.
-#                     --only matmul_f32_1024,sum
+#                     mlp, sdpa, binary, blas, small, gpu (--device gpu only);
+#                     e.g. --only matmul_f32_1024,sum
 #   --device cpu|gpu  where EMLX and raw MLX run (default cpu; gpu needs an
 #                     MLX build with a GPU, and uses mlx-cuda-13 in Python)
 #   --quick           fewer, shorter repetitions (a smoke run, noisier)
@@ -26,7 +26,11 @@ harness = Path.join(__DIR__, "harness")
 nx = if Code.ensure_loaded?(Nx), do: ~w(nx_work nx_block), else: []
 # compiler.exs: the compiler: EMLX rows, where EMLX.Backend is part of the build.
 nx = if Code.ensure_loaded?(Nx) and Code.ensure_loaded?(EMLX.Backend), do: nx ++ ~w(compiler), else: nx
-files = for f <- ~w(measure driver python report blas workloads gpu_workloads) ++ nx, do: Path.join(harness, "#{f}.exs")
+
+files =
+  for f <- ~w(measure driver python report blas workloads small data_in gpu_workloads) ++ nx,
+      do: Path.join(harness, "#{f}.exs")
+
 {:ok, _modules, _warnings} = Kernel.ParallelCompiler.require(files)
 
 defmodule Bench.Run do
@@ -71,7 +75,7 @@ defmodule Bench.Run do
 
     binary_ms = round((opts[:binary_timeout] || if(opts[:quick], do: 1.0, else: 3.0)) * 1000)
     load_start = loadavg()
-    blas = linked_blas()
+    blas = EMLX.blas_info()
 
     if opts[:list] do
       ctx = context(device, nil, "--list", blas, binary_ms)
@@ -81,7 +85,7 @@ defmodule Bench.Run do
 
     {py, py_why, py_info} =
       if Keyword.get(opts, :python, true) do
-        case Bench.Python.start(device, blas) do
+        case Bench.Python.start(device, preload(blas)) do
           {:ok, d} -> {d, nil, d.info}
           {:error, reason} -> {nil, "Python reference unavailable: #{reason}", "unavailable (#{reason})"}
         end
@@ -213,23 +217,12 @@ defmodule Bench.Run do
     end
   end
 
-  # The OpenBLAS library the NIF pulled into this VM, if any.
-  defp linked_blas do
-    case File.read("/proc/self/maps") do
-      {:ok, maps} ->
-        maps
-        |> String.split("\n")
-        |> Enum.find_value(fn line ->
-          case Regex.run(~r{(/\S*libopenblas\S*\.so\S*)$}, line) do
-            [_, path] -> path
-            _ -> nil
-          end
-        end)
-
-      _ ->
-        nil
-    end
-  end
+  # What the Python reference preloads so that raw MLX's cblas_*/LAPACK
+  # calls bind to the NIF's BLAS too: the trampolines in front of the wheel's
+  # OpenBLAS, or the system OpenBLAS itself.
+  defp preload(%{kind: "openblas (scipy-openblas32 wheel)", sgemm_from: shim}), do: shim
+  defp preload(%{kind: "openblas (system)", library: lib}), do: lib
+  defp preload(_), do: nil
 
   defp cpu_model do
     with {:ok, info} <- File.read("/proc/cpuinfo"),

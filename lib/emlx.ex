@@ -124,12 +124,17 @@ defmodule EMLX do
 
   ## Creation from bytes
 
-  # Copies above this size run on a dirty scheduler.
-  @dirty_bytes 65_536
-
   @doc """
-  A tensor holding a copy of `blob`, read as `type` elements in row-major
+  A tensor of the bytes of `blob`, read as `type` elements in row-major
   order; `byte_size(blob)` must match `shape` and `type`.
+
+  On the CPU build of libmlx (the Linux default) a binary of 4 KiB or more
+  whose bytes are aligned to the element size becomes a tensor over its own
+  bytes, with no copy: binaries never change, MLX never writes into memory
+  it does not own, and the binary is kept alive (even once Elixir drops it)
+  until no MLX array uses it. Slices (`binary_part/3`) of one large binary,
+  as when loading a file of weights, work the same way. Other binaries, and
+  other builds of MLX, are copied (large copies on a dirty scheduler).
 
       iex> EMLX.from_blob(<<1::32-native, 2::32-native>>, {2}, :int32, :cpu) |> EMLX.shape()
       {2}
@@ -139,9 +144,10 @@ defmodule EMLX do
     dims = shape_list!(shape)
     mlx = EMLX.Types.mlx_type(type)
 
-    if byte_size(blob) > @dirty_bytes,
-      do: EMLX.NIF.from_blob_dirty(heap_copy(queue), blob, dims, mlx),
-      else: EMLX.NIF.from_blob(queue, blob, dims, mlx)
+    case EMLX.NIF.from_blob(queue, blob, dims, mlx) do
+      :dirty -> EMLX.NIF.from_blob_dirty(heap_copy(queue), blob, dims, mlx)
+      tensor -> tensor
+    end
   end
 
   def from_blob(blob, _shape, _type, _device),
@@ -502,6 +508,37 @@ defmodule EMLX do
     def quantized_matmul(%Nx.Tensor{} = activation, %Nx.Tensor{} = qw),
       do: EMLX.Quantization.quantized_matmul(activation, qw)
   end
+
+  ## BLAS
+
+  @doc """
+  The BLAS that MLX's CPU matrix products and LAPACK routines run on:
+
+    * `:kind` — `"openblas (scipy-openblas32 wheel)"` (the default on Linux),
+      `"openblas (system)"` (built with `EMLX_BLAS=system`) or
+      `"reference BLAS bundled with MLX"` (`EMLX_BLAS=none`; macOS, where MLX
+      uses Accelerate, also reports this)
+    * `:library` — the library file; `:config` — its build configuration
+      (OpenBLAS version and options)
+    * `:core` — the kernel set OpenBLAS picked for this CPU (`"Haswell"`,
+      `"SkylakeX"`, `"Zen"`, `"SapphireRapids"`, `"NeoverseN1"`, …;
+      `OPENBLAS_CORETYPE` overrides it)
+    * `:threads` — OpenBLAS's thread count (`OPENBLAS_NUM_THREADS`)
+    * `:sgemm_from` — the file that MLX's `cblas_sgemm` calls resolve to
+
+        iex> info = EMLX.blas_info()
+        iex> is_binary(info.kind) and is_binary(info.core) and info.threads >= 1
+        true
+  """
+  @spec blas_info() :: %{
+          kind: String.t(),
+          library: String.t(),
+          config: String.t(),
+          core: String.t(),
+          threads: pos_integer(),
+          sgemm_from: String.t()
+        }
+  def blas_info, do: EMLX.NIF.blas_info()
 
   ## Memory
 

@@ -15,6 +15,30 @@ defmodule Bench.NxMLP do
   defn(step(params, x, y), do: grad(params, &loss(&1, x, y)))
 end
 
+defmodule Bench.NxXor do
+  @moduledoc """
+  The tiny training loop of Axon's xor example, written with plain Nx: a
+  2-8-1 MLP (tanh, sigmoid), binary cross-entropy, one SGD step from the
+  gradient of Nx.Defn.grad, run by Nx's default compiler (Nx.Defn.Evaluator,
+  op by op on the backend).
+  """
+  import Nx.Defn
+
+  defn predict({w1, b1, w2, b2}, x) do
+    x |> Nx.dot(w1) |> Nx.add(b1) |> Nx.tanh() |> Nx.dot(w2) |> Nx.add(b2) |> Nx.sigmoid()
+  end
+
+  defn loss(params, x, y) do
+    p = predict(params, x)
+    -Nx.mean(y * Nx.log(p + 1.0e-7) + (1 - y) * Nx.log(1 - p + 1.0e-7))
+  end
+
+  defn step({w1, b1, w2, b2} = params, x, y) do
+    {g1, gb1, g2, gb2} = grad(params, &loss(&1, x, y))
+    {w1 - 0.1 * g1, b1 - 0.1 * gb1, w2 - 0.1 * g2, b2 - 0.1 * gb2}
+  end
+end
+
 defmodule Bench.NxWork do
   @moduledoc """
   The Nx-level workloads, written once against Nx and run on a given
@@ -117,10 +141,62 @@ defmodule Bench.NxWork do
     fn -> Bench.NxMLP.step(params, x, y) |> force() end
   end
 
+  defp make(:xor_step, %{batch: batch}, b) do
+    # The same data on every backend: a wave for the weights, 0/1 inputs.
+    w1 = wave(16, 0.7, :f32, b) |> Nx.reshape({2, 8})
+    w2 = wave(8, 1.3, :f32, b) |> Nx.reshape({8, 1})
+    params = {w1, Nx.broadcast(Nx.tensor(0.0, backend: b), {8}), w2, Nx.broadcast(Nx.tensor(0.0, backend: b), {1})}
+    i = Nx.iota({batch, 1}, backend: b)
+    x = Nx.concatenate([Nx.remainder(i, 2), Nx.remainder(Nx.quotient(i, 2), 2)], axis: 1) |> Nx.as_type(:f32)
+    y = Nx.logical_xor(x[[.., 0]], x[[.., 1]]) |> Nx.as_type(:f32) |> Nx.reshape({batch, 1})
+    # A training loop reads the new parameters back at each step's end.
+    fn -> Bench.NxXor.step(params, x, y) |> Tuple.to_list() |> Enum.each(&Nx.to_binary/1) end
+  end
+
+  defp make(:random_uniform, %{shape: shape}, _b) do
+    key = Nx.Random.key(42)
+    fn -> key |> Nx.Random.uniform(shape: List.to_tuple(shape)) |> elem(0) |> Nx.to_binary() end
+  end
+
+  defp make(:scalar_read_each, %{ops: ops}, b) do
+    c = Nx.tensor(1.0e-3, type: :f32, backend: b)
+    x0 = Nx.tensor(0.5, type: :f32, backend: b)
+
+    fn ->
+      Enum.reduce(1..ops, x0, fn _, x ->
+        x = Nx.add(x, c)
+        Nx.to_number(x)
+        x
+      end)
+    end
+  end
+
   defp make(:to_binary, %{bytes: bytes}, b) do
     x = wave(div(bytes, 4), 0.001, :f32, b)
     force(x)
     fn -> Nx.to_binary(x) end
+  end
+
+  defp make(:from_binary_slices, %{bytes: bytes, pieces: pieces}, b) do
+    bin = Bench.Workloads.wave(div(bytes, 4), 0.001, :float32, :cpu) |> EMLX.to_blob() |> :binary.copy()
+    piece = div(bytes, pieces)
+
+    fn ->
+      for(i <- 0..(pieces - 1), do: Nx.from_binary(binary_part(bin, i * piece, piece), :f32, backend: b))
+      |> Enum.each(&force/1)
+    end
+  end
+
+  defp make(:from_pointer, %{bytes: bytes}, b) do
+    source = wave(div(bytes, 4), 0.001, :f32, b)
+    pointer = Nx.to_pointer(source, mode: :local)
+
+    # The pointer is only valid while `source` lives: the closure returns
+    # it, so that it stays referenced.
+    fn ->
+      Nx.from_pointer(b, pointer, :f32, {div(bytes, 4)}) |> force()
+      source
+    end
   end
 
   defp make(:from_binary, %{bytes: bytes}, b) do

@@ -111,10 +111,15 @@ defmodule Bench.Report do
       "- machine: #{meta.cpu}, #{meta.cores} cores, #{meta.memory}; load average #{meta.load_start} at start, #{meta.load_end} at end",
       "- device: #{meta.device}; date: #{meta.date}; EMLX #{meta.commit}",
       "- BEAM: Erlang/OTP #{meta.otp}, Elixir #{meta.elixir}; Nx: #{meta.nx}; EMLX.Backend: #{meta.backend}",
-      "- BLAS linked into the NIF: #{meta.blas || "none (MLX's bundled reference BLAS)"}#{meta.coretype}",
+      "- BLAS: #{blas_line(meta.blas)}#{meta.coretype}",
       "- Python reference: #{meta.python}"
     ]
   end
+
+  defp blas_line(%{kind: kind, config: config, core: core, threads: threads, library: lib}) when config != "",
+    do: "#{kind}, `#{config}`, core **#{core}**, #{threads} threads (#{lib})"
+
+  defp blas_line(%{kind: kind}), do: kind
 
   # The workload's and the subject's cells are written once per group of rows.
   defp group_lines(rows) do

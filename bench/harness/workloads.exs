@@ -49,7 +49,7 @@ defmodule Bench.Workloads do
       to_binary(ctx),
       from_binary(ctx),
       blas(ctx)
-    ] ++ Bench.GpuWorkloads.all(ctx) ++ compiler(ctx)
+    ] ++ Bench.DataIn.all(ctx) ++ Bench.Small.all(ctx) ++ Bench.GpuWorkloads.all(ctx) ++ compiler(ctx)
   end
 
   # compiler: EMLX rows (bench/harness/compiler.exs), where Nx is loaded.
@@ -80,14 +80,14 @@ defmodule Bench.Workloads do
 
   ## Runner helpers
 
-  defp emlx(setup), do: Measure.local(:emlx, "EMLX", :subject, setup)
+  def emlx(setup), do: Measure.local(:emlx, "EMLX", :subject, setup)
 
-  defp mlx(ctx, workload, params, id \\ :mlx, label \\ "raw MLX") do
+  def mlx(ctx, workload, params, id \\ :mlx, label \\ "raw MLX") do
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "mlx", workload: workload, params: params}, ctx.py_why)
   end
 
   # numpy always runs on the CPU, also in --device gpu runs.
-  defp numpy(ctx, workload, params, id \\ :numpy, label \\ "numpy") do
+  def numpy(ctx, workload, params, id \\ :numpy, label \\ "numpy") do
     label = if ctx.device == :gpu, do: label <> " (CPU)", else: label
     Bench.Driver.runner(ctx.py, id, label, :reference, %{impl: "numpy", workload: workload, params: params}, ctx.py_why)
   end
@@ -95,7 +95,7 @@ defmodule Bench.Workloads do
   # The Nx-level runners: EMLX.Backend as a subject, Nx.BinaryBackend as a
   # reference. Without Nx neither runs; without EMLX.Backend only the first
   # is skipped.
-  defp nx(ctx, workload, params, opts \\ []) do
+  def nx(ctx, workload, params, opts \\ []) do
     subject =
       cond do
         not ctx.nx? -> skip(:nx_emlx, "Nx + EMLX.Backend", :subject, "Nx is not available")
@@ -420,7 +420,7 @@ defmodule Bench.Workloads do
   end
 
   # The BEAM's own copy of `bytes` bytes: the memcpy reference.
-  defp memcpy_reference(bytes) do
+  def memcpy_reference(bytes) do
     Measure.local(:memcpy, "memcpy (:binary.copy)", :reference, fn ->
       bin = :binary.copy(<<0::size(bytes)-unit(8)>>)
       fn -> :binary.copy(bin) end
@@ -463,7 +463,11 @@ defmodule Bench.Workloads do
     d = ctx.device
     n = 1024
     {mm, _} = matmul_fun()
-    linked = if ctx.blas, do: "EMLX, OpenBLAS linked", else: "EMLX (no OpenBLAS found at build)"
+
+    linked =
+      if ctx.blas.config != "",
+        do: "EMLX, #{ctx.blas.kind} (core #{ctx.blas.core})",
+        else: "EMLX (built without OpenBLAS)"
 
     emlx =
       Measure.local(:emlx, linked, :subject, fn ->

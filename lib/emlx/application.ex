@@ -16,12 +16,51 @@ defmodule EMLX.Application do
     case EMLX.NIF.load_error() do
       nil ->
         EMLX.CommandQueue.start_defaults()
+        warn_generic_blas(EMLX.blas_info())
 
       reason ->
         Logger.error(EMLX.NIF.explain_load_error(reason) <> " EMLX calls will raise.")
     end
 
     Supervisor.start_link([], strategy: :one_for_one, name: EMLX.Supervisor)
+  end
+
+  # An OpenBLAS older than 0.3.25 (Debian bookworm's 0.3.21, with
+  # EMLX_BLAS=system) runs its generic Prescott kernels on Intel models it
+  # does not know (Emerald and Granite Rapids, recent desktop parts): matmul
+  # 5-10x slower than it should be. Say so, and what to do, whenever an
+  # AVX2 CPU runs pre-AVX kernels.
+  @sse_cores ~w(Prescott Katmai Coppermine Northwood Banias Core2 Penryn Dunnington Nehalem Atom)
+
+  defp warn_generic_blas(%{core: core, kind: kind}) when core in @sse_cores do
+    if cpu_flag?("avx2") do
+      advice =
+        case System.get_env("OPENBLAS_CORETYPE") do
+          nil ->
+            "set OPENBLAS_CORETYPE (SkylakeX for AVX-512 CPUs, Haswell for AVX2), " <>
+              "or build EMLX with the default EMLX_BLAS=wheel (a newer OpenBLAS)"
+
+          forced ->
+            "OPENBLAS_CORETYPE=#{forced} selects them: unset it to let OpenBLAS choose"
+        end
+
+      Logger.warning(
+        "EMLX: #{kind} runs its pre-AVX #{core} kernels on this AVX2 CPU " <>
+          "(matmul several times slower than it can be): #{advice}"
+      )
+    end
+  end
+
+  defp warn_generic_blas(_info), do: :ok
+
+  defp cpu_flag?(flag) do
+    case File.read("/proc/cpuinfo") do
+      {:ok, info} ->
+        info |> String.split("\n") |> Enum.any?(&(String.starts_with?(&1, "flags") and &1 =~ ~r/\b#{flag}\b/))
+
+      _ ->
+        false
+    end
   end
 
   @impl true

@@ -96,8 +96,11 @@ if Code.ensure_loaded?(Nx) do
     ## Binaries
 
     `to_binary/2` gives a binary over MLX's evaluated buffer (no copy for
-    types MLX holds natively); `from_binary/3` copies the binary once into an
-    MLX buffer.
+    types MLX holds natively). `from_binary/3` of a binary of 4 KiB or more
+    uses the binary's own bytes on the CPU build of libmlx (aligned to the
+    element size: also for slices of one large binary, as in weight
+    loading), and copies it otherwise (see `EMLX.from_blob/4`).
+    `from_pointer/5` copies the memory it is given.
 
     ## Arbitrary reducers
 

@@ -11,6 +11,12 @@ defmodule EMLX.CommandQueue do
   they were sent; different queues run concurrently, so a slow job on one
   does not hold up another.
 
+  On the CPU, a queue runs MLX's kernels on its own thread (not on MLX's
+  per-stream threads), and a small graph (up to 128 nodes and 128 KiB of
+  data) whose queue is idle — nothing sent before is still waiting or
+  running — is evaluated right in the calling process's NIF, in a few
+  microseconds, with the same results and the same order as a job.
+
   ## Cross-queue rule
 
   An op whose input is an *unevaluated* tensor of another queue first
@@ -152,8 +158,10 @@ defmodule EMLX.CommandQueue do
   `:closed`, `:running` (whether its thread is alive), `:pending` (jobs
   waiting), `:capacity`, and job counters: `:completed`, `:failed`,
   `:dropped` (skipped because the caller had exited), `:cancelled` (answered
-  with an error because the queue closed first) and `:busy_ns` (time spent
-  running jobs).
+  with an error because the queue closed first), `:busy_ns` (time spent
+  running jobs) and `:inline` (how many of the completed and failed ones
+  were small graphs evaluated right in the calling process's NIF, the queue
+  being idle: CPU queues do that, see the README).
 
       iex> q = EMLX.CommandQueue.new!(:cpu)
       iex> EMLX.CommandQueue.synchronize(q)

@@ -3,7 +3,10 @@ defmodule EMLX.Native do
   # How Elixir calls the NIF: lazy ops (with the cross-queue rule), and jobs
   # that a command queue answers by message. A job NIF returns at once; the
   # queue thread later sends `{tag, result, run_ns}` to the caller, where
-  # `run_ns` is the time the job ran on the queue thread.
+  # `run_ns` is the time the job ran on the queue thread. The `_now` job NIFs
+  # may instead evaluate a small graph themselves when the queue is idle
+  # (native/src/now.rs) and answer with `:done` tuples, or ask for a garbage
+  # collection before a large one (`:collect`).
 
   @trace EMLX.Defn.Trace.key()
 
@@ -200,16 +203,30 @@ defmodule EMLX.Native do
   defp do_eval(tensors) do
     ref = make_ref()
 
-    case local(tensors, fn -> EMLX.NIF.eval(tensors, ref) end) do
-      :done -> {:ok, 0}
-      :ok -> await(ref)
+    case local(tensors, fn -> EMLX.NIF.eval_now(tensors, ref) end) do
+      :done ->
+        {:ok, 0}
+
+      {:done, ns} ->
+        {:ok, ns}
+
+      :ok ->
+        await(ref)
+
+      :collect ->
+        collect()
+
+        case local(tensors, fn -> EMLX.NIF.eval(tensors, ref) end) do
+          :done -> {:ok, 0}
+          :ok -> await(ref)
+        end
     end
   end
 
   @doc false
   def item(tensor) do
     reading!(tensor, "reading a tensor's value (EMLX.item/1, Nx.to_number/1)")
-    value([tensor], &EMLX.NIF.item(tensor, &1))
+    value([tensor], &EMLX.NIF.item_now(tensor, &1), &EMLX.NIF.item(tensor, &1))
   end
 
   @doc false
@@ -223,13 +240,13 @@ defmodule EMLX.Native do
 
     if EMLX.Telemetry.enabled?() do
       EMLX.Telemetry.span([:emlx, :to_binary], local([tensor], fn -> blob_metadata(tensor, limit, nx_type) end), fn ->
-        {binary, ns} = job([tensor], &EMLX.NIF.to_blob(tensor, limit, &1))
+        {binary, ns} = job([tensor], &EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
         binary = finish.(binary)
         size = byte_size(binary)
         {binary, %{byte_size: size, mlx_duration: to_native(ns)}, %{byte_size: size}}
       end)
     else
-      {binary, _ns} = job([tensor], &EMLX.NIF.to_blob(tensor, limit, &1))
+      {binary, _ns} = job([tensor], &EMLX.NIF.to_blob_now(tensor, limit, &1), &EMLX.NIF.to_blob(tensor, limit, &1))
       finish.(binary)
     end
   end
@@ -255,22 +272,42 @@ defmodule EMLX.Native do
   def synchronize(queue), do: value([], &EMLX.NIF.queue_synchronize(queue, &1))
 
   # A job's value, without its timing.
-  defp value(tensors, submit) do
-    {value, _ns} = job(tensors, submit)
+  defp value(tensors, submit, submit_later \\ nil) do
+    {value, _ns} = job(tensors, submit, submit_later)
     value
   end
 
   # Submits a job tagged with a fresh reference and waits for its reply:
   # `{value, run_ns}`, or raises the error the queue reported. A read of an
-  # already-evaluated tensor is answered by the NIF itself ({:done, value}).
-  defp job(tensors, submit) do
+  # already-evaluated tensor is answered by the NIF itself ({:done, value}),
+  # and so is a small graph on an idle CPU queue, evaluated right in the NIF
+  # ({:done, value, run_ns}). For a large graph a `_now` NIF answers
+  # `:collect` instead: garbage is collected first (see collect/0) and
+  # `submit_later` sends the job.
+  defp job(tensors, submit, submit_later \\ nil) do
     ref = make_ref()
 
     case local(tensors, fn -> submit.(ref) end) do
-      :ok -> await(ref)
-      {:done, value} -> {value, 0}
+      :ok ->
+        await(ref)
+
+      {:done, value} ->
+        {value, 0}
+
+      {:done, value, ns} ->
+        {value, ns}
+
+      :collect ->
+        collect()
+        job(tensors, submit_later)
     end
   end
+
+  # Before a large evaluation: intermediate tensors this process no longer
+  # references release their arrays, so that MLX may reuse their buffers in
+  # place (it cannot while anything else holds them). A minor collection:
+  # such intermediates are young.
+  defp collect, do: :erlang.garbage_collect(self(), type: :minor)
 
   # No timeout is needed: the reply is guaranteed by the native layer. The
   # job holds the caller's reply handle (queue.rs, ReplyTo), which answers

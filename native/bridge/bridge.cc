@@ -235,7 +235,11 @@ void synchronize(const StreamRef& s) {
 
 // --- op calls ----------------------------------------------------------------
 
-std::unique_ptr<Call> new_call() { return std::make_unique<Call>(); }
+std::unique_ptr<Call> new_call() {
+  auto c = std::make_unique<Call>();
+  c->args.reserve(6);
+  return c;
+}
 void push_array(Call& c, const Array& a) { c.args.emplace_back(a); }
 void push_arrays(Call& c, const ArrayList& list) { c.args.emplace_back(list.items); }
 void push_int(Call& c, int64_t v) { c.args.emplace_back(v); }
@@ -295,6 +299,8 @@ size_t checked_nbytes(const char* what, const mx::Shape& shape, mx::Dtype dtype)
   return bytes;
 }
 
+}  // namespace
+
 // Throws unless a buffer of `bytes` on `device` fits under MLX's memory
 // limit and in that device's memory (device_memory).
 void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype,
@@ -311,6 +317,8 @@ void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dt
   }
   throw std::runtime_error(msg.str());
 }
+
+namespace {
 
 // The device an unevaluated node will be computed on.
 mx::Device node_device(const Array& a) {
@@ -367,39 +375,6 @@ void check_graph(const std::vector<Array>& roots, const StreamRef* s) {
 // --- arrays --------------------------------------------------------------------
 
 std::unique_ptr<Array> clone_array(const Array& a) { return std::make_unique<Array>(a); }
-
-std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
-                                  rust::Slice<const int64_t> shape_in,
-                                  rust::Str dtype_in) {
-  auto dtype = parse_dtype(std::string(dtype_in));
-  mx::Shape shape;
-  size_t count = 1;
-  for (auto d : shape_in) {
-    if (d < 0 || d > std::numeric_limits<int32_t>::max())
-      throw std::invalid_argument("from_blob: dimensions must be between 0 and 2^31-1");
-    shape.push_back(static_cast<int32_t>(d));
-    if (__builtin_mul_overflow(count, static_cast<size_t>(d), &count))
-      throw std::invalid_argument("from_blob: shape has too many elements");
-  }
-  size_t expected;
-  if (__builtin_mul_overflow(count, mx::size_of(dtype), &expected) || expected != bytes.size()) {
-    std::ostringstream msg;
-    msg << "from_blob: the binary has " << bytes.size() << " bytes but a tensor of "
-        << count << " " << dtype_name(dtype) << " elements needs "
-        << count * mx::size_of(dtype);
-    throw std::invalid_argument(msg.str());
-  }
-  // MLX allocates it in host memory (CUDA: managed memory), whatever the
-  // tensor's device.
-  check_budget("from_blob", expected, shape, dtype, mx::Device(mx::Device::cpu));
-  auto buffer = mx::allocator::malloc(expected);
-  if (expected > 0 && buffer.buffer().raw_ptr() == nullptr) {
-    throw std::runtime_error("from_blob: out of memory allocating " + std::to_string(expected) +
-                             " bytes");
-  }
-  if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), bytes.data(), expected);
-  return std::make_unique<Array>(std::move(buffer), std::move(shape), dtype);
-}
 
 rust::Vec<int64_t> shape_of(const Array& a) {
   rust::Vec<int64_t> out;

@@ -66,6 +66,7 @@ using Array = mx::array;
 
 struct StreamRef;
 struct Scalar;
+struct BlasInfo;
 struct DeviceInfo;
 
 // A list of arrays going in or out of an op. For an op's outputs, `alias[i]`
@@ -180,9 +181,24 @@ std::vector<Array> run_entry(uint32_t op, const Call& call, const StreamRef& s);
 
 // --- arrays ---------------------------------------------------------------
 std::unique_ptr<Array> clone_array(const Array& a);
+// --- data in (data_in.cc) ----------------------------------------------------
+struct BinaryKeeper;
 std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
                                   rust::Slice<const int64_t> shape,
                                   rust::Str dtype);
+// An array over the bytes `keeper` holds alive, without a copy where MLX's
+// allocator allows it (else a copy); `keeper` is dropped when MLX no longer
+// needs the bytes.
+std::unique_ptr<Array> from_kept_bytes(rust::Box<BinaryKeeper> keeper,
+                                       rust::Slice<const int64_t> shape, rust::Str dtype);
+// Whether from_kept_bytes can use bytes in place in this build.
+bool zero_copy_available();
+// A new MLX buffer holding a copy of `bytes` bytes at `data`.
+mx::allocator::Data copy_to_new_buffer(const void* data, size_t bytes);
+// Throws unless a buffer of `bytes` on `device` fits under MLX's memory
+// limit and in that device's memory.
+void check_budget(const char* what, size_t bytes, const mx::Shape& shape, mx::Dtype dtype,
+                  const mx::Device& device);
 rust::Vec<int64_t> shape_of(const Array& a);
 // The strides of an evaluated array (`ready`), or the row-major strides a
 // lazy one will have. Never asks MLX whether `a` is evaluated (that reads,
@@ -220,6 +236,25 @@ rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);
 // The value of an evaluated one-element array.
 Scalar scalar_of(const Array& a);
+
+// --- CPU evaluation without MLX's stream threads (inline_cpu.cc) -------------
+// Creates the pool of `pairs` (main, companion) CPU streams whose tasks run
+// inline; returns whether libmlx's scheduler calls reach the hooks.
+bool inline_cpu_init(size_t pairs);
+// A free pair of the pool (index -1 when the pool is empty), and back.
+StreamRef take_inline_streams();
+void return_inline_streams(const StreamRef& s);
+// Whether the unevaluated graph under `list` is all on `s`'s streams, has
+// at most `max_nodes` nodes and touches at most `max_bytes` bytes (inputs and
+// outputs of its nodes), with no compiled (JIT) node.
+bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                    size_t max_bytes);
+// Makes `s`'s main stream the calling thread's default (so MLX's eval
+// creates no stream of its own on that thread).
+void bind_thread(const StreamRef& s);
+
+// --- BLAS (blas.cc) ---------------------------------------------------------
+BlasInfo blas_info();
 
 // --- memory ----------------------------------------------------------------
 size_t active_memory();

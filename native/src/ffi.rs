@@ -41,6 +41,24 @@ mod bridge {
         memory: usize,
     }
 
+    /// The BLAS MLX's CPU kernels run on (EMLX.blas_info/0): what it is, the
+    /// library file, its build configuration and the kernel set (core) it
+    /// picked for this CPU, its thread count, and the file libmlx's
+    /// `cblas_sgemm` resolves to.
+    struct BlasInfo {
+        kind: String,
+        library: String,
+        config: String,
+        core: String,
+        threads: i32,
+        sgemm_from: String,
+    }
+
+    extern "Rust" {
+        type BinaryKeeper;
+        fn bytes(self: &BinaryKeeper) -> &[u8];
+    }
+
     // SAFETY: every declaration below matches its C++ definition in
     // native/bridge/bridge.h (cxx checks the signatures when the bridge is
     // compiled); references and slices passed in are only read for the
@@ -82,6 +100,12 @@ mod bridge {
 
         fn clone_array(a: &Array) -> UniquePtr<Array>;
         fn from_bytes(bytes: &[u8], shape: &[i64], dtype: &str) -> Result<UniquePtr<Array>>;
+        fn from_kept_bytes(
+            keeper: Box<BinaryKeeper>,
+            shape: &[i64],
+            dtype: &str,
+        ) -> Result<UniquePtr<Array>>;
+        fn zero_copy_available() -> bool;
         fn shape_of(a: &Array) -> Vec<i64>;
         fn strides_of(a: &Array, ready: bool) -> Vec<i64>;
         fn dtype_of(a: &Array) -> String;
@@ -98,6 +122,18 @@ mod bridge {
         fn is_row_contiguous(a: &Array) -> bool;
         fn scalar_of(a: &Array) -> Result<Scalar>;
 
+        fn inline_cpu_init(pairs: usize) -> Result<bool>;
+        fn take_inline_streams() -> StreamRef;
+        fn return_inline_streams(s: &StreamRef);
+        fn is_small_graph(
+            list: &ArrayList,
+            s: &StreamRef,
+            max_nodes: usize,
+            max_bytes: usize,
+        ) -> bool;
+        fn bind_thread(s: &StreamRef);
+
+        fn blas_info() -> BlasInfo;
         include!("program.h");
         type Program;
         fn program_new() -> UniquePtr<Program>;
@@ -176,6 +212,7 @@ mod bridge {
     }
 }
 
+pub use crate::keeper::BinaryKeeper;
 use crate::program::{host_callback, host_hook, ProgramHost};
 pub use bridge::*;
 

@@ -10,21 +10,55 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rustler::types::tuple::get_tuple;
-use rustler::{Atom, Binary, Env, NifResult, Term, TermType};
+use rustler::{Atom, Binary, Encoder, Env, NifResult, ResourceArc, Term, TermType};
 
 use emlx_pure::arg_list::{self, read_list, Item, ListArg, ListError};
 
 use crate::args;
 use crate::error::{Error, Result};
-use crate::ffi::{self, Call};
+use crate::ffi::{self, BinaryKeeper, Call};
 use crate::tensor::{decode_tensor, QueueRes, ReadyFlag, TensorRes};
 
 mod atoms {
-    rustler::atoms! { nil }
+    rustler::atoms! { nil, dirty }
 }
 
 /// Op index by atom (keyed by the atom's term, which never changes).
-static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32>> = OnceLock::new();
+static OP_INDEX: OnceLock<HashMap<rustler::sys::ErlNifTerm, u32, AtomHash>> = OnceLock::new();
+
+/// Hashing for atom terms: distinct small words, so a multiplicative hash
+/// spreads them well (and costs a nanosecond, not SipHash's dozens, on a
+/// path every op takes).
+#[derive(Default, Clone, Copy)]
+struct AtomHash;
+
+impl std::hash::BuildHasher for AtomHash {
+    type Hasher = AtomHasher;
+    fn build_hasher(&self) -> AtomHasher {
+        AtomHasher(0)
+    }
+}
+
+struct AtomHasher(u64);
+
+impl std::hash::Hasher for AtomHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = (self.0 ^ x)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
+    }
+}
 
 /// Reads the C++ op table's names once, at NIF load.
 pub fn init_table(env: Env) {
@@ -33,7 +67,7 @@ pub fn init_table(env: Env) {
             .into_iter()
             .enumerate()
             .filter_map(|(i, name)| Some((Atom::from_str(env, &name).ok()?.as_c_arg(), i as u32)))
-            .collect()
+            .collect::<HashMap<_, _, AtomHash>>()
     });
 }
 
@@ -71,13 +105,19 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     if queue.is_closed() {
         return Err(queue.closed_error());
     }
+    if args.get_type() != TermType::List || args.list_length().is_err() {
+        // The message names the op: only built on this (error) path.
+        args::list(&name_str(), "the argument list", args)?;
+    }
     let mut call = ffi::new_call();
-    let list = args::list(&name_str(), "the argument list", args)?;
+    let items = args
+        .into_list_iterator()
+        .map_err(|_| Error::BadArg(format!("{}: bad argument list", name_str())))?;
     let mut inputs = Inputs {
         queue_id: queue.id,
         ready: Vec::new(),
     };
-    for (i, term) in list.into_iter().enumerate() {
+    for (i, term) in items.enumerate() {
         push_one(call.pin_mut(), term, &mut inputs).map_err(|e| match e {
             Error::BadArg(msg) => {
                 Error::BadArg(format!("{}: argument {}: {msg}", name_str(), i + 1))
@@ -184,10 +224,20 @@ fn push_one(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> 
         }
         TermType::Tuple => {
             let items = get_tuple(term).unwrap_or_default();
-            if items.len() == 2 && items[1].get_type() == TermType::Ref {
-                inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
-            } else {
-                push_list(call, items, inputs, term)?;
+            // {device, ref}: the ref is the tensor (the common case, decoded
+            // once).
+            let tensor = match items.as_slice() {
+                [d, r] if d.is_atom() && r.get_type() == TermType::Ref => {
+                    r.decode::<ResourceArc<TensorRes>>().ok()
+                }
+                _ => None,
+            };
+            match tensor {
+                Some(res) => inputs.push(&res, |a| ffi::push_array(call, a))?,
+                None if items.len() == 2 && items[1].get_type() == TermType::Ref => {
+                    inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
+                }
+                None => push_list(call, items, inputs, term)?,
             }
         }
         TermType::List => {
@@ -261,7 +311,18 @@ fn push_list(
     Ok(())
 }
 
-/// A tensor holding a copy of `blob`'s bytes.
+/// Binaries from this size on become tensors over their own bytes (see
+/// native/bridge/data_in.cc); smaller ones are copied (cheap, and heap
+/// binaries of up to 64 bytes are not reference-counted).
+const IN_PLACE_MIN: usize = 4096;
+
+/// Copies above this size run on a dirty scheduler (`from_blob_dirty`).
+const DIRTY_MIN: usize = 65_536;
+
+/// A tensor of `blob`'s bytes: the binary itself when it is large and MLX
+/// can use it in place, else a copy. A copy of more than `DIRTY_MIN` bytes
+/// is not made here: the answer is then `:dirty`, and the caller asks
+/// `from_blob_dirty`.
 #[rustler::nif]
 fn from_blob<'a>(
     env: Env<'a>,
@@ -270,10 +331,11 @@ fn from_blob<'a>(
     shape: Term<'a>,
     dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, "from_blob", queue, blob, shape, dtype)
+    copy_blob(env, "from_blob", queue, blob, shape, dtype, false)
 }
 
-/// `from_blob` for large binaries: the copy runs on a dirty scheduler.
+/// `from_blob` for large binaries that must be copied: the copy runs on a
+/// dirty scheduler.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn from_blob_dirty<'a>(
     env: Env<'a>,
@@ -282,7 +344,7 @@ fn from_blob_dirty<'a>(
     shape: Term<'a>,
     dtype: Term<'a>,
 ) -> NifResult<Term<'a>> {
-    copy_blob(env, "from_blob_dirty", queue, blob, shape, dtype)
+    copy_blob(env, "from_blob_dirty", queue, blob, shape, dtype, true)
 }
 
 fn copy_blob<'a>(
@@ -292,15 +354,30 @@ fn copy_blob<'a>(
     blob: Term<'a>,
     shape: Term<'a>,
     dtype: Term<'a>,
+    dirty: bool,
 ) -> NifResult<Term<'a>> {
     let queue = args::queue(nif, queue)?;
     if queue.0.is_closed() {
         return Err(queue.0.closed_error().into());
     }
-    let blob = args::binary(nif, "the data", blob)?;
+    let bytes = args::binary(nif, "the data", blob)?;
     let shape = args::int_list(nif, "the shape", shape)?;
     let dtype = args::atom_name(nif, "the dtype", dtype)?;
-    let array = ffi::from_bytes(blob.as_slice(), &shape, &dtype).map_err(Error::from)?;
+    // Large binaries are used in place where MLX's allocator allows it and
+    // the bytes are aligned for the element type.
+    let aligned = ffi::itemsize_of(&dtype)
+        .is_ok_and(|size| size > 0 && (bytes.as_slice().as_ptr() as usize).is_multiple_of(size));
+    let kept = (bytes.len() >= IN_PLACE_MIN && aligned && ffi::zero_copy_available())
+        .then(|| BinaryKeeper::new(blob))
+        .flatten();
+    if kept.is_none() && !dirty && bytes.len() > DIRTY_MIN {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let array = match kept {
+        Some(keeper) => ffi::from_kept_bytes(Box::new(keeper), &shape, &dtype),
+        None => ffi::from_bytes(bytes.as_slice(), &shape, &dtype),
+    }
+    .map_err(Error::from)?;
     Ok(TensorRes::wrap(
         env,
         TensorRes::new(array, queue.0.clone(), None),
@@ -315,6 +392,21 @@ fn shape<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
         .map(|d| rustler::Encoder::encode(d, env))
         .collect();
     Ok(rustler::types::tuple::make_tuple(env, &terms))
+}
+
+/// `{dtype, shape}` in one call (what EMLX.Backend checks after each op).
+#[rustler::nif]
+fn meta<'a>(env: Env<'a>, tensor: Term<'a>) -> NifResult<Term<'a>> {
+    let (name, dims) = decode_tensor(tensor)?.with(|a| (ffi::dtype_of(a), ffi::shape_of(a)))?;
+    let dims: Vec<Term> = dims
+        .iter()
+        .map(|d| rustler::Encoder::encode(d, env))
+        .collect();
+    let dtype = Atom::from_str(env, &name)?;
+    Ok(rustler::Encoder::encode(
+        &(dtype, rustler::types::tuple::make_tuple(env, &dims)),
+        env,
+    ))
 }
 
 #[rustler::nif]

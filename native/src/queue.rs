@@ -32,10 +32,14 @@ use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 
 use crate::error::{Error, Result};
 use crate::ffi::{self, Array, StreamRef};
+use crate::inline_cpu;
 pub use crate::reply::{Reply, ReplyTo};
 
 /// How many jobs may wait on a queue, unless its creator says otherwise.
 pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// How many dropped lazy arrays may wait for the queue thread to free them.
+const MAX_RELEASES: usize = 65_536;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -86,7 +90,8 @@ type Work = Box<dyn FnOnce(&StreamRef) -> Result<Reply> + Send>;
 
 enum Job {
     Run(Work, ReplyTo),
-    Release(cxx::UniquePtr<Array>),
+    /// Drop the arrays waiting in `Queue::releases`.
+    Release,
     /// Fault injection (tests only): the queue thread panics outside any
     /// job, as a bug in EMLX would, while holding this job's reply.
     Crash(ReplyTo),
@@ -115,6 +120,9 @@ pub struct Stats {
     pub cancelled: AtomicU64,
     /// Total time spent running jobs, in nanoseconds.
     pub busy_ns: AtomicU64,
+    /// Jobs run right in the calling NIF instead (small graphs on an idle
+    /// queue, see `Queue::run_now`); also counted in `completed`/`failed`.
+    pub inline: AtomicU64,
     /// Whether the thread is still running.
     pub running: AtomicBool,
 }
@@ -133,6 +141,18 @@ pub struct Queue {
     thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// The monitor on the owner process, kept for as long as the queue lives.
     owner: OnceLock<ResourceArc<OwnerWatch>>,
+    /// Whether this queue's CPU streams run their tasks inline (see
+    /// native/bridge/inline_cpu.cc): only then may a NIF evaluate on them.
+    pub inline: bool,
+    /// Held while anything evaluates on, or frees graphs of, the queue's
+    /// streams: the queue thread for each job, or a NIF in `run_now`.
+    eval_lock: Arc<Mutex<()>>,
+    /// Jobs submitted and not finished yet.
+    in_flight: Arc<AtomicUsize>,
+    /// Lazy arrays whose graphs the queue thread is to free (see `release`),
+    /// and whether a `Release` job is on its way.
+    releases: Arc<Mutex<Vec<cxx::UniquePtr<Array>>>>,
+    release_sent: Arc<AtomicBool>,
 }
 
 /// Watches the process that owns a queue: the VM calls `down` when that
@@ -166,26 +186,41 @@ impl Queue {
             ));
         }
         let (tx, rx) = bounded::<Job>(capacity);
-        let (ready_tx, ready_rx) = bounded::<Result<StreamRef>>(1);
+        let (ready_tx, ready_rx) = bounded::<Result<(StreamRef, bool)>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let stats = Arc::new(Stats::default());
         let closed = Arc::new(RwLock::new(false));
         let (thread_stats, thread_closed) = (stats.clone(), closed.clone());
+        let eval_lock = Arc::new(Mutex::new(()));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let releases = Arc::new(Mutex::new(Vec::new()));
+        let release_sent = Arc::new(AtomicBool::new(false));
+        let (thread_lock, thread_in_flight) = (eval_lock.clone(), in_flight.clone());
+        let (thread_releases, thread_release_sent) = (releases.clone(), release_sent.clone());
         LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
         stats.running.store(true, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
                 let created = create_streams(device);
-                let stream = created.as_ref().ok().copied();
+                let streams = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
-                if let Some(stream) = stream {
+                if let Some((stream, pooled)) = streams {
+                    let served = Served {
+                        stats: &thread_stats,
+                        closed: &thread_closed,
+                        eval_lock: &thread_lock,
+                        in_flight: &thread_in_flight,
+                        releases: &thread_releases,
+                        release_sent: &thread_release_sent,
+                    };
                     // A panic that escapes the jobs' own guards ends the
                     // thread; `serve`'s drain guard has answered every job
                     // by then, and the flags below still go down.
-                    let _ = catch_unwind(AssertUnwindSafe(|| {
-                        serve(stream, &rx, &thread_stats, &thread_closed)
-                    }));
+                    let _ = catch_unwind(AssertUnwindSafe(|| serve(stream, &rx, &served)));
+                    if pooled && !crate::lifetime::exiting() {
+                        ffi::return_inline_streams(&stream);
+                    }
                 }
                 thread_stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
@@ -200,7 +235,7 @@ impl Queue {
                 )));
             }
         };
-        let stream = ready_rx
+        let (stream, pooled) = ready_rx
             .recv()
             .map_err(|_| Error::Queue("the command queue thread died while starting".into()))??;
         let queue = Arc::new(Queue {
@@ -213,6 +248,11 @@ impl Queue {
             closed,
             thread: Mutex::new(Some(handle)),
             owner: OnceLock::new(),
+            inline: pooled && inline_cpu::active(),
+            eval_lock,
+            in_flight,
+            releases,
+            release_sent,
         });
         crate::lifetime::register(&queue);
         Ok(queue)
@@ -245,13 +285,20 @@ impl Queue {
         self.send_job(Job::Crash(reply))
     }
 
+    /// Sends a job that `run` or `cancel` will answer (and count out of
+    /// `in_flight`).
     fn send_job(&self, mut job: Job) -> Result<()> {
         let closed = self.closed.read();
         if *closed {
             job.disarm();
             return Err(self.closed_error());
         }
-        match self.tx.try_send(job) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = self.tx.try_send(job);
+        if sent.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(mut job)) => {
                 job.disarm();
@@ -268,22 +315,68 @@ impl Queue {
         }
     }
 
+    /// Runs `work` right here, on the calling thread, when the queue is open,
+    /// runs its tasks inline and is idle: no job submitted before is still
+    /// waiting or running, and nothing else evaluates on it. `work` answers
+    /// `None` when it would rather be a job after all (its graph is too
+    /// large). Returns `None` whenever the caller should submit a job. The
+    /// run is counted as a completed (or failed) job.
+    pub fn run_now<T>(
+        &self,
+        work: impl FnOnce(&StreamRef) -> Option<Result<T>>,
+    ) -> Option<Result<T>> {
+        if !self.inline || self.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+            return None;
+        }
+        let _running = self.eval_lock.try_lock()?;
+        // A job submitted after the check above came after this call.
+        ffi::bind_thread(&self.stream);
+        let start = Instant::now();
+        let result = work(&self.stream)?;
+        let s = &self.stats;
+        s.busy_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        s.inline.fetch_add(1, Ordering::Relaxed);
+        let counter = if result.is_ok() {
+            &s.completed
+        } else {
+            &s.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Some(result)
+    }
+
     /// Drops an array, on the queue thread when it may still hold a graph
     /// (freeing a large unevaluated graph can take long), inline when it is
     /// `ready` (computed: its graph is gone). Whether it still holds a graph
     /// is EMLX's own readiness flag, never MLX's status, which the queue
     /// thread may be writing right now.
+    ///
+    /// Arrays for the queue thread wait in a list that one `Release` job
+    /// empties: a garbage collection that frees thousands of lazy tensors
+    /// wakes the thread once, not once per tensor. Past `MAX_RELEASES`
+    /// waiting, or on a closed queue, the array is dropped here.
     pub fn release(&self, array: cxx::UniquePtr<Array>, ready: bool) {
         if array.is_null() || ready {
             return;
         }
         let closed = self.closed.read();
-        // Releases take at most half of the channel, so that a burst of
-        // dropped graphs (a garbage collection freeing thousands of lazy
-        // tensors) never makes the callers' own jobs find the queue full.
-        // Past that, or on a closed queue, the array is dropped here.
-        if !*closed && self.tx.len() < self.capacity / 2 {
-            let _ = self.tx.try_send(Job::Release(array));
+        if *closed {
+            return;
+        }
+        {
+            let mut waiting = self.releases.lock();
+            if waiting.len() >= MAX_RELEASES {
+                return;
+            }
+            waiting.push(array);
+        }
+        if !self.release_sent.swap(true, Ordering::AcqRel) {
+            // A full channel only delays the drop until the next release
+            // finds the job missing.
+            if self.tx.try_send(Job::Release).is_err() {
+                self.release_sent.store(false, Ordering::Release);
+            }
         }
     }
 
@@ -345,14 +438,28 @@ impl Queue {
 /// them. A CPU queue gets a companion too, so that the path a GPU queue
 /// takes (a graph over two streams of one thread) runs, and is tested,
 /// everywhere.
-fn create_streams(device: Device) -> Result<StreamRef> {
+///
+/// A CPU queue takes its two streams from the inline pool while it lasts
+/// (the second element of the result says so); they go back when the
+/// thread ends.
+fn create_streams(device: Device) -> Result<(StreamRef, bool)> {
+    if device == Device::Cpu {
+        let pooled = ffi::take_inline_streams();
+        if pooled.index >= 0 {
+            ffi::bind_thread(&pooled);
+            return Ok((pooled, true));
+        }
+    }
     let index = ffi::new_stream(device.code())?;
     let cpu_index = ffi::new_stream(Device::Cpu.code())?;
-    Ok(StreamRef {
-        index,
-        device: device.code(),
-        cpu_index,
-    })
+    Ok((
+        StreamRef {
+            index,
+            device: device.code(),
+            cpu_index,
+        },
+        false,
+    ))
 }
 
 /// Number of queue threads alive right now (for tests and diagnostics).
@@ -360,21 +467,46 @@ pub fn live_threads() -> usize {
     LIVE_THREADS.load(Ordering::SeqCst)
 }
 
-fn serve(stream: StreamRef, rx: &Receiver<Job>, stats: &Stats, closed: &RwLock<bool>) {
+/// What the queue thread shares with the queue's submitters.
+struct Served<'a> {
+    stats: &'a Stats,
+    closed: &'a RwLock<bool>,
+    eval_lock: &'a Mutex<()>,
+    in_flight: &'a AtomicUsize,
+    releases: &'a Mutex<Vec<cxx::UniquePtr<Array>>>,
+    release_sent: &'a AtomicBool,
+}
+
+impl Served<'_> {
+    /// Frees the arrays waiting in `releases` (taken under the lock, freed
+    /// outside it, with nothing evaluating meanwhile), or leaks them when the
+    /// process is exiting (see `lifetime::exiting`).
+    fn free_releases(&self) {
+        self.release_sent.store(false, Ordering::Release);
+        let waiting = std::mem::take(&mut *self.releases.lock());
+        if crate::lifetime::exiting() {
+            std::mem::forget(waiting);
+        } else {
+            let _running = self.eval_lock.lock();
+            drop(waiting);
+        }
+    }
+}
+
+fn serve(stream: StreamRef, rx: &Receiver<Job>, q: &Served) {
     let mut drain = DrainOnExit {
         rx,
-        stats,
-        closed,
+        q,
         normal: false,
     };
     while let Ok(job) = rx.recv() {
-        if *closed.read() {
-            cancel(job, stats, CLOSED);
+        if *q.closed.read() {
+            cancel(job, q, CLOSED);
             break;
         }
         match job {
-            Job::Run(work, reply) => run(&stream, work, reply, stats),
-            Job::Release(array) => drop(array),
+            Job::Run(work, reply) => run(&stream, work, reply, q),
+            Job::Release => q.free_releases(),
             Job::Crash(_reply) => crate::faults::inject(),
             Job::Stop => break,
         }
@@ -390,33 +522,39 @@ const DIED: &str = "the command queue's thread ended before running this job \
 /// Answers whatever is still queued when `serve` ends, normally or by a
 /// panic: the queue is marked closed first, so that no job can enter
 /// afterwards (submitters hold the read lock while they send), and every job
-/// in the channel then gets an error reply, never silently lost.
+/// in the channel then gets an error reply, never silently lost. Arrays
+/// waiting to be freed go too.
 struct DrainOnExit<'a> {
     rx: &'a Receiver<Job>,
-    stats: &'a Stats,
-    closed: &'a RwLock<bool>,
+    q: &'a Served<'a>,
     normal: bool,
 }
 
 impl Drop for DrainOnExit<'_> {
     fn drop(&mut self) {
-        *self.closed.write() = true;
+        *self.q.closed.write() = true;
         let why = if self.normal { CLOSED } else { DIED };
         for job in self.rx.try_iter() {
-            cancel(job, self.stats, why);
+            cancel(job, self.q, why);
         }
+        self.q.free_releases();
     }
 }
 
-fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, stats: &Stats) {
+fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, q: &Served) {
+    let stats = q.stats;
     if !reply.caller_alive() {
         stats.dropped.fetch_add(1, Ordering::Relaxed);
+        q.in_flight.fetch_sub(1, Ordering::SeqCst);
         reply.disarm();
         return;
     }
     let start = Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| work(stream)))
-        .unwrap_or_else(|_| Err(Error::Internal("a command queue job panicked".into())));
+    let result = {
+        let _running = q.eval_lock.lock();
+        catch_unwind(AssertUnwindSafe(|| work(stream)))
+            .unwrap_or_else(|_| Err(Error::Internal("a command queue job panicked".into())))
+    };
     let run_ns = start.elapsed().as_nanos() as u64;
     stats.busy_ns.fetch_add(run_ns, Ordering::Relaxed);
     let counter = if result.is_ok() {
@@ -425,13 +563,17 @@ fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, stats: &Stats) {
         &stats.failed
     };
     counter.fetch_add(1, Ordering::Relaxed);
+    // Finished before its reply leaves, so that the caller's next call finds
+    // the queue idle.
+    q.in_flight.fetch_sub(1, Ordering::SeqCst);
     // `send` catches a panic while encoding and answers with an error.
     reply.send(result, run_ns);
 }
 
-fn cancel(job: Job, stats: &Stats, why: &str) {
+fn cancel(job: Job, q: &Served, why: &str) {
     if let Job::Run(_, reply) | Job::Crash(reply) = job {
-        stats.cancelled.fetch_add(1, Ordering::Relaxed);
+        q.in_flight.fetch_sub(1, Ordering::SeqCst);
+        q.stats.cancelled.fetch_add(1, Ordering::Relaxed);
         reply.send(Err(Error::Queue(why.into())), 0);
     }
 }

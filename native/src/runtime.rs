@@ -11,20 +11,22 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::args;
 use crate::error::Error;
 use crate::ffi;
+use crate::now::{small, worth_collecting};
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
 mod atoms {
     rustler::atoms! {
-        ok, done, nan, infinity, neg_infinity,
+        ok, done, collect, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
-        completed, failed, dropped, cancelled, busy_ns,
+        completed, failed, dropped, cancelled, busy_ns, inline,
     }
 }
 
@@ -114,6 +116,7 @@ fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
         (atoms::dropped(), n(&s.dropped)),
         (atoms::cancelled(), n(&s.cancelled)),
         (atoms::busy_ns(), n(&s.busy_ns)),
+        (atoms::inline(), n(&s.inline)),
     ];
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
@@ -157,7 +160,16 @@ fn gpu_available() -> bool {
 /// a job (and without a reply) when every tensor is ready, `:ok` when a
 /// reply will come.
 #[rustler::nif]
-fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
+fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    eval_tensors(env, tensors, tag, false)
+}
+
+pub fn eval_tensors<'a>(
+    env: Env<'a>,
+    tensors: Term<'a>,
+    tag: Term<'a>,
+    now: bool,
+) -> NifResult<Term<'a>> {
     let tensors = args::list("eval", "the tensors", tensors)?;
     let mut list = ffi::new_list();
     let mut flags = Vec::new();
@@ -183,8 +195,30 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
         }
     }
     let Some(queue) = owner else {
-        return Ok(atoms::done());
+        return Ok(atoms::done().encode(env));
     };
+    if now {
+        // The graph is only walked inside `run_now`: nothing evaluates it
+        // meanwhile (see `small`).
+        let mut collect = false;
+        let ran = queue.run_now(|stream| {
+            if !small(&list, stream) {
+                collect = worth_collecting(&list, stream);
+                return None;
+            }
+            let start = Instant::now();
+            let evaluated = ffi::eval_list(&list, stream).map_err(Error::from);
+            Some(evaluated.map(|()| start.elapsed().as_nanos() as u64))
+        });
+        if let Some(result) = ran {
+            let ns = result?;
+            mark_ready(&flags);
+            return Ok((atoms::done(), ns).encode(env));
+        }
+        if collect {
+            return Ok(atoms::collect().encode(env));
+        }
+    }
     let route = queue.route(false)?;
     route.queue.clone().submit(
         ReplyTo::new(env, tag),
@@ -197,40 +231,99 @@ fn eval<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Atom> {
             Ok(Reply::Ok)
         }),
     )?;
-    Ok(atoms::ok())
+    Ok(atoms::ok().encode(env))
 }
 
 /// Submits a job on `tensor`'s queue that evaluates it, marks it ready and
 /// answers with what `work` makes of the array. Shared by every job NIF that
 /// reads one tensor back: item, to_blob, tensor_data_ptr, tensor_to_shm.
 ///
-/// With `inline_when_ready`, a tensor already evaluated (and row-contiguous)
+/// With `Inline::WhenReady`, a tensor already evaluated (and row-contiguous)
 /// is answered right here, without a trip through the queue: the NIF returns
 /// `{:done, value}` instead of `:ok`. Only cheap work may ask for that (it
-/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer.
+/// runs on a BEAM scheduler): reading a scalar, wrapping a buffer. With
+/// `Inline::WhenSmall`, so is a small graph on an idle queue, evaluated
+/// here (see `Queue::run_now`): the answer is then `{:done, value, run_ns}`;
+/// for a large graph it is `:collect`, as for `eval_now`.
 pub fn read_job<'a>(
     env: Env<'a>,
     tensor: Term<'a>,
     tag: Term<'a>,
-    inline_when_ready: bool,
+    inline: Inline,
     work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
 ) -> NifResult<Term<'a>> {
     let res = decode_tensor(tensor)?;
     let array = res.handle()?;
     let ready = res.is_ready();
-    if inline_when_ready && ready && ffi::is_row_contiguous(&array) {
+    let answer = |reply| match reply {
+        Reply::Ok => atoms::done().encode(env),
+        Reply::Term(f) => (atoms::done(), f(env)).encode(env),
+    };
+    if inline != Inline::Never && ready && ffi::is_row_contiguous(&array) {
         let reply = work(ReadArgs {
             array: &array,
             stream: &res.queue.stream,
             owner: &res,
             evaluated: true,
         })?;
-        return Ok(match reply {
-            Reply::Ok => atoms::done().encode(env),
-            Reply::Term(f) => (atoms::done(), f(env)).encode(env),
-        });
+        return Ok(answer(reply));
     }
-    let route = res.queue.route(ready)?;
+    if inline == Inline::WhenSmall {
+        let mut list = ffi::new_list();
+        ffi::list_push(list.pin_mut(), &array);
+        let mut work = Some(work);
+        // The graph is only walked inside `run_now` (see `eval_tensors`).
+        let mut collect = false;
+        let ran = res.queue.run_now(|stream| {
+            if !small(&list, stream) {
+                collect = worth_collecting(&list, stream);
+                return None;
+            }
+            let work = work.take()?;
+            let start = Instant::now();
+            let reply = work(ReadArgs {
+                array: &array,
+                stream,
+                owner: &res,
+                evaluated: false,
+            });
+            Some(reply.map(|r| (r, start.elapsed().as_nanos() as u64)))
+        });
+        if let Some(reply) = ran {
+            let (reply, ns) = reply?;
+            mark_ready(&[res.ready_flag()]);
+            return Ok(match reply {
+                Reply::Ok => (atoms::done(), ns).encode(env),
+                Reply::Term(f) => (atoms::done(), f(env), ns).encode(env),
+            });
+        }
+        let Some(unused) = work else {
+            unreachable!("run_now declined after running the work")
+        };
+        if collect {
+            return Ok(atoms::collect().encode(env));
+        }
+        return submit_read(env, res, array, tag, unused);
+    }
+    submit_read(env, res, array, tag, work)
+}
+
+/// When a read job may be answered in the NIF itself (see `read_job`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Inline {
+    Never,
+    WhenReady,
+    WhenSmall,
+}
+
+fn submit_read<'a>(
+    env: Env<'a>,
+    res: ResourceArc<TensorRes>,
+    array: cxx::UniquePtr<ffi::Array>,
+    tag: Term<'a>,
+    work: impl FnOnce(ReadArgs) -> crate::error::Result<Reply> + Send + 'static,
+) -> NifResult<Term<'a>> {
+    let route = res.queue.route(res.is_ready())?;
     let flag = res.ready_flag();
     route.queue.clone().submit(
         ReplyTo::new(env, tag),
@@ -273,7 +366,16 @@ impl ReadArgs<'_> {
 /// :infinity, :neg_infinity), a boolean, or `{re, im}` for complex.
 #[rustler::nif]
 fn item<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
-    read_job(env, tensor, tag, true, |job| {
+    item_job(env, tensor, tag, Inline::WhenReady)
+}
+
+pub fn item_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    tag: Term<'a>,
+    inline: Inline,
+) -> NifResult<Term<'a>> {
+    read_job(env, tensor, tag, inline, |job| {
         let ready = job.readable()?;
         let s = ffi::scalar_of(&ready)?;
         Ok(Reply::Term(Box::new(move |env| scalar_term(env, s))))
@@ -312,10 +414,20 @@ fn to_blob<'a>(
     limit: Term<'a>,
     tag: Term<'a>,
 ) -> NifResult<Term<'a>> {
+    blob_job(env, tensor, limit, tag, Inline::WhenReady)
+}
+
+pub fn blob_job<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    limit: Term<'a>,
+    tag: Term<'a>,
+    inline: Inline,
+) -> NifResult<Term<'a>> {
     let limit = args::optional(limit, |t| {
         args::count("to_blob", "the element limit (or nil)", t)
     })?;
-    read_job(env, tensor, tag, true, move |job| {
+    read_job(env, tensor, tag, inline, move |job| {
         let ready = job.readable()?;
         let itemsize = ffi::itemsize_of(&ffi::dtype_of(&ready))?;
         let len = emlx_pure::blob::byte_len(limit, itemsize, ffi::nbytes_of(&ready));

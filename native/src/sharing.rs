@@ -10,7 +10,7 @@ use rustler::{Atom, Env, NifResult, Term};
 use crate::args;
 use crate::ffi;
 use crate::queue::Reply;
-use crate::runtime::read_job;
+use crate::runtime::{read_job, Inline};
 use crate::shm;
 
 mod atoms {
@@ -24,7 +24,7 @@ mod atoms {
 /// deallocated.
 #[rustler::nif]
 fn tensor_data_ptr<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
-    read_job(env, tensor, tag, false, |job| {
+    read_job(env, tensor, tag, Inline::Never, |job| {
         let ready = job.readable()?;
         let len = ffi::nbytes_of(&ready);
         let address = if len == 0 {
@@ -61,7 +61,7 @@ fn tensor_to_shm<'a>(
             .into())
         }
     };
-    read_job(env, tensor, tag, false, move |job| {
+    read_job(env, tensor, tag, Inline::Never, move |job| {
         let ready = job.readable()?;
         let bytes = ffi::data_bytes(&ready)?;
         let name = shm::create_with(bytes, permissions)?;

@@ -43,7 +43,7 @@ if Code.ensure_loaded?(Nx) do
     end
 
     defp native(%mod{axis: axis, reverse: reverse}, %T{type: type} = out, [t]) when is_map_key(@cumulative, mod) do
-      x = t |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type))
+      x = Convert.from_nx(t, Convert.first_device([t]), type)
       apply(EMLX, Map.fetch!(@cumulative, mod), [x, axis, reverse, true]) |> Convert.to_nx(out)
     end
 

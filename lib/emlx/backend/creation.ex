@@ -14,9 +14,14 @@ if Code.ensure_loaded?(Nx) do
     def constant(%T{shape: shape, type: type} = out, number, backend_options) do
       device = Convert.device_option(backend_options)
       Convert.check_device_type!(device, type)
+      mlx = Convert.mlx_type(type)
 
-      number
-      |> EMLX.full(shape, Convert.mlx_type(type), device)
+      # A scalar is an array that already holds its value (no graph node to
+      # evaluate); other shapes fill a buffer with it.
+      case shape do
+        {} -> EMLX.scalar_tensor(number, mlx, device)
+        _ -> EMLX.full(number, shape, mlx, device)
+      end
       |> Convert.to_nx(out)
     end
 

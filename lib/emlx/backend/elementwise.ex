@@ -59,7 +59,7 @@ if Code.ensure_loaded?(Nx) do
 
     for name <- @plain_unary do
       def unquote(name)(%T{type: type} = out, tensor) do
-        tensor |> operand(type) |> EMLX.unquote(name)() |> Convert.to_nx(out)
+        tensor |> operand(type) |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
       end
     end
 
@@ -68,15 +68,15 @@ if Code.ensure_loaded?(Nx) do
         x = operand(tensor, type)
 
         if type == {:f, 64} and elem(x, 0) == :cpu,
-          do: x |> EMLX.precise_unary(unquote(Atom.to_string(name))) |> Convert.to_nx(out),
-          else: x |> EMLX.unquote(name)() |> Convert.to_nx(out)
+          do: x |> EMLX.precise_unary(unquote(Atom.to_string(name))) |> Convert.to_nx_elementwise(out),
+          else: x |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
       end
     end
 
     for {name, fun} <- @arith_binary do
       def unquote(name)(%T{type: type} = out, left, right) do
         {l, r} = operands(left, right, type)
-        EMLX.unquote(fun)(l, r) |> Convert.to_nx(out)
+        EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
       end
     end
 
@@ -99,8 +99,8 @@ if Code.ensure_loaded?(Nx) do
     # The MLX array of `t` converted to the storage type of `type` (nil:
     # as stored).
     defp operand(t, type, device \\ nil) do
-      ref = Convert.from_nx(t, device || Convert.first_device([t]))
-      if type, do: Convert.astype(ref, Convert.mlx_type(type)), else: ref
+      device = device || Convert.first_device([t])
+      if type, do: Convert.from_nx(t, device, type), else: Convert.from_nx(t, device)
     end
 
     defp operands(left, right, type) do

@@ -33,7 +33,7 @@ if Code.ensure_loaded?(Nx) do
       axes = opts[:axes]
       device = Convert.first_device([target, indices, updates])
       mlx = Convert.mlx_type(type)
-      x = target |> Convert.from_nx(device) |> Convert.astype(mlx)
+      x = Convert.from_nx(target, device, mlx)
       # MLX wants updates shaped as the index batch followed by one slice per
       # index: the tensor's dimensions, with 1 on the indexed axes.
       batch = indices.shape |> Tuple.delete_at(tuple_size(indices.shape) - 1) |> Tuple.to_list()
@@ -41,8 +41,7 @@ if Code.ensure_loaded?(Nx) do
 
       upd =
         updates
-        |> Convert.from_nx(device)
-        |> Convert.astype(mlx)
+        |> Convert.from_nx(device, mlx)
         |> EMLX.reshape(List.to_tuple(batch ++ slice))
 
       name = if op == :scatter, do: :indexed_put, else: :indexed_add

@@ -31,8 +31,8 @@ if Code.ensure_loaded?(Nx) do
     def dot(%T{type: type} = out, left, c1, b1, right, c2, b2) do
       device = Convert.first_device([left, right])
       mlx = Convert.mlx_type(type)
-      l = left |> Convert.from_nx(device) |> Convert.astype(mlx)
-      r = right |> Convert.from_nx(device) |> Convert.astype(mlx)
+      l = Convert.from_nx(left, device, mlx)
+      r = Convert.from_nx(right, device, mlx)
 
       # left as {batch, m, k}, right as {batch, k, n}.
       {l3, _} = matrices(l, left.shape, b1, c1, :left)
@@ -198,7 +198,7 @@ if Code.ensure_loaded?(Nx) do
 
     defp fft_1d(op, %T{type: type} = out, tensor, opts) do
       x =
-        tensor |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type)) |> fit_length(opts[:axis], opts[:length])
+        tensor |> Convert.from_nx(Convert.first_device([tensor]), type) |> fit_length(opts[:axis], opts[:length])
 
       apply(EMLX, op, [x, opts[:length], opts[:axis]])
       |> zero_below(opts[:eps])

@@ -24,8 +24,7 @@ if Code.ensure_loaded?(Nx) do
         |> Enum.reduce(Tuple.duplicate(1, tuple_size(shape)), fn {axis, dim}, acc -> put_elem(acc, axis, dim) end)
 
       tensor
-      |> Convert.from_nx()
-      |> Convert.astype(Convert.mlx_type(type))
+      |> Convert.from_nx(Convert.first_device([tensor]), type)
       |> EMLX.reshape(aligned)
       |> EMLX.broadcast_to(shape)
       |> Convert.to_nx_moved(out)
@@ -40,8 +39,8 @@ if Code.ensure_loaded?(Nx) do
     def pad(%T{type: type} = out, tensor, pad_value, config) do
       device = Convert.first_device([tensor, pad_value])
       mlx = Convert.mlx_type(type)
-      x = tensor |> Convert.from_nx(device) |> Convert.astype(mlx)
-      value = pad_value |> Convert.from_nx(device) |> Convert.astype(mlx)
+      x = Convert.from_nx(tensor, device, mlx)
+      value = Convert.from_nx(pad_value, device, mlx)
 
       x |> pad_ref(config, value) |> Convert.to_nx(out)
     end
@@ -160,8 +159,8 @@ if Code.ensure_loaded?(Nx) do
     def put_slice(%T{type: type} = out, %T{shape: shape} = tensor, starts, slice) do
       device = Convert.first_device([tensor, slice])
       mlx = Convert.mlx_type(type)
-      x = tensor |> Convert.from_nx(device) |> Convert.astype(mlx)
-      update = slice |> Convert.from_nx(device) |> Convert.astype(mlx)
+      x = Convert.from_nx(tensor, device, mlx)
+      update = Convert.from_nx(slice, device, mlx)
       spans = Tuple.to_list(slice.shape)
 
       if Enum.all?(starts, &is_integer/1) do
@@ -184,26 +183,15 @@ if Code.ensure_loaded?(Nx) do
       end)
     end
 
-    # A 1-d int32 tensor of the start indices (integers or scalar tensors),
-    # clamped in MLX so that no value has to be read back.
+    # A 1-d int64 tensor of the start indices (integers or scalar tensors);
+    # EMLX.dynamic_slice clamps them into range in MLX, so no value has to
+    # be read back.
     defp start_tensor(starts, shape, spans, {device, _}) do
       starts
       |> Enum.zip_with(Enum.zip(Tuple.to_list(shape), spans), fn start, {dim, span} ->
-        high = EMLX.scalar_tensor(max(dim - span, 0), :int32, device)
-        low = EMLX.scalar_tensor(0, :int32, device)
-
         case start do
-          n when is_integer(n) ->
-            EMLX.scalar_tensor(n |> min(dim - span) |> max(0), :int32, device)
-
-          %T{} = t ->
-            t
-            |> Convert.from_nx(device)
-            |> EMLX.astype(:int64)
-            |> EMLX.reshape({})
-            |> EMLX.minimum(EMLX.astype(high, :int64))
-            |> EMLX.maximum(EMLX.astype(low, :int64))
-            |> EMLX.astype(:int32)
+          n when is_integer(n) -> EMLX.scalar_tensor(n |> min(dim - span) |> max(0), :int64, device)
+          %T{shape: {}} = t -> Convert.from_nx(t, device, :int64)
         end
       end)
       |> EMLX.stack(0)
@@ -216,7 +204,7 @@ if Code.ensure_loaded?(Nx) do
       mlx = Convert.mlx_type(type)
 
       tensors
-      |> Enum.map(&(&1 |> Convert.from_nx(device) |> Convert.astype(mlx)))
+      |> Enum.map(&Convert.from_nx(&1, device, mlx))
       |> EMLX.concatenate(axis)
       |> Convert.to_nx_moved(out)
     end
@@ -226,7 +214,7 @@ if Code.ensure_loaded?(Nx) do
       mlx = Convert.mlx_type(type)
 
       tensors
-      |> Enum.map(&(&1 |> Convert.from_nx(device) |> Convert.astype(mlx)))
+      |> Enum.map(&Convert.from_nx(&1, device, mlx))
       |> EMLX.stack(axis)
       |> Convert.to_nx_moved(out)
     end

@@ -17,7 +17,7 @@ if Code.ensure_loaded?(Nx) do
 
     for {name, reduction} <- @window_ops do
       def unquote(name)(%T{type: type} = out, tensor, window, opts) do
-        x = tensor |> Convert.from_nx() |> Convert.astype(Convert.mlx_type(type))
+        x = Convert.from_nx(tensor, Convert.first_device([tensor]), type)
         init = identity(unquote(reduction), type, x)
         windows = windows(x, init, window, opts)
         rank = tuple_size(window)

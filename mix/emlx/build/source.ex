@@ -45,7 +45,19 @@ defmodule EMLX.Build.Source do
     nif || Mix.raise("cargo did not produce libemlx in #{out_dir}")
     copy_if_changed(Path.join(out_dir, nif), Path.join(priv, "libemlx.so"))
     install_mlx(File.read!(Path.join(out_dir, "emlx-mlx-dir")), priv)
+    install_blas(Path.join(out_dir, "emlx-blas"), Path.join(priv, "blas"))
     :ok
+  end
+
+  # The BLAS build.rs staged (build/blas.rs), next to the NIF's $ORIGIN/blas
+  # rpath; none staged (system or no OpenBLAS): none installed.
+  defp install_blas(staged, installed) do
+    if File.dir?(staged) do
+      File.mkdir_p!(installed)
+      for file <- File.ls!(staged), do: copy_if_changed(Path.join(staged, file), Path.join(installed, file))
+    else
+      File.rm_rf!(installed)
+    end
   end
 
   # `prefix` is an MLX prefix (include/, lib/). From a wheel it is `<root>/mlx`

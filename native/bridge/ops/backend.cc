@@ -193,9 +193,8 @@ Array copy_of(const void* data, int64_t byte_size, const mx::Shape& shape, mx::D
                                 " bytes given, but the shape and type need " +
                                 std::to_string(expected));
   }
-  auto buffer = mx::allocator::malloc(expected);
-  if (expected > 0) std::memcpy(buffer.buffer().raw_ptr(), data, expected);
-  return Array(std::move(buffer), shape, dtype);
+  check_budget(op, expected, shape, dtype, mx::Device(mx::Device::cpu));
+  return Array(copy_to_new_buffer(data, expected), shape, dtype);
 }
 
 Array from_address(const Call& c) {
@@ -326,7 +325,12 @@ Array fit_length(const Array& a, int n, int axis, S s) {
 
 const Entry ENTRIES[] = {
     // --- backend ---
-    EMLX_BINARY(matmul, mx::matmul),
+    {"matmul",
+     [](const Call& c, S s) -> Out {
+       return {half_via_float32(c.arr(0), c.arr(1), s, [&](const Array& a, const Array& b) {
+         return mx::matmul(a, b, s);
+       })};
+     }},
     {"dynamic_slice", [](const Call& c, S s) -> Out { return {dynamic_slice(c, s)}; }},
     {"dynamic_slice_update",
      [](const Call& c, S s) -> Out { return {dynamic_slice_update(c, s)}; }},

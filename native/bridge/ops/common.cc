@@ -14,6 +14,21 @@ std::string shape_str(const mx::Shape& shape) {
   return out.str();
 }
 
+Array half_via_float32(const Array& a, const Array& b, S s,
+                       const std::function<Array(const Array&, const Array&)>& f) {
+  // Below this many elements per operand the conversions' graph nodes cost
+  // more than the slow GEMM.
+  constexpr size_t min_size = 4096;
+  auto half = [](mx::Dtype d) { return d == mx::bfloat16 || d == mx::float16; };
+  auto out_type = mx::promote_types(a.dtype(), b.dtype());
+  if (!half(out_type) || mx::to_stream(s).device != mx::Device::cpu ||
+      (a.size() < min_size && b.size() < min_size)) {
+    return f(a, b);
+  }
+  auto wide = f(mx::astype(a, mx::float32, s), mx::astype(b, mx::float32, s));
+  return mx::astype(wide, out_type, s);
+}
+
 int axis_index(const char* op, int64_t axis, int ndim) {
   if (axis < -ndim || axis >= ndim) {
     std::ostringstream msg;

@@ -224,7 +224,11 @@ const Entry ENTRIES[] = {
      [](const Call& c, S s) -> Out {
        const auto& a = c.arr(0);
        const auto& b = c.arr(1);
-       return {mx::tensordot(a, b, contraction_axes(c, 2, a), contraction_axes(c, 3, b), s)};
+       auto axes_a = contraction_axes(c, 2, a);
+       auto axes_b = contraction_axes(c, 3, b);
+       return {half_via_float32(a, b, s, [&](const Array& x, const Array& y) {
+         return mx::tensordot(x, y, axes_a, axes_b, s);
+       })};
      }},
     // einsum/3 (two tensors, spec) and einsum/2 (a list of tensors, spec).
     {"einsum",
@@ -234,7 +238,10 @@ const Entry ENTRIES[] = {
          if (operands.empty()) bad_arg(c, "expected at least one operand");
          return {mx::einsum(einsum_spec(c, 1), operands, s)};
        }
-       return {mx::einsum(einsum_spec(c, 2), {c.arr(0), c.arr(1)}, s)};
+       const auto& spec = einsum_spec(c, 2);
+       return {half_via_float32(c.arr(0), c.arr(1), s, [&](const Array& x, const Array& y) {
+         return mx::einsum(spec, {x, y}, s);
+       })};
      }},
 
     // --- decompositions and solvers (CPU stream) ---

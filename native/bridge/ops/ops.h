@@ -6,6 +6,7 @@
 // lib/emlx/ops/<family>.ex (same names, same argument order).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -58,6 +59,15 @@ Array arg_all(bool is_max, const Array& x, bool keep, S s);
 Array rms_norm(const Array& x, const Array& w, float eps, S s);
 Array layer_norm(const Array& x, const std::optional<Array>& w, const std::optional<Array>& b,
                  float eps, S s);
+// A contraction `f(a, b)` (matmul, tensordot, einsum) of bfloat16/float16
+// operands on the CPU, computed as a float32 GEMM (BLAS) and rounded once to
+// the half type, when the operands are large enough for that to pay; MLX's
+// own CPU half-precision GEMM runs ~30x slower. Every product of two half
+// values is exact in float32 and MLX's CPU kernel also sums in float32, so
+// the result differs from its only in summation order. Other types, small
+// operands and GPU streams call `f` as is.
+Array half_via_float32(const Array& a, const Array& b, S s,
+                       const std::function<Array(const Array&, const Array&)>& f);
 
 // Throws the ArgumentError-class error "<op>: <msg>".
 [[noreturn]] void bad_arg(const Call& c, const std::string& msg);

@@ -74,6 +74,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     from_blob: [:queue, :blob, :shape, :dtype],
     from_blob_dirty: [:queue, :blob, :shape, :dtype],
     shape: [:tensor],
+    meta: [:tensor],
     strides: [:tensor],
     scalar_type: [:tensor],
     nbytes: [:tensor],
@@ -89,8 +90,11 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     queue_synchronize: [:queue, :tag],
     tensor_queue_id: [:tensor],
     eval: [:tensor_list, :tag],
+    eval_now: [:tensor_list, :tag],
     item: [:tensor, :tag],
+    item_now: [:tensor, :tag],
     to_blob: [:tensor, :limit, :tag],
+    to_blob_now: [:tensor, :limit, :tag],
     set_cache_limit: [:size],
     set_memory_limit: [:size],
     tensor_data_ptr: [:tensor, :tag],
@@ -488,7 +492,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     # Zero-arity NIFs take no input to get wrong; is_tensor_ref/1 is a
     # predicate (see the test below).
     exempt =
-      [op_names: 0, queue_threads: 0, gpu_available: 0, mlx_version: 0, memory_info: 0] ++
+      [op_names: 0, queue_threads: 0, gpu_available: 0, mlx_version: 0, memory_info: 0, blas_info: 0] ++
         [reset_peak_memory: 0, clear_cache: 0, is_tensor_ref: 1]
 
     nifs =

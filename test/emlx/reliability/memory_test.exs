@@ -71,9 +71,11 @@ defmodule EMLX.Reliability.MemoryTest do
       EMLX.ones({64 * @mb}, :float32, :cpu) |> EMLX.sum([0], false) |> EMLX.item()
     end
 
-    # A copy in from a binary is charged as well.
+    # A copy in from a binary is charged as well (bytes not aligned for
+    # float32 are copied; aligned ones are used in place, allocating nothing).
     assert_raise EMLX.NIFError, ~r/memory limit/, fn ->
-      EMLX.from_blob(:binary.copy(<<0>>, 40 * @mb), {40 * @mb}, :uint8, :cpu)
+      unaligned = binary_part(:binary.copy(<<0>>, 40 * @mb + 1), 1, 40 * @mb)
+      EMLX.from_blob(unaligned, {10 * @mb}, :float32, :cpu)
     end
 
     # Under the limit all is well.

@@ -1,0 +1,67 @@
+//! Evaluation right in the calling NIF: the `_now` variants of the job
+//! NIFs (`eval_now`, `item_now`, `to_blob_now`), which EMLX.Native calls.
+//!
+//! They answer like `eval`, `item` and `to_blob`, except that a small graph
+//! on an idle CPU queue is evaluated in the NIF itself (`Queue::run_now`;
+//! MLX's kernels run inline there, see native/bridge/inline_cpu.cc) and
+//! answered with `{:done, run_ns}` or `{:done, value, run_ns}`, and that a
+//! large one is answered `:collect`: the caller collects its garbage, then
+//! sends the job (see `COLLECT_MIN_BYTES`).
+
+use rustler::{Env, NifResult, Term};
+
+use crate::ffi;
+use crate::runtime::{blob_job, eval_tensors, item_job, Inline};
+
+/// The largest graph a NIF evaluates itself (`run_now`): MLX's CPU kernels
+/// run at roughly 1 GB/s and a few hundred ns per node when inline, so this
+/// bounds such a call to about 100 us.
+const NOW_MAX_NODES: usize = 128;
+const NOW_MAX_BYTES: usize = 128 * 1024;
+
+/// From this many bytes of buffers to compute, a `_now` NIF asks its caller
+/// to collect garbage before the job is sent (`:collect`): intermediate
+/// tensors the caller no longer references then release their arrays, and
+/// MLX can reuse their buffers in place while it evaluates, as it does when
+/// nothing else holds them.
+const COLLECT_MIN_BYTES: usize = 1 << 20;
+
+/// Whether evaluating the graph under `list` computes at least
+/// `COLLECT_MIN_BYTES`.
+pub fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+    !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
+}
+
+/// Whether the unevaluated graph under `list` may be evaluated in a NIF.
+pub fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+    ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
+}
+
+/// `eval`, except that a small graph on an idle queue is evaluated right
+/// here (see `Queue::run_now`): then the answer is `{:done, run_ns}` and no
+/// reply comes. A large graph is not submitted: the answer is `:collect`
+/// (see `COLLECT_MIN_BYTES`), and the caller collects garbage and calls
+/// `eval`.
+#[rustler::nif]
+fn eval_now<'a>(env: Env<'a>, tensors: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    eval_tensors(env, tensors, tag, true)
+}
+
+/// `item`, answering `{:done, number, run_ns}` for a small graph on an idle
+/// queue and `:collect` for a large one (see `read_job`).
+#[rustler::nif]
+fn item_now<'a>(env: Env<'a>, tensor: Term<'a>, tag: Term<'a>) -> NifResult<Term<'a>> {
+    item_job(env, tensor, tag, Inline::WhenSmall)
+}
+
+/// `to_blob`, answering `{:done, binary, run_ns}` for a small graph on an
+/// idle queue and `:collect` for a large one (see `read_job`).
+#[rustler::nif]
+fn to_blob_now<'a>(
+    env: Env<'a>,
+    tensor: Term<'a>,
+    limit: Term<'a>,
+    tag: Term<'a>,
+) -> NifResult<Term<'a>> {
+    blob_job(env, tensor, limit, tag, Inline::WhenSmall)
+}

@@ -1,0 +1,123 @@
+defmodule EMLX.InlineEvalTest do
+  # How CPU queues evaluate (native/src/queue.rs, native/bridge/inline_cpu.cc):
+  # small graphs on an idle queue in the calling NIF, the rest on the queue
+  # thread, both without MLX's stream threads; ordering with jobs already
+  # sent, failures, concurrency, and garbage collection before large
+  # evaluations. Values are checked against arithmetic done here.
+  # async: false: the last test reads MLX's process-wide peak memory.
+  use ExUnit.Case, async: false
+  import EMLX.QueueHelpers
+
+  alias EMLX.CommandQueue
+
+  defp info(q), do: CommandQueue.info(q)
+
+  test "a small graph on an idle queue is evaluated in the NIF, with the right values" do
+    q = CommandQueue.new!(:cpu)
+
+    t =
+      CommandQueue.with_queue(q, fn ->
+        EMLX.multiply(EMLX.add(ints(q, [1, 2, 3]), ints(q, [10, 20, 30])), ints(q, [2, 2, 2]))
+      end)
+
+    before = info(q)
+    assert EMLX.to_blob(t) == int_blob([22, 44, 66])
+    assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.sum(t, [0], false) end)) == 132
+    later = info(q)
+    assert later.inline - before.inline == 2
+    assert later.completed - before.completed == 2
+  end
+
+  test "a large graph is evaluated on the queue thread" do
+    q = CommandQueue.new!(:cpu)
+    one = ints(q, [1, 1])
+    t = CommandQueue.with_queue(q, fn -> Enum.reduce(1..300, one, fn _, acc -> EMLX.add(acc, one) end) end)
+    before = info(q)
+    assert EMLX.to_blob(t) == int_blob([301, 301])
+    later = info(q)
+    assert later.inline == before.inline
+    assert later.completed == before.completed + 1
+  end
+
+  test "a read sent while a job runs waits for the job (no overtaking)" do
+    q = CommandQueue.new!(:cpu)
+    slow = submit_eval(slow_tensor(q, 2))
+    small = CommandQueue.with_queue(q, fn -> EMLX.add(ints(q, [1]), ints(q, [2])) end)
+    assert EMLX.to_blob(small) == int_blob([3])
+    # The slow job's reply was sent before the small read's job ran.
+    assert_received {^slow, :ok, _ns}
+  end
+
+  # (Linear algebra on invalid input gives NaN rather than failing, so the
+  # failure here is MLX's memory limit refusing the evaluation's buffer.)
+  test "a failing evaluation raises EMLX.NIFError in the NIF, and the queue carries on" do
+    q = CommandQueue.new!(:cpu)
+
+    CommandQueue.with_queue(q, fn ->
+      lazy = EMLX.add(ints(q, [1, 2]), ints(q, [3, 4]))
+      before = info(q)
+      previous = EMLX.set_memory_limit(0)
+
+      try do
+        assert_raise EMLX.NIFError, ~r/memory limit/, fn -> EMLX.eval(lazy) end
+      after
+        EMLX.set_memory_limit(previous)
+      end
+
+      after_failure = info(q)
+      assert after_failure.failed == before.failed + 1
+      assert after_failure.inline == before.inline + 1
+      assert EMLX.to_blob(lazy) == int_blob([4, 6])
+      ok = EMLX.add(ints(q, [5]), ints(q, [6]))
+      assert EMLX.to_blob(ok) == int_blob([11])
+    end)
+  end
+
+  test "many processes evaluating small graphs on one queue at once" do
+    q = CommandQueue.new!(:cpu)
+
+    results =
+      1..8
+      |> Enum.map(fn p ->
+        Task.async(fn ->
+          for i <- 1..150 do
+            t = CommandQueue.with_queue(q, fn -> EMLX.multiply(ints(q, [p, i]), ints(q, [i, p])) end)
+            EMLX.to_blob(t) == int_blob([p * i, p * i])
+          end
+        end)
+      end)
+      |> Enum.flat_map(&Task.await(&1, 60_000))
+
+    assert Enum.all?(results)
+  end
+
+  test "dead intermediates are collected before a large evaluation, so MLX reuses their buffers" do
+    q = CommandQueue.new!(:cpu)
+    n = 4_000_000
+    bytes = 4 * n
+
+    {x, y} =
+      CommandQueue.with_queue(q, fn ->
+        x = EMLX.arange(0, n, 1, false, :cpu) |> EMLX.multiply(EMLX.scalar_tensor(1.0e-6, :float32, :cpu))
+        y = EMLX.cos(x)
+        :ok = EMLX.eval(x)
+        :ok = EMLX.eval(y)
+        {x, y}
+      end)
+
+    # Free what building x and y left behind (dropped graphs are freed by
+    # the queue thread: synchronize waits for that) before measuring.
+    :erlang.garbage_collect()
+    :ok = CommandQueue.synchronize(q)
+    EMLX.reset_peak_memory()
+    base = EMLX.memory_info().active_memory
+    # exp(x) and the product are garbage once the pipeline has built the sum.
+    r = CommandQueue.with_queue(q, fn -> x |> EMLX.exp() |> EMLX.multiply(y) |> EMLX.add(y) end)
+    :ok = EMLX.eval(r)
+    peak = EMLX.memory_info().peak_memory - base
+    # One new buffer (the others reused in place), not three.
+    assert peak < 2 * bytes, "peak #{peak} bytes for #{bytes}-byte arrays"
+    <<first::float-32-native, _::binary>> = EMLX.to_blob(r)
+    assert_in_delta first, 2.0, 1.0e-6
+  end
+end
