@@ -261,8 +261,18 @@ if Code.ensure_loaded?(Nx) do
     ## Special binary ops
 
     # Nx's remainder takes the sign of the dividend (C's fmod / Erlang's
-    # rem); EMLX.remainder/2 takes the sign of the divisor. The integer
-    # corner cases (x % 0 = x, MIN % -1 = 0) are the same in both.
+    # rem); EMLX.remainder/2 takes the sign of the divisor. For floats the
+    # remainder of the magnitudes is exact (no rounding, whatever the
+    # operands' scales), and gets the dividend's sign; correcting a
+    # divisor-signed remainder by adding the divisor would round.
+    def remainder(%T{type: {kind, _} = type} = out, left, right) when kind in [:f, :bf] do
+      {a, b} = operands(left, right, type)
+      r = EMLX.remainder(EMLX.abs(a), EMLX.abs(b))
+      EMLX.where(EMLX.less(a, scalar_like(r, 0)), EMLX.negate(r), r) |> Convert.to_nx(out)
+    end
+
+    # Integers: the corner cases (x % 0 = x, MIN % -1 = 0) are the same in
+    # both, and the correction is exact.
     def remainder(%T{type: type} = out, left, right) do
       {a, b} = operands(left, right, type)
       r = EMLX.remainder(a, b)

@@ -191,10 +191,16 @@ if Code.ensure_loaded?(Nx) do
       |> Enum.zip_with(Enum.zip(Tuple.to_list(shape), spans), fn start, {dim, span} ->
         case start do
           n when is_integer(n) -> EMLX.scalar_tensor(n |> min(dim - span) |> max(0), :int64, device)
+          # Clamped while unsigned: as int64, a start of 2^63 or more would be negative.
+          %T{shape: {}, type: {:u, 64}} = t -> t |> Convert.from_nx(device) |> clamp_u64(dim - span, device)
           %T{shape: {}} = t -> Convert.from_nx(t, device, :int64)
         end
       end)
       |> EMLX.stack(0)
+    end
+
+    defp clamp_u64(start, hi, device) do
+      start |> EMLX.minimum(EMLX.scalar_tensor(max(hi, 0), :uint64, device)) |> EMLX.astype(:int64)
     end
 
     ## Joining

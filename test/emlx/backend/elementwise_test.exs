@@ -188,6 +188,18 @@ if Code.ensure_loaded?(Nx) do
         check(&Nx.remainder/2, [bin([-7.5, 7.5, 1.0e10], type: :f64), bin([2.0, -2.0, 3.0], type: :f64)])
       end
 
+      # The fuzzer found these rounded: a float remainder is exact (C's fmod).
+      test "float remainder of operands of opposite signs is exact" do
+        for type <- [:f32, :f64, :f16, :bf16] do
+          a = bin([0.317, 2.925, -0.317, -5.5, 7.0, 0.0], type: type)
+          big = if type == :f16, do: -6.0e4, else: -3.0e38
+          b = bin([-0.999, big, 0.999, 2.0, -0.75, -3.0], type: type)
+          expected = Nx.remainder(a, b)
+          got = Nx.remainder(emlx(a), emlx(b))
+          assert Nx.to_binary(Nx.backend_copy(got, Nx.BinaryBackend)) == Nx.to_binary(expected), inspect(type)
+        end
+      end
+
       test "integer division by zero and MIN / -1 are defined and never trap" do
         a = Nx.tensor([7, -7, 0, -2_147_483_648], type: :s32) |> emlx()
         zero = Nx.tensor([0, 0, 0, -1], type: :s32) |> emlx()

@@ -88,6 +88,18 @@ if Code.ensure_loaded?(Nx) do
         end
       end
 
+      # The fuzzer found a u64 start of 2^63 or more read as a negative
+      # int64 (the slice started at 0 instead of at the end).
+      test "u64 start tensors at or past 2^63 clamp to the end" do
+        t = Nx.iota({5, 6}, type: :f32, backend: Nx.BinaryBackend)
+
+        for i <- [Integer.pow(2, 63), Integer.pow(2, 64) - 1, 3, 0] do
+          start = Nx.tensor(i, type: :u64, backend: Nx.BinaryBackend)
+          check(fn t, a -> Nx.slice(t, [a, 0], [2, 3]) end, [t, start])
+          check(fn t, a -> Nx.put_slice(t, [1, a], Nx.broadcast(-1.0, {2, 2})) end, [t, start])
+        end
+      end
+
       for type <- [{:s, 16}, {:f, 32}, {:f, 64}, {:c, 64}, {:u, 4}] do
         test "put_slice on #{inspect(type)}" do
           t = random({4, 5}, unquote(type))

@@ -52,9 +52,7 @@ if Code.ensure_loaded?(Nx) do
         :integer_arguments_of_float_functions,
         :binary_backend_non_ieee,
         :argmax_with_nan,
-        :float32_accumulation_overflow,
-        :open_remainder_rounding,
-        :open_u64_slice_start
+        :float32_accumulation_overflow
       ]
 
     ## Sections
@@ -153,23 +151,6 @@ if Code.ensure_loaded?(Nx) do
       step.op in @accumulating and float?(ctx.got.type) and
         overflow_regime?(step.op, List.flatten(ctx.operands), max_finite(ctx.got.type)) and
         each(ctx, [], fn [], g, e -> not is_number(g) or not is_number(e) end)
-    end
-
-    # Open bug (reported): Nx.remainder on floats whose operands have
-    # opposite signs goes through MLX's floor-style remainder and back,
-    # losing precision (0.317 rem -0.999 gives 0.31699997; 2.925 rem
-    # -3.4e38 gives 0.0).
-    defp explains?(:open_remainder_rounding, %{step: %{op: :remainder}} = ctx) do
-      float?(ctx.got.type) and
-        each(ctx, ctx.operands, fn [a, b], _g, _e ->
-          is_number(a) and is_number(b) and a != 0 and negative?(a) != negative?(b)
-        end)
-    end
-
-    # Open bug (reported): a u64 start index of Nx.slice at or above 2^63 is
-    # read as a negative int64 and clamped to 0 instead of to the end.
-    defp explains?(:open_u64_slice_start, %{step: %{op: :dynamic_slice}, operands: [_ | starts]}) do
-      Enum.any?(starts, &(&1.type == {:u, 64} and Nx.to_number(&1) >= Integer.pow(2, 63)))
     end
 
     defp explains?(_rule, _ctx), do: false
@@ -275,6 +256,8 @@ if Code.ensure_loaded?(Nx) do
     defp max_finite(_), do: 3.4028234663852886e38
 
     @doc false
-    def sections, do: rules()
+    # Every reason a report may carry: the rules above, and the one the
+    # whole-program check gives (EMLX.Fuzz, `explain_rewrites`).
+    def sections, do: rules() ++ [:nx_expression_rewrite]
   end
 end
