@@ -161,7 +161,9 @@ defmodule EMLX.CommandQueue do
   with an error because the queue closed first), `:busy_ns` (time spent
   running jobs) and `:inline` (how many of the completed and failed ones
   were small graphs evaluated right in the calling process's NIF, the queue
-  being idle: CPU queues do that, see the README).
+  being idle), and `:evaluates_inline`, whether this queue does that (CPU
+  queues do, except in builds where MLX has a GPU or with
+  `EMLX_CPU_STREAM_THREADS=1`; see the README).
 
       iex> q = EMLX.CommandQueue.new!(:cpu)
       iex> EMLX.CommandQueue.synchronize(q)

@@ -370,7 +370,15 @@ fn copy_blob<'a>(
     let kept = (bytes.len() >= IN_PLACE_MIN && aligned && ffi::zero_copy_available())
         .then(|| BinaryKeeper::new(blob))
         .flatten();
-    if kept.is_none() && !dirty && bytes.len() > DIRTY_MIN {
+    // Only a copy that will happen goes to a dirty scheduler: a binary of
+    // the wrong size is refused right here, by `from_bytes`.
+    let expected = ffi::itemsize_of(&dtype).ok().and_then(|size| {
+        shape
+            .iter()
+            .try_fold(size, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+    });
+    let copies = kept.is_none() && expected == Some(bytes.len());
+    if copies && !dirty && bytes.len() > DIRTY_MIN {
         return Ok(atoms::dirty().encode(env));
     }
     let array = match kept {

@@ -325,14 +325,16 @@ impl Queue {
         &self,
         work: impl FnOnce(&StreamRef) -> Option<Result<T>>,
     ) -> Option<Result<T>> {
-        if !self.inline || self.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+        if !self.inline {
             return None;
         }
-        let _running = self.eval_lock.try_lock()?;
-        // A job submitted after the check above came after this call.
-        ffi::bind_thread(&self.stream);
         let start = Instant::now();
-        let result = work(&self.stream)?;
+        let result = self
+            .when_idle(|| {
+                ffi::bind_thread(&self.stream);
+                work(&self.stream)
+            })
+            .flatten()?;
         let s = &self.stats;
         s.busy_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -344,6 +346,19 @@ impl Queue {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Some(result)
+    }
+
+    /// Runs `f` right here when the queue is open and idle: no job submitted
+    /// before is waiting or running, and nothing evaluates on (or frees
+    /// graphs of) its streams while `f` runs, so `f` may look inside graphs
+    /// built on them. A job submitted meanwhile waits until `f` is done.
+    /// `None` (and `f` not run) otherwise.
+    pub fn when_idle<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
+        if self.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+            return None;
+        }
+        let _running = self.eval_lock.try_lock()?;
+        Some(f())
     }
 
     /// Drops an array, on the queue thread when it may still hold a graph

@@ -26,7 +26,7 @@ mod atoms {
     rustler::atoms! {
         ok, done, collect, nan, infinity, neg_infinity,
         id, device, stream, closed, running, pending, capacity,
-        completed, failed, dropped, cancelled, busy_ns, inline,
+        completed, failed, dropped, cancelled, busy_ns, inline, evaluates_inline,
     }
 }
 
@@ -117,6 +117,7 @@ fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
         (atoms::cancelled(), n(&s.cancelled)),
         (atoms::busy_ns(), n(&s.busy_ns)),
         (atoms::inline(), n(&s.inline)),
+        (atoms::evaluates_inline(), q.inline.encode(env)),
     ];
     let keys: Vec<Term> = pairs.iter().map(|(k, _)| k.encode(env)).collect();
     let values: Vec<Term> = pairs.iter().map(|(_, v)| *v).collect();
@@ -198,12 +199,12 @@ pub fn eval_tensors<'a>(
         return Ok(atoms::done().encode(env));
     };
     if now {
-        // The graph is only walked inside `run_now`: nothing evaluates it
-        // meanwhile (see `small`).
-        let mut collect = false;
+        // The graph is only walked inside `run_now` or `when_idle`: nothing
+        // evaluates it meanwhile.
+        let mut collect = None;
         let ran = queue.run_now(|stream| {
             if !small(&list, stream) {
-                collect = worth_collecting(&list, stream);
+                collect = Some(worth_collecting(&list, stream));
                 return None;
             }
             let start = Instant::now();
@@ -215,7 +216,9 @@ pub fn eval_tensors<'a>(
             mark_ready(&flags);
             return Ok((atoms::done(), ns).encode(env));
         }
-        if collect {
+        let collect =
+            collect.or_else(|| queue.when_idle(|| worth_collecting(&list, &queue.stream)));
+        if collect == Some(true) {
             return Ok(atoms::collect().encode(env));
         }
     }
@@ -272,11 +275,12 @@ pub fn read_job<'a>(
         let mut list = ffi::new_list();
         ffi::list_push(list.pin_mut(), &array);
         let mut work = Some(work);
-        // The graph is only walked inside `run_now` (see `eval_tensors`).
-        let mut collect = false;
+        // The graph is only walked inside `run_now` or `when_idle` (see
+        // `eval_tensors`).
+        let mut collect = None;
         let ran = res.queue.run_now(|stream| {
             if !small(&list, stream) {
-                collect = worth_collecting(&list, stream);
+                collect = Some(worth_collecting(&list, stream));
                 return None;
             }
             let work = work.take()?;
@@ -300,7 +304,10 @@ pub fn read_job<'a>(
         let Some(unused) = work else {
             unreachable!("run_now declined after running the work")
         };
-        if collect {
+        let queue = &res.queue;
+        let collect =
+            collect.or_else(|| queue.when_idle(|| worth_collecting(&list, &queue.stream)));
+        if collect == Some(true) {
             return Ok(atoms::collect().encode(env));
         }
         return submit_read(env, res, array, tag, unused);

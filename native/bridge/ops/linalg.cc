@@ -51,6 +51,24 @@ void require_float(const char* op, const Array& a) {
   }
 }
 
+// --- precision: float32 matrices are decomposed in float64 ------------------
+//
+// MLX's float32 LAPACK leaves tiny singular values and pivots of
+// rank-deficient float32 matrices at ~1e-7 instead of ~1e-16 (so a
+// pseudo-inverse or least-squares solution built on them is wildly wrong).
+// The CPU stream has float64: float32 input is widened there, decomposed,
+// and the floating-point outputs narrowed back, so results come out right
+// and correctly rounded. CPU tensors usually arrive in float64 already (the
+// backend converts them); GPU tensors cannot be converted on the GPU, which
+// has no float64, so this is where theirs are.
+Array widen(const Array& x, mx::Stream cpu) {
+  return x.dtype() == mx::float32 ? mx::astype(x, mx::float64, cpu) : x;
+}
+
+Array narrow(const Array& x, mx::Dtype to, mx::Stream cpu) {
+  return x.dtype() == mx::float64 && to == mx::float32 ? mx::astype(x, to, cpu) : x;
+}
+
 // Matrices with a zero dimension crash some MLX kernels (division by zero),
 // so those ops answer them here.
 bool empty_matrices(const Array& a) {
@@ -117,40 +135,46 @@ Array invertible(const Array& a, std::optional<bool> upper, mx::Stream s) {
 
 // inv(A) and tri_inv(A); those of empty square matrices are empty.
 Array inverse(const Call& c, const char* op, bool triangular) {
-  const auto& a = c.arr(0);
-  require_matrices(op, a, true);
-  require_float(op, a);
+  const auto& given = c.arr(0);
+  require_matrices(op, given, true);
+  require_float(op, given);
   auto s = c.cpu();
-  if (empty_matrices(a)) return mx::copy(a, s);
+  if (empty_matrices(given)) return mx::copy(given, s);
+  auto a = widen(given, s);
   auto ok = invertible(a, triangular ? std::optional<bool>(c.flag(1)) : std::nullopt, s);
   auto x = harmless_unless(ok, a, s);
-  return nan_unless(ok, triangular ? mx::linalg::tri_inv(x, c.flag(1), s) : mx::linalg::inv(x, s), s);
+  auto inv = triangular ? mx::linalg::tri_inv(x, c.flag(1), s) : mx::linalg::inv(x, s);
+  return narrow(nan_unless(ok, inv, s), given.dtype(), s);
 }
 
 // solve(A, B) with empty A: the (empty) result has the shape of A @ B.
 Array solve(const Call& c, const char* op, bool triangular) {
-  const auto& a = c.arr(0);
-  const auto& b = c.arr(1);
-  require_matrices(op, a, true);
-  require_float(op, a);
-  require_float(op, b);
+  const auto& given_a = c.arr(0);
+  const auto& given_b = c.arr(1);
+  require_matrices(op, given_a, true);
+  require_float(op, given_a);
+  require_float(op, given_b);
   auto s = c.cpu();
-  if (empty_matrices(a)) return mx::matmul(a, b, s);
+  if (empty_matrices(given_a)) return mx::matmul(given_a, given_b, s);
+  auto a = widen(given_a, s);
+  auto b = widen(given_b, s);
   auto ok = invertible(a, triangular ? std::optional<bool>(c.flag(2)) : std::nullopt, s);
   auto x = harmless_unless(ok, a, s);
   auto out = triangular ? mx::linalg::solve_triangular(x, b, c.flag(2), s) : mx::linalg::solve(x, b, s);
-  return nan_unless(ok, out, s);
+  return narrow(nan_unless(ok, out, s), mx::promote_types(given_a.dtype(), given_b.dtype()), s);
 }
 
 // A decomposition of finite matrices: NaN outputs for the others (with
 // `zeros`, a matrix of zeros stands in for them instead of the identity).
-Out decompose(const Array& a, mx::Stream s, bool zeros,
+// Computed in float64 for float32 input (see `widen`).
+Out decompose(const Array& given, mx::Stream s, bool zeros,
               const std::function<Out(const Array&)>& run) {
   // Not matrices, or empty ones: MLX says what is wrong, or answers.
-  if (a.ndim() < 2 || empty_matrices(a)) return run(a);
+  if (given.ndim() < 2 || empty_matrices(given)) return run(given);
+  auto a = widen(given, s);
   auto ok = all_finite(a, s);
   auto outs = run(harmless_unless(ok, a, s, zeros));
-  for (auto& o : outs) o = nan_unless(ok, o, s);
+  for (auto& o : outs) o = narrow(nan_unless(ok, o, s), given.dtype(), s);
   return outs;
 }
 
@@ -158,16 +182,17 @@ Out decompose(const Array& a, mx::Stream s, bool zeros,
 // definite: LAPACK stops at the first pivot that is not positive and leaves
 // it on the diagonal, so a factor is valid exactly when its diagonal is.
 Array cholesky(const Call& c) {
-  const auto& a = c.arr(0);
-  require_float("linalg_cholesky", a);
+  const auto& given = c.arr(0);
+  require_float("linalg_cholesky", given);
   auto s = c.cpu();
-  if (a.ndim() < 2 || a.shape(-1) != a.shape(-2) || empty_matrices(a)) {
-    return mx::linalg::cholesky(a, c.flag(1), s);
+  if (given.ndim() < 2 || given.shape(-1) != given.shape(-2) || empty_matrices(given)) {
+    return mx::linalg::cholesky(given, c.flag(1), s);
   }
+  auto a = widen(given, s);
   auto ok = all_finite(a, s);
   auto f = mx::linalg::cholesky(harmless_unless(ok, a, s), c.flag(1), s);
   auto positive = [&](const Array& d) { return mx::greater(d, Array(0, d.dtype()), s); };
-  return nan_unless(mx::logical_and(ok, diagonal_all(f, positive, s), s), f, s);
+  return narrow(nan_unless(mx::logical_and(ok, diagonal_all(f, positive, s), s), f, s), given.dtype(), s);
 }
 
 // [P, L, U] with A[..., P, :] = L @ U; P is a uint32 row permutation. L and

@@ -121,13 +121,13 @@ if Code.ensure_loaded?(Nx) do
             # Nx.dot reads the codes: x · denseᵀ; contracting the weight's
             # first axis multiplies without transposing.
             expected = matmul(x, transpose(dense))
-            assert_close(Nx.dot(e(x), [1], qw, [1]) |> Nx.to_list(), expected, 1.0e-4)
-            assert_close(EMLX.quantized_matmul(e(x), qw) |> Nx.to_list(), expected, 1.0e-4)
+            assert_close(Nx.dot(e(x), [1], qw, [1]) |> Nx.to_list(), expected, product_tol())
+            assert_close(EMLX.quantized_matmul(e(x), qw) |> Nx.to_list(), expected, product_tol())
             y = rand({2, 8}, 22)
-            assert_close(Nx.dot(e(y), [1], qw, [0]) |> Nx.to_list(), matmul(y, dense), 1.0e-4)
+            assert_close(Nx.dot(e(y), [1], qw, [0]) |> Nx.to_list(), matmul(y, dense), product_tol())
 
             jitted = Nx.Defn.jit(fn x, qw -> Nx.dot(x, [1], qw, [1]) end).(e(x), qw)
-            assert_close(Nx.to_list(jitted), expected, 1.0e-4)
+            assert_close(Nx.to_list(jitted), expected, product_tol())
             assert Nx.Defn.jit(&EMLX.Quantization.dequantize/1).(qw) |> Nx.to_list() == dense
           end
         end
@@ -149,9 +149,11 @@ if Code.ensure_loaded?(Nx) do
             values = Nx.to_list(EMLX.dequantize(qw))
             copy = Nx.backend_copy(qw, {EMLX.Backend, device: :cpu})
             assert EMLX.Quantization.quantized?(copy)
-            assert Nx.to_list(EMLX.dequantize(copy)) == values
+            # Same codes; the GPU may round scale · code differently in
+            # the last bit.
+            assert_close(List.flatten(Nx.to_list(EMLX.dequantize(copy))), List.flatten(values), 1.0e-6)
             moved = Nx.backend_transfer(copy, {EMLX.Backend, device: :cpu})
-            assert Nx.to_list(EMLX.dequantize(moved)) == values
+            assert Nx.to_list(EMLX.dequantize(moved)) == Nx.to_list(EMLX.dequantize(copy))
 
             assert_raise ArgumentError, ~r/only EMLX.Backend can hold.*EMLX.Quantization.dequantize\(tensor\)/, fn ->
               Nx.backend_copy(qw, Nx.BinaryBackend)
