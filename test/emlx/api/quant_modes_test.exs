@@ -117,7 +117,7 @@ defmodule EMLX.API.QuantModesTest do
         vdeq = EMLX.dequantize(vq, vs, nil, gs, bits, mode) |> to_list()
         y = rand({3, 64}, 503)
         out = EMLX.quantized_matmul(tensor(y), vq, vs, nil, false, gs, bits, mode) |> to_list()
-        assert_close(out, matmul(y, vdeq), 1.0e-4)
+        assert_close(out, matmul(y, vdeq), EMLX.TestDevice.tf32(atol: 1.0e-4)[:atol])
       end
     end
   end

@@ -167,7 +167,10 @@ if Code.ensure_loaded?(Nx) do
           expected = Enum.reduce(1..3, x, fn _, x -> Nx.tanh(Nx.dot(x, [1], dense, [1])) end)
           got = run(loop, [x, qw])
 
-          assert Nx.to_number(Nx.all_close(got, expected, EMLX.TestDevice.tf32(atol: 1.0e-4))) == 1,
+          # Three TF32 products in a row on the GPU.
+          tol = EMLX.TestDevice.tf32([atol: 1.0e-4], atol: 5.0e-2, rtol: 1.0e-2)
+
+          assert Nx.to_number(Nx.all_close(got, expected, tol)) == 1,
                  "mode #{inspect(opts)}"
         end
       end
