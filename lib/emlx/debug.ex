@@ -103,7 +103,7 @@ defmodule EMLX.Debug do
   Reads `bad` (one boolean) and raises `ArgumentError` with `message` when
   it is true; returns `:ok` otherwise. Inside a function that `EMLX` (the
   defn compiler) compiles, the check becomes a step of the program, made
-  (and raising) when the compiled function runs (`EMLX.Native.check/2`).
+  (and raising) when the compiled function runs (EMLX.Native.check/2, internal).
   """
   @spec raise_if!({EMLX.tensor_ref(), String.t()}) :: :ok
   def raise_if!({bad, message}), do: EMLX.Native.check(bad, message)

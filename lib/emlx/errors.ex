@@ -11,10 +11,10 @@ defmodule EMLX.CrossQueueError do
   Raised by the op NIF when argument `argument` (1-based) is an unevaluated
   tensor of another command queue: only that queue can evaluate it.
 
-  `EMLX` functions never let it out: `EMLX.Native.op/3` rescues it by type,
+  `EMLX` functions never let it out: the internal EMLX.Native.op/3 rescues it by type,
   evaluates such tensors on their own queues and builds the op again (the
   cross-queue rule of `EMLX.CommandQueue`). It reaches user code only from a
-  direct call of the undocumented `EMLX.NIF.op/3`.
+  direct call of the undocumented EMLX.NIF.op/3.
   """
   defexception [:message, :argument]
 end
