@@ -10,7 +10,11 @@
 
 use rustler::{Env, NifResult, Term};
 
+use std::time::Instant;
+
+use crate::error::Result;
 use crate::ffi;
+use crate::queue::Queue;
 use crate::runtime::{blob_job, eval_tensors, item_job, Inline};
 
 /// The largest graph a NIF evaluates itself (`run_now`): MLX's CPU kernels
@@ -28,13 +32,52 @@ const COLLECT_MIN_BYTES: usize = 1 << 20;
 
 /// Whether evaluating the graph under `list` computes at least
 /// `COLLECT_MIN_BYTES`.
-pub fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
     !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
 }
 
 /// Whether the unevaluated graph under `list` may be evaluated in a NIF.
-pub fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
     ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
+}
+
+/// What a `_now` NIF does with the graph under `list`, built on `queue`.
+pub enum Now<T> {
+    /// It was small and the queue idle: `run` ran here, and took this many
+    /// nanoseconds.
+    Ran(Result<(T, u64)>),
+    /// It is large: the caller collects garbage first, then sends the job.
+    Collect,
+    /// Send the job.
+    Submit,
+}
+
+/// Runs `run` right here when the graph under `list` is small and `queue`
+/// can evaluate inline now (`Queue::run_now`); otherwise says whether to
+/// collect garbage before the job. The graph is only walked inside
+/// `run_now` or `when_idle`, where nothing else evaluates it; on a busy
+/// queue the answer is `Submit`.
+pub fn try_now<T>(
+    queue: &Queue,
+    list: &ffi::ArrayList,
+    run: impl FnOnce(&ffi::StreamRef) -> Result<T>,
+) -> Now<T> {
+    let mut collect = None;
+    let ran = queue.run_now(|stream| {
+        if !small(list, stream) {
+            collect = Some(worth_collecting(list, stream));
+            return None;
+        }
+        let start = Instant::now();
+        Some(run(stream).map(|value| (value, start.elapsed().as_nanos() as u64)))
+    });
+    if let Some(result) = ran {
+        return Now::Ran(result);
+    }
+    match collect.or_else(|| queue.when_idle(|| worth_collecting(list, &queue.stream))) {
+        Some(true) => Now::Collect,
+        _ => Now::Submit,
+    }
 }
 
 /// `eval`, except that a small graph on an idle queue is evaluated right

@@ -11,14 +11,13 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rustler::{Atom, Encoder, Env, LocalPid, NifResult, ResourceArc, Term};
 
 use crate::args;
 use crate::error::Error;
 use crate::ffi;
-use crate::now::{small, worth_collecting};
+use crate::now::{try_now, Now};
 use crate::queue::{self, Device, Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, mark_ready, BlobRes, QueueRes, TensorRes};
 
@@ -199,27 +198,17 @@ pub fn eval_tensors<'a>(
         return Ok(atoms::done().encode(env));
     };
     if now {
-        // The graph is only walked inside `run_now` or `when_idle`: nothing
-        // evaluates it meanwhile.
-        let mut collect = None;
-        let ran = queue.run_now(|stream| {
-            if !small(&list, stream) {
-                collect = Some(worth_collecting(&list, stream));
-                return None;
-            }
-            let start = Instant::now();
-            let evaluated = ffi::eval_list(&list, stream).map_err(Error::from);
-            Some(evaluated.map(|()| start.elapsed().as_nanos() as u64))
+        let evaluated = try_now(&queue, &list, |stream| {
+            ffi::eval_list(&list, stream).map_err(Error::from)
         });
-        if let Some(result) = ran {
-            let ns = result?;
-            mark_ready(&flags);
-            return Ok((atoms::done(), ns).encode(env));
-        }
-        let collect =
-            collect.or_else(|| queue.when_idle(|| worth_collecting(&list, &queue.stream)));
-        if collect == Some(true) {
-            return Ok(atoms::collect().encode(env));
+        match evaluated {
+            Now::Ran(result) => {
+                let ((), ns) = result?;
+                mark_ready(&flags);
+                return Ok((atoms::done(), ns).encode(env));
+            }
+            Now::Collect => return Ok(atoms::collect().encode(env)),
+            Now::Submit => {}
         }
     }
     let route = queue.route(false)?;
@@ -275,41 +264,32 @@ pub fn read_job<'a>(
         let mut list = ffi::new_list();
         ffi::list_push(list.pin_mut(), &array);
         let mut work = Some(work);
-        // The graph is only walked inside `run_now` or `when_idle` (see
-        // `eval_tensors`).
-        let mut collect = None;
-        let ran = res.queue.run_now(|stream| {
-            if !small(&list, stream) {
-                collect = Some(worth_collecting(&list, stream));
-                return None;
-            }
-            let work = work.take()?;
-            let start = Instant::now();
-            let reply = work(ReadArgs {
+        let read = try_now(&res.queue, &list, |stream| {
+            let work = work
+                .take()
+                .ok_or_else(|| Error::Internal("the read job's work was already taken".into()))?;
+            work(ReadArgs {
                 array: &array,
                 stream,
                 owner: &res,
                 evaluated: false,
-            });
-            Some(reply.map(|r| (r, start.elapsed().as_nanos() as u64)))
+            })
         });
-        if let Some(reply) = ran {
-            let (reply, ns) = reply?;
-            mark_ready(&[res.ready_flag()]);
-            return Ok(match reply {
-                Reply::Ok => (atoms::done(), ns).encode(env),
-                Reply::Term(f) => (atoms::done(), f(env), ns).encode(env),
-            });
+        match read {
+            Now::Ran(reply) => {
+                let (reply, ns) = reply?;
+                mark_ready(&[res.ready_flag()]);
+                return Ok(match reply {
+                    Reply::Ok => (atoms::done(), ns).encode(env),
+                    Reply::Term(f) => (atoms::done(), f(env), ns).encode(env),
+                });
+            }
+            Now::Collect => return Ok(atoms::collect().encode(env)),
+            Now::Submit => {}
         }
         let Some(unused) = work else {
             unreachable!("run_now declined after running the work")
         };
-        let queue = &res.queue;
-        let collect =
-            collect.or_else(|| queue.when_idle(|| worth_collecting(&list, &queue.stream)));
-        if collect == Some(true) {
-            return Ok(atoms::collect().encode(env));
-        }
         return submit_read(env, res, array, tag, unused);
     }
     submit_read(env, res, array, tag, work)
