@@ -95,7 +95,7 @@ if Code.ensure_loaded?(Nx) do
     # EMLX.Defn.Lower records what EMLX.Backend builds (EMLX.Defn.Trace);
     # program.rs / program.cc hold and run the program.
 
-    alias Nx.Defn.{Composite, Expr}
+    alias Nx.Defn.Composite
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
     alias EMLX.Defn.{Lower, Trace}
@@ -293,30 +293,23 @@ if Code.ensure_loaded?(Nx) do
       # MLX 0.32.4's CUDA backend cannot build fused kernels that convert
       # complex values ("Failed to compile kernel": no cast from complex64_t),
       # so a GPU program with complex values runs unfused.
-      fuse = config.fuse and not (device == :gpu and complex?(Composite.flatten_list([expr])))
+      fuse = config.fuse and not (device == :gpu and complex?(expr))
       program = EMLX.NIF.program_new({inputs, steps, outputs, fuse})
 
       hooks = Map.new(hook_specs, fn {id, spec, value} -> {id, {spec, value}} end)
       %{program: program, outputs: leaves, templates: templates, hooks: hooks, callbacks: callbacks}
     end
 
-    # Whether any node of the expression graph has a complex type.
-    defp complex?(pending, seen \\ MapSet.new())
-    defp complex?([], _seen), do: false
-    defp complex?([%T{type: {:c, _}} | _], _seen), do: true
+    # Whether any node of the expression graph, inner scopes (while bodies,
+    # cond clauses, default implementations) included, has a complex type.
+    defp complex?(expr) do
+      every_argument = fn node ->
+        {_, args} = Nx.Defn.Tree.apply_args(node, :all, [], &{&1, [&1 | &2]})
+        {:ok, args}
+      end
 
-    defp complex?([%T{data: %Expr{id: id, args: args}} | rest], seen) do
-      if MapSet.member?(seen, id),
-        do: complex?(rest, seen),
-        else: complex?(tensors_in(args, rest), MapSet.put(seen, id))
+      expr |> EMLX.Defn.Tree.post_order(every_argument) |> Enum.any?(&match?(%T{type: {:c, _}}, &1))
     end
-
-    defp complex?([_ | rest], seen), do: complex?(rest, seen)
-
-    defp tensors_in(%T{} = t, acc), do: [t | acc]
-    defp tensors_in(list, acc) when is_list(list), do: Enum.reduce(list, acc, &tensors_in/2)
-    defp tensors_in(tuple, acc) when is_tuple(tuple), do: tensors_in(Tuple.to_list(tuple), acc)
-    defp tensors_in(_other, acc), do: acc
 
     # The devectorized output expression, and the container of its
     # (vectorized) templates, as Nx.Defn.Evaluator keeps them.
