@@ -97,7 +97,7 @@ if Code.ensure_loaded?(Nx) do
         )
 
       outs = if is_tuple(out), do: Tuple.to_list(out), else: [out]
-      {:ok, outs, Enum.map(outs, &Nx.backend_copy(&1, Nx.BinaryBackend))}
+      {:ok, outs, read_back(outs)}
     rescue
       e -> {:raised, e}
     end
@@ -147,26 +147,32 @@ if Code.ensure_loaded?(Nx) do
           ]
 
         {:ok, outs} ->
-          {found, _} =
-            steps
-            |> Enum.with_index()
-            |> Enum.reduce({[], Tuple.to_list(outs)}, fn {step, k}, {found, outs} ->
-              {mine, rest} = Enum.split(outs, length(step.out))
+          mine = by_step(steps, Tuple.to_list(outs))
 
-              found =
-                if step.exact? do
-                  read = Enum.map(mine, &Nx.backend_copy(&1, Nx.BinaryBackend))
-                  found ++ judge(step, k, :compiled_program, {:ok, mine, read}, ref)
-                else
-                  found
-                end
+          found =
+            for {step, k, outs} <- mine,
+                step.exact?,
+                m <- judge(step, k, :compiled_program, {:ok, outs, read_back(outs)}, ref),
+                do: m
 
-              {found, rest}
-            end)
-
-          explain_rewrites(found, steps, program, params, outs, ref)
+          explain_rewrites(found, steps, program, params, mine, ref)
       end
     end
+
+    # A whole program's outputs split by step: [{step, k, its outputs}].
+    defp by_step(steps, outs) do
+      {split, []} =
+        steps
+        |> Enum.with_index()
+        |> Enum.map_reduce(outs, fn {step, k}, outs ->
+          {its, rest} = Enum.split(outs, length(step.out))
+          {{step, k, its}, rest}
+        end)
+
+      split
+    end
+
+    defp read_back(outs), do: Enum.map(outs, &Nx.backend_copy(&1, Nx.BinaryBackend))
 
     # Nx's expression builder rewrites some compositions of ops as it
     # records them (docs/known_differences.md, `nx_expression_rewrite`), so
@@ -174,34 +180,35 @@ if Code.ensure_loaded?(Nx) do
     # on any compiler. An unexplained difference whose value Nx's own
     # Evaluator on Nx.BinaryBackend reproduces, from the same inputs and the
     # same defn, is that rewrite: it is counted as known.
-    defp explain_rewrites(found, steps, program, params, outs, ref) do
-      if Enum.all?(found, & &1.known) do
-        found
+    defp explain_rewrites(found, steps, program, params, mine, ref) do
+      with false <- Enum.all?(found, & &1.known),
+           {:ok, oracle} <- evaluator_outputs(program, params) do
+        theirs = by_step(steps, oracle)
+        Enum.map(found, &explain_rewrite(&1, mine, theirs, ref))
       else
-        oracle = evaluator_outputs(program, params)
-        Enum.map(found, &explain_rewrite(&1, steps, oracle, Tuple.to_list(outs), ref))
+        _ -> found
       end
     end
 
-    defp explain_rewrite(%{known: nil, step: k} = m, steps, {:ok, oracle}, outs, ref) when is_integer(k) do
-      step = Enum.at(steps, k)
-      offset = steps |> Enum.take(k) |> Enum.map(&length(&1.out)) |> Enum.sum()
-      mine = outs |> Enum.slice(offset, length(step.out)) |> Enum.map(&Nx.backend_copy(&1, Nx.BinaryBackend))
-      theirs = Enum.slice(oracle, offset, length(step.out))
-      inputs = Enum.map(Gen.refs(step.args), &elem(ref, &1))
-      scale = Compare.step_scale(step.op, inputs)
-      same? = Enum.zip(theirs, mine) |> Enum.all?(fn {o, g} -> Compare.compare(o, g, step.tol, scale) == :ok end)
+    defp explain_rewrite(%{known: nil, step: k} = m, mine, theirs, ref) when is_integer(k) do
+      {step, ^k, got} = Enum.at(mine, k)
+      {_, ^k, expected} = Enum.at(theirs, k)
+      scale = Compare.step_scale(step.op, Enum.map(Gen.refs(step.args), &elem(ref, &1)))
+
+      same? =
+        Enum.zip(expected, read_back(got)) |> Enum.all?(fn {e, g} -> Compare.compare(e, g, step.tol, scale) == :ok end)
+
       if same?, do: %{m | known: :nx_expression_rewrite}, else: m
     end
 
-    defp explain_rewrite(m, _steps, _oracle, _outs, _ref), do: m
+    defp explain_rewrite(m, _mine, _theirs, _ref), do: m
 
     defp evaluator_outputs(program, params) do
-      params = params |> Tuple.to_list() |> Enum.map(&Nx.backend_copy(&1, Nx.BinaryBackend)) |> List.to_tuple()
+      params = params |> Tuple.to_list() |> read_back() |> List.to_tuple()
 
       Nx.with_default_backend(Nx.BinaryBackend, fn ->
         outs = Nx.Defn.jit_apply(program, [params], compiler: Nx.Defn.Evaluator)
-        {:ok, outs |> Tuple.to_list() |> Enum.map(&Nx.backend_copy(&1, Nx.BinaryBackend))}
+        {:ok, outs |> Tuple.to_list() |> read_back()}
       end)
     rescue
       _ -> :error
@@ -217,7 +224,7 @@ if Code.ensure_loaded?(Nx) do
         end
 
       outs = if is_tuple(out), do: Tuple.to_list(out), else: [out]
-      {:ok, outs, Enum.map(outs, &Nx.backend_copy(&1, Nx.BinaryBackend))}
+      {:ok, outs, read_back(outs)}
     rescue
       e -> {:raised, e}
     end
