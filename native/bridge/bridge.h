@@ -191,6 +191,9 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
 // needs the bytes.
 std::unique_ptr<Array> from_kept_bytes(rust::Box<BinaryKeeper> keeper,
                                        rust::Slice<const int64_t> shape, rust::Str dtype);
+// Throws (std::invalid_argument) unless `nbytes` bytes hold exactly a
+// tensor of `shape` and `dtype`, as from_bytes/from_kept_bytes check.
+void check_blob_shape(size_t nbytes, rust::Slice<const int64_t> shape, rust::Str dtype);
 // Whether from_kept_bytes can use bytes in place in this build.
 bool zero_copy_available();
 // A new MLX buffer holding a copy of `bytes` bytes at `data`.

@@ -90,6 +90,10 @@ std::unique_ptr<Array> from_bytes(rust::Slice<const uint8_t> bytes,
                                  dtype);
 }
 
+void check_blob_shape(size_t nbytes, rust::Slice<const int64_t> shape, rust::Str dtype) {
+  checked_shape(shape, parse_dtype(std::string(dtype)), nbytes);
+}
+
 bool zero_copy_available() {
 #if defined(EMLX_MLX_CPU_ALLOCATOR)
   // The layout described above, checked against this libmlx.

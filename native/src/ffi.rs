@@ -105,6 +105,7 @@ mod bridge {
             shape: &[i64],
             dtype: &str,
         ) -> Result<UniquePtr<Array>>;
+        fn check_blob_shape(nbytes: usize, shape: &[i64], dtype: &str) -> Result<()>;
         fn zero_copy_available() -> bool;
         fn shape_of(a: &Array) -> Vec<i64>;
         fn strides_of(a: &Array, ready: bool) -> Vec<i64>;

@@ -363,6 +363,9 @@ fn copy_blob<'a>(
     let bytes = args::binary(nif, "the data", blob)?;
     let shape = args::int_list(nif, "the shape", shape)?;
     let dtype = args::atom_name(nif, "the dtype", dtype)?;
+    // A binary of the wrong size is refused here, before a copy could be
+    // sent to a dirty scheduler.
+    ffi::check_blob_shape(bytes.len(), &shape, &dtype).map_err(Error::from)?;
     // Large binaries are used in place where MLX's allocator allows it and
     // the bytes are aligned for the element type.
     let aligned = ffi::itemsize_of(&dtype)
@@ -370,15 +373,7 @@ fn copy_blob<'a>(
     let kept = (bytes.len() >= IN_PLACE_MIN && aligned && ffi::zero_copy_available())
         .then(|| BinaryKeeper::new(blob))
         .flatten();
-    // Only a copy that will happen goes to a dirty scheduler: a binary of
-    // the wrong size is refused right here, by `from_bytes`.
-    let expected = ffi::itemsize_of(&dtype).ok().and_then(|size| {
-        shape
-            .iter()
-            .try_fold(size, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
-    });
-    let copies = kept.is_none() && expected == Some(bytes.len());
-    if copies && !dirty && bytes.len() > DIRTY_MIN {
+    if kept.is_none() && !dirty && bytes.len() > DIRTY_MIN {
         return Ok(atoms::dirty().encode(env));
     }
     let array = match kept {
