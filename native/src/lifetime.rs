@@ -49,7 +49,7 @@ impl Queue {
     /// Waits until the queue's thread has ended (it is closed: it finishes
     /// its running job, answers the waiting ones and ends).
     fn wait_ended(&self) {
-        while self.stats.running.load(Ordering::SeqCst) {
+        while self.stats().running.load(Ordering::SeqCst) {
             thread::sleep(Duration::from_millis(1));
         }
     }
@@ -132,7 +132,7 @@ pub fn shutdown_all(timeout: Duration) {
     let deadline = Instant::now() + timeout;
     while queues
         .iter()
-        .any(|q| q.stats.running.load(Ordering::SeqCst))
+        .any(|q| q.stats().running.load(Ordering::SeqCst))
         && Instant::now() < deadline
     {
         thread::sleep(Duration::from_millis(1));

@@ -132,27 +132,50 @@ pub struct Queue {
     pub device: Device,
     pub stream: StreamRef,
     pub capacity: usize,
-    pub stats: Arc<Stats>,
     tx: Sender<Job>,
-    /// `true` once closed. Submitters hold the read lock while they send, so
-    /// after `close` has taken the write lock no job can enter the channel:
-    /// what is in it then is all the thread has to answer.
-    closed: Arc<RwLock<bool>>,
+    /// What the queue thread shares with the submitters.
+    shared: Arc<Shared>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
     /// The monitor on the owner process, kept for as long as the queue lives.
     owner: OnceLock<ResourceArc<OwnerWatch>>,
     /// Whether this queue's CPU streams run their tasks inline (see
     /// native/bridge/inline_cpu.cc): only then may a NIF evaluate on them.
     pub inline: bool,
+}
+
+/// The state a queue's thread shares with the queue's submitters.
+#[derive(Default)]
+struct Shared {
+    stats: Stats,
+    /// `true` once closed. Submitters hold the read lock while they send, so
+    /// after `close` has taken the write lock no job can enter the channel:
+    /// what is in it then is all the thread has to answer.
+    closed: RwLock<bool>,
     /// Held while anything evaluates on, or frees graphs of, the queue's
     /// streams: the queue thread for each job, or a NIF in `run_now`.
-    eval_lock: Arc<Mutex<()>>,
+    eval_lock: Mutex<()>,
     /// Jobs submitted and not finished yet.
-    in_flight: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
     /// Lazy arrays whose graphs the queue thread is to free (see `release`),
     /// and whether a `Release` job is on its way.
-    releases: Arc<Mutex<Vec<cxx::UniquePtr<Array>>>>,
-    release_sent: Arc<AtomicBool>,
+    releases: Mutex<Vec<cxx::UniquePtr<Array>>>,
+    release_sent: AtomicBool,
+}
+
+impl Shared {
+    /// Frees the arrays waiting in `releases` (taken under the lock, freed
+    /// outside it, with nothing evaluating meanwhile), or leaks them when the
+    /// process is exiting (see `lifetime::exiting`).
+    fn free_releases(&self) {
+        self.release_sent.store(false, Ordering::Release);
+        let waiting = std::mem::take(&mut *self.releases.lock());
+        if crate::lifetime::exiting() {
+            std::mem::forget(waiting);
+        } else {
+            let _running = self.eval_lock.lock();
+            drop(waiting);
+        }
+    }
 }
 
 /// Watches the process that owns a queue: the VM calls `down` when that
@@ -188,17 +211,10 @@ impl Queue {
         let (tx, rx) = bounded::<Job>(capacity);
         let (ready_tx, ready_rx) = bounded::<Result<(StreamRef, bool)>>(1);
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let stats = Arc::new(Stats::default());
-        let closed = Arc::new(RwLock::new(false));
-        let (thread_stats, thread_closed) = (stats.clone(), closed.clone());
-        let eval_lock = Arc::new(Mutex::new(()));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let releases = Arc::new(Mutex::new(Vec::new()));
-        let release_sent = Arc::new(AtomicBool::new(false));
-        let (thread_lock, thread_in_flight) = (eval_lock.clone(), in_flight.clone());
-        let (thread_releases, thread_release_sent) = (releases.clone(), release_sent.clone());
+        let shared = Arc::new(Shared::default());
+        let thread_shared = shared.clone();
         LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
-        stats.running.store(true, Ordering::SeqCst);
+        shared.stats.running.store(true, Ordering::SeqCst);
         let spawned = thread::Builder::new()
             .name(format!("emlx-queue-{id}"))
             .spawn(move || {
@@ -206,29 +222,21 @@ impl Queue {
                 let streams = created.as_ref().ok().copied();
                 let _ = ready_tx.send(created);
                 if let Some((stream, pooled)) = streams {
-                    let served = Served {
-                        stats: &thread_stats,
-                        closed: &thread_closed,
-                        eval_lock: &thread_lock,
-                        in_flight: &thread_in_flight,
-                        releases: &thread_releases,
-                        release_sent: &thread_release_sent,
-                    };
                     // A panic that escapes the jobs' own guards ends the
                     // thread; `serve`'s drain guard has answered every job
                     // by then, and the flags below still go down.
-                    let _ = catch_unwind(AssertUnwindSafe(|| serve(stream, &rx, &served)));
+                    let _ = catch_unwind(AssertUnwindSafe(|| serve(stream, &rx, &thread_shared)));
                     if pooled && !crate::lifetime::exiting() {
                         ffi::return_inline_streams(&stream);
                     }
                 }
-                thread_stats.running.store(false, Ordering::SeqCst);
+                thread_shared.stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
             });
         let handle = match spawned {
             Ok(handle) => handle,
             Err(e) => {
-                stats.running.store(false, Ordering::SeqCst);
+                shared.stats.running.store(false, Ordering::SeqCst);
                 LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
                 return Err(Error::Queue(format!(
                     "cannot start a command queue thread: {e}"
@@ -243,16 +251,11 @@ impl Queue {
             device,
             stream,
             capacity,
-            stats,
             tx,
-            closed,
+            shared,
             thread: Mutex::new(Some(handle)),
             owner: OnceLock::new(),
             inline: pooled && inline_cpu::active(),
-            eval_lock,
-            in_flight,
-            releases,
-            release_sent,
         });
         crate::lifetime::register(&queue);
         Ok(queue)
@@ -288,15 +291,15 @@ impl Queue {
     /// Sends a job that `run` or `cancel` will answer (and count out of
     /// `in_flight`).
     fn send_job(&self, mut job: Job) -> Result<()> {
-        let closed = self.closed.read();
+        let closed = self.shared.closed.read();
         if *closed {
             job.disarm();
             return Err(self.closed_error());
         }
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
         let sent = self.tx.try_send(job);
         if sent.is_err() {
-            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
         match sent {
             Ok(()) => Ok(()),
@@ -335,7 +338,7 @@ impl Queue {
                 work(&self.stream)
             })
             .flatten()?;
-        let s = &self.stats;
+        let s = &self.shared.stats;
         s.busy_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         s.inline.fetch_add(1, Ordering::Relaxed);
@@ -354,10 +357,10 @@ impl Queue {
     /// built on them. A job submitted meanwhile waits until `f` is done.
     /// `None` (and `f` not run) otherwise.
     pub fn when_idle<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        if self.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+        if self.shared.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
             return None;
         }
-        let _running = self.eval_lock.try_lock()?;
+        let _running = self.shared.eval_lock.try_lock()?;
         Some(f())
     }
 
@@ -375,22 +378,22 @@ impl Queue {
         if array.is_null() || ready {
             return;
         }
-        let closed = self.closed.read();
+        let closed = self.shared.closed.read();
         if *closed {
             return;
         }
         {
-            let mut waiting = self.releases.lock();
+            let mut waiting = self.shared.releases.lock();
             if waiting.len() >= MAX_RELEASES {
                 return;
             }
             waiting.push(array);
         }
-        if !self.release_sent.swap(true, Ordering::AcqRel) {
+        if !self.shared.release_sent.swap(true, Ordering::AcqRel) {
             // A full channel only delays the drop until the next release
             // finds the job missing.
             if self.tx.try_send(Job::Release).is_err() {
-                self.release_sent.store(false, Ordering::Release);
+                self.shared.release_sent.store(false, Ordering::Release);
             }
         }
     }
@@ -399,7 +402,7 @@ impl Queue {
     /// one finishes, then the thread ends. Idempotent and non-blocking.
     pub fn close(&self) {
         {
-            let mut closed = self.closed.write();
+            let mut closed = self.shared.closed.write();
             if *closed {
                 return;
             }
@@ -425,7 +428,7 @@ impl Queue {
     /// Closed, or the process is exiting (then no op may build MLX arrays
     /// any more either: see `lifetime::exiting`).
     pub fn is_closed(&self) -> bool {
-        *self.closed.read() || crate::lifetime::exiting()
+        *self.shared.closed.read() || crate::lifetime::exiting()
     }
 
     /// Jobs waiting in the channel now.
@@ -438,6 +441,11 @@ impl Queue {
             "command queue {} is closed (closed explicitly, or its owner process exited)",
             self.id
         ))
+    }
+
+    /// The queue's job counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     /// Makes this queue the one that serves reads of evaluated tensors of
@@ -482,33 +490,7 @@ pub fn live_threads() -> usize {
     LIVE_THREADS.load(Ordering::SeqCst)
 }
 
-/// What the queue thread shares with the queue's submitters.
-struct Served<'a> {
-    stats: &'a Stats,
-    closed: &'a RwLock<bool>,
-    eval_lock: &'a Mutex<()>,
-    in_flight: &'a AtomicUsize,
-    releases: &'a Mutex<Vec<cxx::UniquePtr<Array>>>,
-    release_sent: &'a AtomicBool,
-}
-
-impl Served<'_> {
-    /// Frees the arrays waiting in `releases` (taken under the lock, freed
-    /// outside it, with nothing evaluating meanwhile), or leaks them when the
-    /// process is exiting (see `lifetime::exiting`).
-    fn free_releases(&self) {
-        self.release_sent.store(false, Ordering::Release);
-        let waiting = std::mem::take(&mut *self.releases.lock());
-        if crate::lifetime::exiting() {
-            std::mem::forget(waiting);
-        } else {
-            let _running = self.eval_lock.lock();
-            drop(waiting);
-        }
-    }
-}
-
-fn serve(stream: StreamRef, rx: &Receiver<Job>, q: &Served) {
+fn serve(stream: StreamRef, rx: &Receiver<Job>, q: &Shared) {
     let mut drain = DrainOnExit {
         rx,
         q,
@@ -541,7 +523,7 @@ const DIED: &str = "the command queue's thread ended before running this job \
 /// waiting to be freed go too.
 struct DrainOnExit<'a> {
     rx: &'a Receiver<Job>,
-    q: &'a Served<'a>,
+    q: &'a Shared,
     normal: bool,
 }
 
@@ -556,8 +538,8 @@ impl Drop for DrainOnExit<'_> {
     }
 }
 
-fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, q: &Served) {
-    let stats = q.stats;
+fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, q: &Shared) {
+    let stats = &q.stats;
     if !reply.caller_alive() {
         stats.dropped.fetch_add(1, Ordering::Relaxed);
         q.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -585,7 +567,7 @@ fn run(stream: &StreamRef, work: Work, mut reply: ReplyTo, q: &Served) {
     reply.send(result, run_ns);
 }
 
-fn cancel(job: Job, q: &Served, why: &str) {
+fn cancel(job: Job, q: &Shared, why: &str) {
     if let Job::Run(_, reply) | Job::Crash(reply) = job {
         q.in_flight.fetch_sub(1, Ordering::SeqCst);
         q.stats.cancelled.fetch_add(1, Ordering::Relaxed);

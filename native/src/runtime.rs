@@ -97,7 +97,7 @@ fn queue_info<'a>(env: Env<'a>, queue: Term<'a>) -> NifResult<Term<'a>> {
             .queue
             .clone(),
     };
-    let s = &q.stats;
+    let s = q.stats();
     let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).encode(env);
     let pairs = [
         (atoms::id(), q.id.encode(env)),
