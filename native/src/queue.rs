@@ -328,9 +328,6 @@ impl Queue {
         &self,
         work: impl FnOnce(&StreamRef) -> Option<Result<T>>,
     ) -> Option<Result<T>> {
-        if !self.inline {
-            return None;
-        }
         let start = Instant::now();
         let result = self
             .when_idle(|| {
@@ -351,13 +348,16 @@ impl Queue {
         Some(result)
     }
 
-    /// Runs `f` right here when the queue is open and idle: no job submitted
-    /// before is waiting or running, and nothing evaluates on (or frees
-    /// graphs of) its streams while `f` runs, so `f` may look inside graphs
-    /// built on them. A job submitted meanwhile waits until `f` is done.
-    /// `None` (and `f` not run) otherwise.
+    /// Runs `f` right here when the queue evaluates inline and is open and
+    /// idle: no job submitted before is waiting or running, and nothing
+    /// evaluates on (or frees graphs of) its streams while `f` runs, so `f`
+    /// may look inside graphs built on them. A job submitted meanwhile waits
+    /// until `f` is done. `None` (and `f` not run) otherwise. A queue whose
+    /// streams keep MLX's own threads (builds with a GPU, or
+    /// EMLX_CPU_STREAM_THREADS=1) is never idle in this sense: a finished
+    /// job does not mean those threads are done with its graph.
     pub fn when_idle<T>(&self, f: impl FnOnce() -> T) -> Option<T> {
-        if self.shared.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
+        if !self.inline || self.shared.in_flight.load(Ordering::SeqCst) != 0 || self.is_closed() {
             return None;
         }
         let _running = self.shared.eval_lock.try_lock()?;
