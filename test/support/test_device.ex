@@ -25,6 +25,17 @@ defmodule EMLX.TestDevice do
   @spec gpu?() :: boolean()
   def gpu?, do: device() == :gpu
 
+  @doc """
+  How long a task of a many-process test may take when its work goes to a
+  device's default command queue. Async tests share those queues, and some
+  hold one for seconds (the 2^31-element reductions of
+  size_boundary_test.exs, the 10^6-element sums): a task waiting behind
+  them is slow, not wrong, so Task's 5 s default is too short (it timed out
+  in full runs, most often on 16-core machines where more tests overlap).
+  """
+  @spec shared_queue_timeout() :: pos_integer()
+  def shared_queue_timeout, do: 60_000
+
   @doc "The EMLX.Backend (with its device option) the suite's Nx tensors use."
   @spec backend() :: {module(), keyword()}
   def backend, do: {EMLX.Backend, device: device()}

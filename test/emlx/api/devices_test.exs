@@ -96,10 +96,13 @@ defmodule EMLX.API.DevicesTest do
         xs = [1.0, 2.0, 3.0]
 
         1..16
-        |> Task.async_stream(fn i ->
-          x = tensor(xs, :float32, if(rem(i, 2) == 0, do: d, else: :cpu))
-          for _ <- 1..20, do: assert_close(EMLX.fft(x, 4, 0), dft(xs, 4), atol: 1.0e-5)
-        end)
+        |> Task.async_stream(
+          fn i ->
+            x = tensor(xs, :float32, if(rem(i, 2) == 0, do: d, else: :cpu))
+            for _ <- 1..20, do: assert_close(EMLX.fft(x, 4, 0), dft(xs, 4), atol: 1.0e-5)
+          end,
+          timeout: EMLX.TestDevice.shared_queue_timeout()
+        )
         |> Enum.each(fn {:ok, _} -> :ok end)
       end
 

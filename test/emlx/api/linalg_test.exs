@@ -251,10 +251,13 @@ defmodule EMLX.API.LinalgTest do
     test "linalg from many processes on the default queue" do
       results =
         1..20
-        |> Task.async_stream(fn i ->
-          a = tensor([[i * 1.0, 0.0], [0.0, 2.0]], :float32)
-          to_list(EMLX.linalg_inv(a))
-        end)
+        |> Task.async_stream(
+          fn i ->
+            a = tensor([[i * 1.0, 0.0], [0.0, 2.0]], :float32)
+            to_list(EMLX.linalg_inv(a))
+          end,
+          timeout: EMLX.TestDevice.shared_queue_timeout()
+        )
         |> Enum.map(fn {:ok, r} -> r end)
 
       for {r, i} <- Enum.with_index(results, 1) do

@@ -106,9 +106,12 @@ if Code.ensure_loaded?(Nx) do
         f = Nx.Defn.jit(&Nx.multiply(&1, &1), @opts)
 
         1..32
-        |> Task.async_stream(fn i ->
-          for j <- 1..20, do: assert(Nx.to_flat_list(f.(emlx(bin([i, j])))) == [i * i, j * j])
-        end)
+        |> Task.async_stream(
+          fn i ->
+            for j <- 1..20, do: assert(Nx.to_flat_list(f.(emlx(bin([i, j])))) == [i * i, j * j])
+          end,
+          timeout: EMLX.TestDevice.shared_queue_timeout()
+        )
         |> Enum.each(&assert(match?({:ok, _}, &1)))
       end
     end

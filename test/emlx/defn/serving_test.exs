@@ -39,7 +39,8 @@ if Code.ensure_loaded?(Nx) do
       results =
         rows
         |> Task.async_stream(fn row -> Nx.Serving.batched_run(name, Nx.Batch.stack([batch(row)])) end,
-          max_concurrency: 12
+          max_concurrency: 12,
+          timeout: EMLX.TestDevice.shared_queue_timeout()
         )
         |> Enum.map(fn {:ok, result} -> result end)
 
