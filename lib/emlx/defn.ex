@@ -15,8 +15,11 @@ if Code.ensure_loaded?(Nx) do
     then sends one job to a command queue, whose thread builds the whole MLX
     graph, drives `while` loops and `cond` branches itself (no BEAM round
     trip per iteration), evaluates the outputs at once — so intermediates
-    exist only inside MLX, which reuses their buffers — and replies. A second
-    call with the same templates does no lowering.
+    exist only inside MLX, which reuses their buffers — and replies. A
+    straight-line program (no `while`, `cond`, check or callback; unfused)
+    whose graph is small runs in the calling NIF instead when its CPU queue
+    is idle, as small eager evaluations do. A second call with the same
+    templates does no lowering.
 
         iex> add_one = Nx.Defn.jit(&Nx.add(&1, 1), compiler: EMLX, device: :cpu)
         iex> add_one.(Nx.tensor([1, 2], backend: {EMLX.Backend, device: :cpu})) |> Nx.to_flat_list()

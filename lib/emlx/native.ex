@@ -119,10 +119,15 @@ defmodule EMLX.Native do
     end
   end
 
+  # A small straight-line program on an idle CPU queue runs in the NIF
+  # itself and answers `{:done, result}`.
   defp program_job(submit, callbacks, device, queue) do
     ref = make_ref()
-    :ok = submit.(ref)
-    await_program(ref, callbacks, device, queue)
+
+    case submit.(ref) do
+      :ok -> await_program(ref, callbacks, device, queue)
+      {:done, result} -> result
+    end
   end
 
   defp await_program(ref, callbacks, device, queue) do

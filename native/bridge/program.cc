@@ -55,8 +55,7 @@ bool truthy(const Array& a) {
 // One run of a program: its slots, and what it hands back besides outputs.
 class Run {
  public:
-  Run(const Program& p, const StreamRef& s, ProgramHost* host)
-      : p_(p), s_(s), host_(host), slots_(p.n_slots) {}
+  Run(const Program& p, const StreamRef& s) : p_(p), s_(s), slots_(p.n_slots) {}
 
   std::optional<Array>& at(Slot slot) {
     if (slot < 0 || static_cast<uint32_t>(slot) >= slots_.size()) broken("slot out of range");
@@ -87,19 +86,33 @@ class Run {
     }
   }
 
-  // Outputs and hooked values evaluated together; then the hooks are handed
-  // to the host.
-  std::vector<Array> finish() {
-    auto outputs = gather(p_.outputs);
-    std::vector<Array> all = outputs;
+  // What `finish` evaluates: the outputs, then the hooked values.
+  std::vector<Array> pending() {
+    std::vector<Array> all = gather(p_.outputs);
     for (const auto& [id, arrays] : hooks_) all.insert(all.end(), arrays.begin(), arrays.end());
+    return all;
+  }
+
+  // Outputs and hooked values evaluated together; then the hooks are handed
+  // to the host. The slots are emptied first: an intermediate that only the
+  // graph holds can lend its buffer to the op that reads it (MLX donates
+  // buffers nothing else references).
+  std::vector<Array> finish(ProgramHost& host) {
+    auto outputs = gather(p_.outputs);
+    auto all = pending();
+    slots_.clear();
     eval_arrays(all);
+    all.clear();
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
-      host_hook(*host_, id, list);
+      host_hook(host, id, list);
     }
+    hooks_.clear();
     return outputs;
   }
+
+  // The ProgramHost of a running program, for its callback steps.
+  ProgramHost* host = nullptr;
 
  private:
   void step(const std::unique_ptr<Segment>& seg) {
@@ -108,7 +121,7 @@ class Run {
         const Segment* raw = seg.get();
         const Program* prog = &p_;
         auto fun = [prog, raw, s = s_](const std::vector<Array>& ins) {
-          Run traced(*prog, s, nullptr);
+          Run traced(*prog, s);
           traced.scatter(raw->ins, ins);
           traced.interpret(*raw);
           return traced.gather(raw->outs);
@@ -193,16 +206,15 @@ class Run {
   }
 
   void step(const CallbackStep& c) {
-    if (host_ == nullptr) broken("a callback outside a run");
+    if (host == nullptr) broken("a callback outside a run");
     ArrayList ins{gather(c.ins)};
     eval_arrays(ins.items);
-    auto outs = host_callback(*host_, c.id, ins);
+    auto outs = host_callback(*host, c.id, ins);
     scatter(c.outs, outs->items);
   }
 
   const Program& p_;
   StreamRef s_;
-  ProgramHost* host_;
   std::vector<std::optional<Array>> slots_;
   std::vector<std::pair<uint32_t, std::vector<Array>>> hooks_;
 };
@@ -412,26 +424,79 @@ void program_finish(Program& p, uint32_t n_slots, rust::Slice<const int32_t> inp
   p.outputs = to_slots(outputs);
   p.fuse = fuse;
   compute_borders(p);
+  p.straight_ops = 0;
+  for (const auto& step : p.blocks[0].steps) {
+    if (auto* seg = std::get_if<std::unique_ptr<Segment>>(&step)) {
+      p.straight_ops += (*seg)->ops.size();
+    } else if (!std::holds_alternative<HookStep>(step)) {
+      p.straight_ops = 0;
+      break;
+    }
+  }
 }
 
 // --- running ---------------------------------------------------------------------------
 
-std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs,
-                                       const StreamRef& s, ProgramHost& host) {
+namespace {
+
+// A run with its constants and inputs in their slots.
+std::unique_ptr<Run> start(const Program& p, const ArrayList& inputs, const StreamRef& s) {
   if (inputs.items.size() != p.inputs.size()) {
     throw std::invalid_argument("the compiled function takes " + std::to_string(p.inputs.size()) +
                                 " tensors, got " + std::to_string(inputs.items.size()));
   }
-  Run run(p, s, &host);
-  for (const auto& [slot, array] : p.constants) run.at(slot) = array;
-  run.scatter(p.inputs, inputs.items);
+  auto run = std::make_unique<Run>(p, s);
+  for (const auto& [slot, array] : p.constants) run->at(slot) = array;
+  run->scatter(p.inputs, inputs.items);
+  return run;
+}
+
+}  // namespace
+
+std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs,
+                                       const StreamRef& s, ProgramHost& host) {
+  auto run = start(p, inputs, s);
+  run->host = &host;
   // mx::compile keys its traces by the thread's default stream: make it the
   // queue's for the whole run (the queue thread owns these streams).
   mx::set_default_stream(to_cpu_stream(s));
   if (s.device != 0) mx::set_default_stream(to_stream(s));
-  run.block(0);
+  run->block(0);
   auto out = std::make_unique<ArrayList>();
-  out->items = run.finish();
+  out->items = run->finish(host);
+  return out;
+}
+
+struct ProgramRun::Impl {
+  std::unique_ptr<Run> run;
+  bool completed = false;
+};
+
+ProgramRun::ProgramRun(std::unique_ptr<Impl> impl) : impl(std::move(impl)) {}
+ProgramRun::~ProgramRun() = default;
+
+size_t program_straight_ops(const Program& p) { return p.fuse ? 0 : p.straight_ops; }
+
+std::unique_ptr<ProgramRun> program_build(const Program& p, const ArrayList& inputs,
+                                          const StreamRef& s) {
+  if (program_straight_ops(p) == 0) broken("program_build of a program that evaluates as it runs");
+  auto impl = std::make_unique<ProgramRun::Impl>();
+  impl->run = start(p, inputs, s);
+  impl->run->block(0);
+  return std::make_unique<ProgramRun>(std::move(impl));
+}
+
+std::unique_ptr<ArrayList> program_pending(const ProgramRun& run) {
+  auto out = std::make_unique<ArrayList>();
+  if (!run.impl->completed) out->items = run.impl->run->pending();
+  return out;
+}
+
+std::unique_ptr<ArrayList> program_complete(ProgramRun& run, ProgramHost& host) {
+  if (run.impl->completed) broken("a program run completed twice");
+  run.impl->completed = true;
+  auto out = std::make_unique<ArrayList>();
+  out->items = run.impl->run->finish(host);
   return out;
 }
 

@@ -117,6 +117,10 @@ class Program {
   program::Slots inputs, outputs;
   uint32_t n_slots = 0;
   bool fuse = false;
+  // Op steps in the main block, when it holds nothing but op steps and hooks
+  // (no loop, branch, check or callback): such a program only builds a graph
+  // until its outputs are evaluated at the end. Unset (0) otherwise.
+  size_t straight_ops = 0;
 
   // Compile caches (one per queue thread) holding traces of this program's
   // segments, erased when the program goes.
@@ -152,5 +156,30 @@ void program_finish(Program& p, uint32_t n_slots, rust::Slice<const int32_t> inp
 // --- running (only on a queue thread: it evaluates) ----------------------------
 std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs,
                                        const StreamRef& s, ProgramHost& host);
+
+// --- running a straight-line program in steps ---------------------------------
+// A run whose graph is built and whose outputs are not evaluated yet. It
+// refers to its program, which must outlive it.
+class ProgramRun {
+ public:
+  struct Impl;
+  explicit ProgramRun(std::unique_ptr<Impl> impl);
+  ~ProgramRun();
+  std::unique_ptr<Impl> impl;
+};
+
+// How many op steps a program has that can be built without evaluating
+// anything (see `straight_ops`); 0 for every other program, and for fused
+// ones (mx::compile keeps its traces per thread).
+size_t program_straight_ops(const Program& p);
+// Builds the graph of a straight-line program (any thread: it evaluates
+// nothing); throws for another program.
+std::unique_ptr<ProgramRun> program_build(const Program& p, const ArrayList& inputs,
+                                          const StreamRef& s);
+// The arrays a built run will evaluate: its outputs, then hooked values.
+std::unique_ptr<ArrayList> program_pending(const ProgramRun& run);
+// Evaluates a built run's outputs (where its stream may be evaluated) and
+// hands its hooks to `host`; a run completes once.
+std::unique_ptr<ArrayList> program_complete(ProgramRun& run, ProgramHost& host);
 
 }  // namespace emlx

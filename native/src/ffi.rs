@@ -192,6 +192,18 @@ mod bridge {
             s: &StreamRef,
             host: &mut ProgramHost,
         ) -> Result<UniquePtr<ArrayList>>;
+        type ProgramRun;
+        fn program_straight_ops(p: &Program) -> usize;
+        fn program_build(
+            p: &Program,
+            inputs: &ArrayList,
+            s: &StreamRef,
+        ) -> Result<UniquePtr<ProgramRun>>;
+        fn program_pending(run: &ProgramRun) -> UniquePtr<ArrayList>;
+        fn program_complete(
+            run: Pin<&mut ProgramRun>,
+            host: &mut ProgramHost,
+        ) -> Result<UniquePtr<ArrayList>>;
 
         fn active_memory() -> usize;
         fn peak_memory() -> usize;
@@ -254,3 +266,8 @@ unsafe impl Sync for ArrayList {}
 unsafe impl Send for Program {}
 // SAFETY: see `Send` above; shared references only run the program.
 unsafe impl Sync for Program {}
+// SAFETY: a ProgramRun is the slots and hooked values of one run (handles as
+// in `Array`) and a reference to its Program (Sync, above), owned by one Rust
+// value at a time; moving it to the queue thread that completes it is
+// moving those handles. program.rs keeps its Program alive longer.
+unsafe impl Send for ProgramRun {}

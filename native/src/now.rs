@@ -20,7 +20,7 @@ use crate::runtime::{blob_job, eval_tensors, item_job, Inline};
 /// The largest graph a NIF evaluates itself (`run_now`): MLX's CPU kernels
 /// run at roughly 1 GB/s and a few hundred ns per node when inline, so this
 /// bounds such a call to about 100 us.
-const NOW_MAX_NODES: usize = 128;
+pub const NOW_MAX_NODES: usize = 128;
 const NOW_MAX_BYTES: usize = 128 * 1024;
 
 /// From this many bytes of buffers to compute, a `_now` NIF asks its caller
@@ -37,7 +37,7 @@ fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
 }
 
 /// Whether the unevaluated graph under `list` may be evaluated in a NIF.
-fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
+pub fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
     ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
 }
 

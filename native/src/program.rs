@@ -42,12 +42,13 @@ use rustler::{
 use crate::args;
 use crate::error::{Error, Result};
 use crate::ffi::{self, ArrayList, Program};
+use crate::now::{self, NOW_MAX_NODES};
 use crate::ops;
 use crate::queue::{Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, TensorRes};
 
 mod atoms {
-    rustler::atoms! { ok, op, hook, check, cond, callback, emlx_callback, while_ = "while" }
+    rustler::atoms! { ok, done, op, hook, check, cond, callback, emlx_callback, while_ = "while" }
 }
 
 /// What a run talks to besides MLX: it collects the hooked values (in
@@ -448,8 +449,45 @@ fn tensor_list(term: Term) -> Option<Vec<Term>> {
     items.iter().any(|t| is_tensor(*t)).then_some(items)
 }
 
+/// A straight-line run built in a NIF and completed on the queue thread;
+/// the run refers to the program, so it is dropped first (fields drop in
+/// order).
+struct BuiltRun {
+    run: UniquePtr<ffi::ProgramRun>,
+    _program: ResourceArc<ProgramRes>,
+}
+
+/// `{outputs, hooks}` of a completed run: evaluated tensors of `owner`.
+fn run_result<'a>(
+    env: Env<'a>,
+    outputs: &ArrayList,
+    host: &ProgramHost,
+    owner: &Arc<Queue>,
+) -> Term<'a> {
+    let wrap = |list: &ArrayList| -> Vec<Term> {
+        (0..ffi::list_len(list))
+            .map(|i| {
+                TensorRes::wrap(
+                    env,
+                    TensorRes::evaluated(ffi::list_get(list, i), owner.clone()),
+                )
+            })
+            .collect()
+    };
+    let hooks: Vec<Term> = host
+        .hooks
+        .iter()
+        .map(|(id, list)| (*id, wrap(list)).encode(env))
+        .collect();
+    (wrap(outputs), hooks).encode(env)
+}
+
 /// Runs `program` on `queue` with `inputs`; the reply is
-/// `{tag, {:ok, {outputs, hooks}} | {:error, _}, run_ns}`.
+/// `{tag, {:ok, {outputs, hooks}} | {:error, _}, run_ns}`. A straight-line
+/// program (no loop, branch, check or callback; unfused) whose graph is
+/// small, on an idle queue that evaluates inline, runs right here instead
+/// (as `eval_now` does): the answer is then `{:done, {outputs, hooks}}` and
+/// no reply comes.
 #[rustler::nif]
 fn program_run<'a>(
     env: Env<'a>,
@@ -495,39 +533,60 @@ fn program_run<'a>(
             Ok(())
         })??;
     }
-    let owner = queue.clone();
     let tag_env = OwnedEnv::new();
-    let caller = Caller {
-        pid: env.pid(),
-        tag: tag_env.save(tag),
-        tag_env,
-        queue: queue.clone(),
+    let mut host = ProgramHost {
+        hooks: Vec::new(),
+        caller: Caller {
+            pid: env.pid(),
+            tag: tag_env.save(tag),
+            tag_env,
+            queue: queue.clone(),
+        },
     };
+    let straight = ffi::program_straight_ops(&program.program);
+    if (1..=NOW_MAX_NODES).contains(&straight) {
+        let mut built = None;
+        let ran = queue.run_now(|stream| {
+            let run = match ffi::program_build(&program.program, &list, stream) {
+                Ok(run) => run,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let mut built_run = BuiltRun {
+                run,
+                _program: program.clone(),
+            };
+            if !now::small(&ffi::program_pending(&built_run.run), stream) {
+                built = Some(built_run);
+                return None;
+            }
+            Some(ffi::program_complete(built_run.run.pin_mut(), &mut host).map_err(Error::from))
+        });
+        if let Some(outputs) = ran {
+            let outputs = outputs?;
+            let result = run_result(env, &outputs, &host, &queue);
+            return Ok((atoms::done(), result).encode(env));
+        }
+        if let Some(mut built) = built {
+            let owner = queue.clone();
+            queue.submit(
+                ReplyTo::new(env, tag),
+                Box::new(move |_stream| {
+                    let outputs = ffi::program_complete(built.run.pin_mut(), &mut host)?;
+                    Ok(Reply::Term(Box::new(move |env| {
+                        run_result(env, &outputs, &host, &owner)
+                    })))
+                }),
+            )?;
+            return Ok(atoms::ok().encode(env));
+        }
+    }
+    let owner = queue.clone();
     queue.submit(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
-            let mut host = ProgramHost {
-                hooks: Vec::new(),
-                caller,
-            };
             let outputs = ffi::program_run(&program.program, &list, stream, &mut host)?;
             Ok(Reply::Term(Box::new(move |env| {
-                let wrap = |list: &ArrayList| -> Vec<Term> {
-                    (0..ffi::list_len(list))
-                        .map(|i| {
-                            TensorRes::wrap(
-                                env,
-                                TensorRes::evaluated(ffi::list_get(list, i), owner.clone()),
-                            )
-                        })
-                        .collect()
-                };
-                let hooks: Vec<Term> = host
-                    .hooks
-                    .iter()
-                    .map(|(id, list)| (*id, wrap(list)).encode(env))
-                    .collect();
-                (wrap(&outputs), hooks).encode(env)
+                run_result(env, &outputs, &host, &owner)
             })))
         }),
     )?;
