@@ -15,9 +15,12 @@
 // for MLX builds this build does not know (MLX_DIR), bytes are copied.
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "bridge.h"
 
@@ -66,6 +69,41 @@ void prefer_huge_pages(void* data, size_t bytes) {
 #endif
 }
 
+// From this size a copy is split between threads: one core's copy stops at
+// about half of what the memory system gives two (measured: 64 MiB in 12 ms
+// on one core of a 2-core VM, 8 ms on two). Below it, starting a thread
+// costs more than it saves.
+constexpr size_t PARALLEL_COPY_MIN = 16 << 20;
+constexpr size_t PARALLEL_COPY_CHUNK = 8 << 20;
+constexpr unsigned PARALLEL_COPY_MAX_THREADS = 4;
+
+// memcpy, split into contiguous parts copied at once (this thread copies
+// the first). A thread that cannot be started leaves its part to this one.
+void copy_bytes(void* dst, const void* src, size_t bytes) {
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  size_t parts = std::min<size_t>({cores, PARALLEL_COPY_MAX_THREADS, bytes / PARALLEL_COPY_CHUNK});
+  if (bytes < PARALLEL_COPY_MIN || parts < 2) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  auto* d = static_cast<char*>(dst);
+  const auto* s = static_cast<const char*>(src);
+  // Parts end on 4 KiB boundaries, so no two threads write one page.
+  size_t part = ((bytes / parts) + 4095) & ~size_t{4095};
+  std::vector<std::thread> helpers;
+  std::vector<std::pair<size_t, size_t>> mine = {{0, std::min(part, bytes)}};
+  for (size_t begin = part; begin < bytes; begin += part) {
+    size_t len = std::min(part, bytes - begin);
+    try {
+      helpers.emplace_back([d, s, begin, len] { std::memcpy(d + begin, s + begin, len); });
+    } catch (const std::system_error&) {
+      mine.emplace_back(begin, len);
+    }
+  }
+  for (auto [begin, len] : mine) std::memcpy(d + begin, s + begin, len);
+  for (auto& t : helpers) t.join();
+}
+
 }  // namespace
 
 mx::allocator::Data copy_to_new_buffer(const void* data, size_t bytes) {
@@ -76,7 +114,7 @@ mx::allocator::Data copy_to_new_buffer(const void* data, size_t bytes) {
   }
   if (bytes > 0) {
     prefer_huge_pages(dst, bytes);
-    std::memcpy(dst, data, bytes);
+    copy_bytes(dst, data, bytes);
   }
   return buffer;
 }

@@ -17,6 +17,17 @@ if Code.ensure_loaded?(Nx) do
       assert Nx.to_flat_list(copy) == [1.5, 2.5, 3.5, 4.5]
     end
 
+    # Copies from 16 MiB are split between threads (data_in.cc): every byte
+    # of each part, the uneven last one included, lands where it belongs.
+    test "large copies, split between threads, are exact to the last byte" do
+      for n <- [16 * 1024 * 1024 + 12, 24 * 1024 * 1024 + 4096 * 3 + 7] do
+        source = :rand.bytes(n)
+        t = Nx.from_binary(source, :u8, backend: @backend) |> Nx.add(0)
+        copy = Nx.from_pointer(@backend, Nx.to_pointer(t, mode: :local), :u8, {n})
+        assert Nx.to_binary(copy) == source
+      end
+    end
+
     test ":ipc pointers go through shared memory, handed over once" do
       t = Nx.iota({3}, type: :s64, backend: @backend)
       %Nx.Pointer{kind: :ipc, handle: name, data_size: 24} = pointer = Nx.to_pointer(t, mode: :ipc)
