@@ -16,6 +16,7 @@ if Code.ensure_loaded?(Nx) do
     # sign differs here: Nx's follows the dividend.
 
     alias Nx.Tensor, as: T
+    alias EMLX.Backend, as: B
     alias EMLX.Backend.Convert
 
     import Bitwise
@@ -57,7 +58,13 @@ if Code.ensure_loaded?(Nx) do
 
     ## Generated callbacks
 
+    # The first clause of each generated callback is the common case: EMLX
+    # tensors of out.type (and, for binary ops, on one device), whose arrays
+    # need no conversion; the second converts.
     for name <- @plain_unary do
+      def unquote(name)(%T{type: type} = out, %T{type: type, data: %B{quantization_config: nil, ref: x}}),
+        do: x |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
+
       def unquote(name)(%T{type: type} = out, tensor) do
         tensor |> operand(type) |> EMLX.unquote(name)() |> Convert.to_nx_elementwise(out)
       end
@@ -74,6 +81,13 @@ if Code.ensure_loaded?(Nx) do
     end
 
     for {name, fun} <- @arith_binary do
+      def unquote(name)(
+            %T{type: type} = out,
+            %T{type: type, data: %B{quantization_config: nil, ref: {device, _} = l}},
+            %T{type: type, data: %B{quantization_config: nil, ref: {device, _} = r}}
+          ),
+          do: EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
+
       def unquote(name)(%T{type: type} = out, left, right) do
         {l, r} = operands(left, right, type)
         EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
