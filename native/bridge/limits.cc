@@ -21,6 +21,7 @@
 #include <cstring>
 #include <limits>
 #include <sstream>
+#include <string>
 #include <unordered_map>
 
 #include "bridge.h"
@@ -39,30 +40,67 @@ bool named(const char* name, std::initializer_list<const char*> names) {
   return false;
 }
 
-// Kernels that count and index in 64 bits: any number of elements is fine.
-bool wide(const char* name) {
-  return named(name, {"Copy", "Contiguous", "AsType", "Full", "Reshape", "Flatten", "Unflatten",
-                      "Abs", "ArcCos", "ArcCosh", "ArcSin", "ArcSinh", "ArcTan", "ArcTanh",
-                      "BitwiseInvert", "Ceil", "Conjugate", "Cos", "Cosh", "Erf", "ErfInv", "Exp",
-                      "Expm1", "Floor", "Imag", "Log", "Log2", "Log10", "Log1p", "LogicalNot",
-                      "Negative", "Real", "Round", "Sigmoid", "Sign", "Sin", "Sinh", "Square",
-                      "Sqrt", "Tan", "Tanh"});
+// What the limits need to know about a primitive, by its name.
+enum Kind : uint8_t {
+  // Kernels that count and index in 64 bits: any number of elements is fine.
+  kWide = 1,
+  // Kernels whose output is bounded by the output rule and that index their
+  // inputs in 64 bits, however far those reach.
+  kWideInputs = 2,
+  kReduce = 4,
+  // Views: their span is their input's (they select from its buffer).
+  kSelects = 8,
+  // Views that never allocate (see allocates below).
+  kView = 16,
+  // Reshapes that are views when they only split axes.
+  kSplits = 32,
+};
+
+uint8_t classify(const char* name) {
+  uint8_t kind = 0;
+  if (named(name, {"Copy", "Contiguous", "AsType", "Full", "Reshape", "Flatten", "Unflatten",
+                   "Abs", "ArcCos", "ArcCosh", "ArcSin", "ArcSinh", "ArcTan", "ArcTanh",
+                   "BitwiseInvert", "Ceil", "Conjugate", "Cos", "Cosh", "Erf", "ErfInv", "Exp",
+                   "Expm1", "Floor", "Imag", "Log", "Log2", "Log10", "Log1p", "LogicalNot",
+                   "Negative", "Real", "Round", "Sigmoid", "Sign", "Sin", "Sinh", "Square", "Sqrt",
+                   "Tan", "Tanh"})) {
+    kind |= kWide | kWideInputs;
+  }
+  if (named(name, {"Gather", "GatherAxis", "ArgReduce"})) kind |= kWideInputs;
+  if (named(name, {"Sum", "Prod", "Max", "Min", "And", "Or"})) kind |= kReduce;
+  if (named(name, {"Broadcast", "BroadcastAxes", "Slice", "Transpose", "ExpandDims", "Squeeze"})) {
+    kind |= kSelects;
+  }
+  if (named(name, {"AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims", "Slice", "Squeeze",
+                   "Transpose"})) {
+    kind |= kView;
+  }
+  if (named(name, {"Reshape", "Unflatten"})) kind |= kSplits;
+  return kind;
 }
 
-// Kernels whose output is bounded by the output rule and that index their
-// inputs in 64 bits, however far those reach.
-bool wide_inputs(const char* name) {
-  return wide(name) || named(name, {"Gather", "GatherAxis", "ArgReduce"});
+// classify(name), remembered per name pointer (primitives name themselves
+// with string literals, so a few dozen pointers come by; every node of
+// every evaluation asks). A pointer seen with another text (a name built at
+// run time whose memory was reused) is classified again.
+uint8_t kind_of(const char* name) {
+  struct Known {
+    std::string text;
+    uint8_t kind;
+  };
+  thread_local std::unordered_map<const char*, Known> known;
+  auto hit = known.find(name);
+  if (hit != known.end() && hit->second.text == name) return hit->second.kind;
+  if (known.size() > 4096) known.clear();
+  uint8_t kind = classify(name);
+  known.insert_or_assign(name, Known{name, kind});
+  return kind;
 }
 
-bool is_reduce(const char* name) {
-  return named(name, {"Sum", "Prod", "Max", "Min", "And", "Or"});
-}
-
-// Views: their span is their input's (they select from its buffer).
-bool selects(const char* name) {
-  return named(name, {"Broadcast", "BroadcastAxes", "Slice", "Transpose", "ExpandDims", "Squeeze"});
-}
+bool wide(const char* name) { return kind_of(name) & kWide; }
+bool wide_inputs(const char* name) { return kind_of(name) & kWideInputs; }
+bool is_reduce(const char* name) { return kind_of(name) & kReduce; }
+bool selects(const char* name) { return kind_of(name) & kSelects; }
 
 size_t saturating_add(size_t a, size_t b) {
   size_t r;
@@ -174,15 +212,11 @@ bool refines(const mx::Shape& in, const mx::Shape& out) {
 }  // namespace
 
 bool allocates(const Array& a) {
-  static const char* const views[] = {"AsStrided", "Broadcast", "BroadcastAxes", "ExpandDims",
-                                      "Slice",     "Squeeze",   "Transpose"};
   if (!a.has_primitive()) return true;
-  const char* name = a.primitive().name();
-  for (const char* v : views) {
-    if (std::strcmp(name, v) == 0) return false;
-  }
-  bool splits = std::strcmp(name, "Reshape") == 0 || std::strcmp(name, "Unflatten") == 0;
-  if (splits && a.inputs().size() == 1 && a.size() > 0 && refines(a.inputs()[0].shape(), a.shape())) {
+  auto kind = kind_of(a.primitive().name());
+  if (kind & kView) return false;
+  if ((kind & kSplits) && a.inputs().size() == 1 && a.size() > 0 &&
+      refines(a.inputs()[0].shape(), a.shape())) {
     return false;
   }
   return true;
