@@ -2,6 +2,7 @@
 // thread). See program.h for the shape of a program.
 #include "program.h"
 
+#include <algorithm>
 #include <sstream>
 #include <unordered_set>
 
@@ -51,6 +52,12 @@ bool truthy(const Array& a) {
 }
 
 // --- running ------------------------------------------------------------------
+
+// A counted loop's graph is evaluated when it has grown by about this many
+// op nodes: large enough that a short loop is evaluated once, with whatever
+// reads its results; small enough that a long one never builds a graph
+// that is slow to walk.
+constexpr int64_t kCountedEvalNodes = 1024;
 
 // One run of a program: its slots, and what it hands back besides outputs.
 class Run {
@@ -166,6 +173,20 @@ class Run {
 
   void step(const WhileStep& w) {
     scatter(w.params, gather(w.init));
+    if (w.count >= 0) {
+      // A counted loop: its graph grows by one body per iteration and is
+      // evaluated every so often (about kCountedEvalNodes nodes), so it
+      // stays bounded; the last bodies are evaluated with whatever reads
+      // the results.
+      int64_t every = std::max<int64_t>(1, kCountedEvalNodes / std::max<size_t>(1, ops_in(w.body_block)));
+      for (int64_t i = 1; i <= w.count; ++i) {
+        block(w.body_block);
+        scatter(w.params, gather(w.body_out));
+        if (i % every == 0 && i < w.count) eval_arrays(gather(w.params));
+      }
+      scatter(w.results, gather(w.params));
+      return;
+    }
     while (true) {
       block(w.cond_block);
       // The predicate and the state are evaluated together: one evaluation
@@ -211,6 +232,15 @@ class Run {
     eval_arrays(ins.items);
     auto outs = host_callback(*host, c.id, ins);
     scatter(c.outs, outs->items);
+  }
+
+  // Op steps directly in a block (not in its loops or branches).
+  size_t ops_in(uint32_t index) const {
+    size_t n = 0;
+    for (const auto& step : p_.blocks.at(index).steps) {
+      if (auto* seg = std::get_if<std::unique_ptr<Segment>>(&step)) n += (*seg)->ops.size();
+    }
+    return n;
   }
 
   const Program& p_;
@@ -365,7 +395,7 @@ void program_op(Program& p, uint32_t block, uint32_t op, const Call& call,
 void program_while(Program& p, uint32_t block, uint32_t cond_block, int32_t cond,
                    uint32_t body_block, rust::Slice<const int32_t> init,
                    rust::Slice<const int32_t> params, rust::Slice<const int32_t> body_out,
-                   rust::Slice<const int32_t> results) {
+                   rust::Slice<const int32_t> results, int64_t count) {
   if (init.size() != params.size() || params.size() != body_out.size() ||
       params.size() != results.size()) {
     broken("while state sizes differ");
@@ -374,7 +404,7 @@ void program_while(Program& p, uint32_t block, uint32_t cond_block, int32_t cond
   block_of(p, body_block);
   block_of(p, block).steps.emplace_back(WhileStep{cond_block, body_block, cond, to_slots(init),
                                                   to_slots(params), to_slots(body_out),
-                                                  to_slots(results)});
+                                                  to_slots(results), count});
 }
 
 void program_cond(Program& p, uint32_t block, rust::Slice<const uint32_t> clause_blocks,

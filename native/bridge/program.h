@@ -63,6 +63,10 @@ struct WhileStep {
   uint32_t cond_block, body_block;
   Slot cond;
   Slots init, params, body_out, results;
+  // How many times the loop runs when the expression says (a counted loop,
+  // EMLX.Defn.TripCount): the condition is then never built or evaluated.
+  // -1: evaluate it before each iteration.
+  int64_t count = -1;
 };
 
 struct Clause {
@@ -140,7 +144,7 @@ void program_op(Program& p, uint32_t block, uint32_t op, const Call& call,
 void program_while(Program& p, uint32_t block, uint32_t cond_block, int32_t cond,
                    uint32_t body_block, rust::Slice<const int32_t> init,
                    rust::Slice<const int32_t> params, rust::Slice<const int32_t> body_out,
-                   rust::Slice<const int32_t> results);
+                   rust::Slice<const int32_t> results, int64_t count);
 void program_cond(Program& p, uint32_t block, rust::Slice<const uint32_t> clause_blocks,
                   rust::Slice<const int32_t> preds, rust::Slice<const int32_t> clause_results,
                   uint32_t last_block, rust::Slice<const int32_t> last_results,

@@ -158,6 +158,7 @@ mod bridge {
             params: &[i32],
             body_out: &[i32],
             results: &[i32],
+            count: i64,
         ) -> Result<()>;
         fn program_cond(
             p: Pin<&mut Program>,

@@ -12,7 +12,7 @@
 //! {inputs :: [tensor], block, outputs :: [tensor], fuse :: boolean}
 //! block :: [step]
 //! step  :: {:op, name, args, outs :: [tensor]}
-//!        | {:while, init, params, cond_block, cond, body_block, body_out, results}
+//!        | {:while, init, params, cond_block, cond, body_block, body_out, results, count}
 //!        | {:cond, [{pred_block, pred, body_block, results}], last_block, last_results, results}
 //!        | {:hook, id, [tensor]}
 //!        | {:check, flag :: tensor, message :: String.t()}
@@ -287,7 +287,7 @@ impl<'a> Builder<'a> {
             .ok_or_else(|| internal("a step must start with its kind"))?;
         match parts.len() {
             4 if kind == atoms::op() => self.op(block, &parts),
-            8 if kind == atoms::while_() => {
+            9 if kind == atoms::while_() => {
                 let init = self.slots_of(parts[1])?;
                 let params = self.define_all(parts[2])?;
                 let cond_block = self.new_block(parts[3])?;
@@ -295,6 +295,14 @@ impl<'a> Builder<'a> {
                 let body_block = self.new_block(parts[5])?;
                 let body_out = self.slots_of(parts[6])?;
                 let results = self.define_all(parts[7])?;
+                let count: Option<u32> = parts[8].decode().map_err(|_| {
+                    args::bad(
+                        "program_new",
+                        "a while count",
+                        "nil or an integer",
+                        parts[8],
+                    )
+                })?;
                 Ok(ffi::program_while(
                     self.program.pin_mut(),
                     block,
@@ -305,6 +313,7 @@ impl<'a> Builder<'a> {
                     &params,
                     &body_out,
                     &results,
+                    count.map_or(-1, i64::from),
                 )?)
             }
             5 if kind == atoms::cond() => {

@@ -81,7 +81,8 @@ if Code.ensure_loaded?(Nx) do
 
     defp node(:metadata, [expr, _meta], _ans, state), do: composite(expr, state)
 
-    defp node(:while, [initial, _arg, condition, body], _ans, state) do
+    defp node(:while, [initial, arg, condition, body], _ans, state) do
+      count = EMLX.Defn.TripCount.count(initial, arg, condition, body)
       {initial, state} = composite(initial, state)
       scope = fn params, state -> %{state | params: params, cache: %{}} end
 
@@ -93,7 +94,8 @@ if Code.ensure_loaded?(Nx) do
           fn params, cond_state ->
             {body, body_state} = composite(body, scope.(params, cond_state))
             {Composite.flatten_list([body]), body_state}
-          end
+          end,
+          count
         )
 
       {rebuild(initial, results), with_hooks_of(state, inner)}
@@ -226,13 +228,21 @@ if Code.ensure_loaded?(Nx) do
     # A `while` step over the state `init` (tensors): `cond_fun.(params)`
     # gives `{predicate, extra}` and `body_fun.(params, extra)` gives
     # `{next state, extra2}`, both built in blocks of their own on stand-ins
-    # for the state. Returns `{results, extra, extra2}`.
-    def loop(init, device, cond_fun, body_fun) do
+    # for the state. `count`, when known (EMLX.Defn.TripCount), is how many
+    # times the loop runs: the program then never evaluates the predicate,
+    # provided its block is nothing but ops. Returns `{results, extra,
+    # extra2}`.
+    def loop(init, device, cond_fun, body_fun, count \\ nil) do
       params = Enum.map(init, &stand_in(&1, device))
       {{pred, extra}, cond_steps} = Trace.block(fn -> cond_fun.(params) end)
       {{body, extra2}, body_steps} = Trace.block(fn -> body_fun.(params, extra) end)
       results = Enum.map(init, &stand_in(&1, device))
-      Trace.step({:while, refs(init), refs(params), cond_steps, ref(pred), body_steps, refs(body), refs(results)})
+      count = if Enum.all?(cond_steps, &(elem(&1, 0) == :op)), do: count
+
+      Trace.step(
+        {:while, refs(init), refs(params), cond_steps, ref(pred), body_steps, refs(body), refs(results), count}
+      )
+
       {results, extra, extra2}
     end
 
