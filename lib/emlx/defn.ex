@@ -62,7 +62,12 @@ if Code.ensure_loaded?(Nx) do
         expression, lowered the same way.
       * `while` and `cond` run on the queue thread: the predicate is
         evaluated there and the loop body's graph built again per iteration
-        (compiled once by MLX when fusing).
+        (compiled once by MLX when fusing). A counted loop — its condition
+        compares a counter with a known start and a known positive step to
+        a known bound, as in `while x, i <- 0..9` or `while {i = 0, x},
+        i < 10` — never evaluates its predicate: the body runs that many
+        times and the state is evaluated every 1024 or so ops, or with
+        whatever reads it.
       * Hooks (`hook/3`, tokens, `print_value/2`) receive their values in the
         calling process after the run, in program order, once per iteration
         inside a loop.
