@@ -38,12 +38,36 @@ defmodule Bench.Small do
       size: "{32, 1}",
       dtype: "f32",
       goals: %{binary: {:max_ratio, 2.0}},
-      runners: W.nx(ctx, :random_uniform, params) ++ [W.mlx(ctx, "random_uniform", params)],
+      runners:
+        W.nx(ctx, :random_uniform, params) ++ compiled_uniform(ctx, params) ++ [W.mlx(ctx, "random_uniform", params)],
       notes: [
-        "Nx.Random runs threefry as a defn of ~1000 small ops (two `while` loops); raw MLX draws with its own fused mx.random.uniform"
+        "Nx.Random runs threefry as a defn of ~1000 small ops (two `while` loops); raw MLX draws with its own fused mx.random.uniform",
+        "compiler: EMLX: the draw jitted, as it runs with `Nx.Defn.default_options(compiler: EMLX)`; with fuse: true the first run (the warm-up, untimed) compiles MLX's fused CPU kernels, seconds once per machine"
       ]
     }
   end
+
+  # The same draw with EMLX as the defn compiler (where Nx.Random's loops
+  # are counted loops, see EMLX.Defn.TripCount).
+  # With fuse: true, MLX fuses the element-wise chains of threefry into a
+  # few kernels (on the CPU compiled by the system C++ compiler the first
+  # time each is met, seconds, then kept on disk: the warm-up run pays it).
+  defp compiled_uniform(%{nx?: true, backend?: true} = ctx, %{shape: shape}) do
+    for {id, label, opts} <- [
+          {:nx_emlx_compiled, "Nx + EMLX.Backend, compiler: EMLX", []},
+          {:nx_emlx_fused, "Nx + EMLX.Backend, compiler: EMLX, fuse: true", [fuse: true]}
+        ] do
+      Bench.Measure.local(id, label, :subject, fn ->
+        Nx.default_backend(ctx.backend)
+        key = Nx.Random.key(42)
+        uniform = fn k -> Nx.Random.uniform(k, shape: List.to_tuple(shape)) end
+        draw = Nx.Defn.jit(uniform, [compiler: EMLX, device: ctx.device] ++ opts)
+        fn -> key |> draw.() |> elem(0) |> Nx.to_binary() end
+      end)
+    end
+  end
+
+  defp compiled_uniform(_ctx, _params), do: []
 
   @ops 100
 
