@@ -312,7 +312,16 @@ defmodule EMLX.Native do
   # references release their arrays, so that MLX may reuse their buffers in
   # place (it cannot while anything else holds them). A minor collection:
   # such intermediates are young.
-  defp collect, do: :erlang.garbage_collect(self(), type: :minor)
+  # The VM runs the destructors of the resources a collection drops a little
+  # later (after its schedulers next pass a point of progress), and they are
+  # what hands the dropped arrays to the queue: yielding once lets them run
+  # before the evaluation is sent, so the queue frees those arrays first and
+  # MLX can reuse their buffers (measured: 3 buffers of 64 MiB without the
+  # yield, 1 with it, for exp(x) * y + z).
+  defp collect do
+    :erlang.garbage_collect(self(), type: :minor)
+    :erlang.yield()
+  end
 
   # No timeout is needed: the reply is guaranteed by the native layer. The
   # job holds the caller's reply handle (queue.rs, ReplyTo), which answers

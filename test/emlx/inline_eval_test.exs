@@ -116,9 +116,16 @@ defmodule EMLX.InlineEvalTest do
     :ok = CommandQueue.synchronize(q)
     EMLX.reset_peak_memory()
     base = EMLX.memory_info().active_memory
-    # exp(x) and the product are garbage once the pipeline has built the sum.
-    r = CommandQueue.with_queue(q, fn -> x |> EMLX.exp() |> EMLX.multiply(y) |> EMLX.add(y) end)
-    :ok = EMLX.eval(r)
+    # exp(x) and the product are garbage once the pipeline has built the sum;
+    # the eval follows at once (the VM frees what a garbage collection drops
+    # a little later, so EMLX.eval waits for that).
+    r =
+      CommandQueue.with_queue(q, fn ->
+        r = x |> EMLX.exp() |> EMLX.multiply(y) |> EMLX.add(y)
+        :ok = EMLX.eval(r)
+        r
+      end)
+
     peak = EMLX.memory_info().peak_memory - base
     # One new buffer when the queue evaluates inline: the intermediates were
     # collected and MLX reused their buffers in place. A queue on MLX's own
