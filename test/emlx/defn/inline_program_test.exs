@@ -41,6 +41,17 @@ if Code.ensure_loaded?(Nx) do
 
     defp info(q), do: CommandQueue.info(q)
 
+    # Runs `call` once, asserting that it was one queue job (not run in the
+    # NIF); its result.
+    defp one_job(q, call) do
+      before = info(q)
+      result = call.()
+      later = info(q)
+      assert later.inline == before.inline
+      assert later.completed - before.completed == 1
+      result
+    end
+
     defp close?(got, want, tol) do
       Enum.zip(Nx.to_flat_list(got), Nx.to_flat_list(want)) |> Enum.all?(fn {a, b} -> abs(a - b) <= tol end)
     end
@@ -72,11 +83,7 @@ if Code.ensure_loaded?(Nx) do
       f = jit(&loop_double/1, q)
       x = on(q, [1, -2, 3], :s32)
       f.(x)
-      before = info(q)
-      assert Nx.to_flat_list(f.(x)) == [8, -16, 24]
-      later = info(q)
-      assert later.inline == before.inline
-      assert later.completed - before.completed == 1
+      assert Nx.to_flat_list(one_job(q, fn -> f.(x) end)) == [8, -16, 24]
     end
 
     test "a straight-line function over large tensors is evaluated on the queue thread" do
@@ -92,12 +99,7 @@ if Code.ensure_loaded?(Nx) do
       y = CommandQueue.with_queue(q, fn -> Nx.cos(x) end)
       want = oracle(&exp_mul_add/2, [x, y])
       f.(x, y)
-      before = info(q)
-      got = f.(x, y)
-      later = info(q)
-      assert close?(got, want, 1.0e-5)
-      assert later.inline == before.inline
-      assert later.completed - before.completed == 1
+      assert close?(one_job(q, fn -> f.(x, y) end), want, 1.0e-5)
     end
 
     test "hooks of a function run in the NIF receive their values" do
