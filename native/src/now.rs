@@ -36,6 +36,17 @@ fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
     !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
 }
 
+/// Whether the arrays of `list` themselves hold at least
+/// `COLLECT_MIN_BYTES`: a lower bound on what evaluating them computes,
+/// read from their shapes and types only (which never change), so any
+/// thread may ask, on any queue.
+fn outputs_worth_collecting(list: &ffi::ArrayList) -> bool {
+    let bytes: usize = (0..ffi::list_len(list))
+        .map(|i| ffi::nbytes_of(&ffi::list_get(list, i)))
+        .sum();
+    bytes >= COLLECT_MIN_BYTES
+}
+
 /// Whether the unevaluated graph under `list` may be evaluated in a NIF.
 pub fn small(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
     ffi::is_small_graph(list, stream, NOW_MAX_NODES, NOW_MAX_BYTES)
@@ -56,7 +67,8 @@ pub enum Now<T> {
 /// can evaluate inline now (`Queue::run_now`); otherwise says whether to
 /// collect garbage before the job. The graph is only walked inside
 /// `run_now` or `when_idle`, where nothing else evaluates it; on a busy
-/// queue the answer is `Submit`.
+/// inline queue the answer is `Submit`, on a queue that never evaluates
+/// inline it is `Collect` when the outputs alone are large.
 pub fn try_now<T>(
     queue: &Queue,
     list: &ffi::ArrayList,
@@ -74,9 +86,15 @@ pub fn try_now<T>(
     if let Some(result) = ran {
         return Now::Ran(result);
     }
-    match collect.or_else(|| queue.when_idle(|| worth_collecting(list, &queue.stream))) {
-        Some(true) => Now::Collect,
-        _ => Now::Submit,
+    // A queue that does not evaluate inline (MLX's own stream threads: GPU
+    // builds) is never idle for a graph walk; the outputs' own size decides.
+    let collect = collect
+        .or_else(|| queue.when_idle(|| worth_collecting(list, &queue.stream)))
+        .unwrap_or_else(|| !queue.inline && outputs_worth_collecting(list));
+    if collect {
+        Now::Collect
+    } else {
+        Now::Submit
     }
 }
 

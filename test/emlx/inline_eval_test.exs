@@ -127,12 +127,11 @@ defmodule EMLX.InlineEvalTest do
       end)
 
     peak = EMLX.memory_info().peak_memory - base
-    # One new buffer when the queue evaluates inline: the intermediates were
-    # collected and MLX reused their buffers in place. A queue on MLX's own
-    # CPU stream threads (builds with a GPU) never looks at a graph from the
-    # NIF, so nothing is collected there: three.
-    buffers = if info(q).evaluates_inline, do: 1, else: 3
-    assert peak < (buffers + 1) * bytes, "peak #{peak} bytes for #{bytes}-byte arrays"
+    # One new buffer: the intermediates were collected and MLX reused their
+    # buffers in place. (A queue on MLX's own CPU stream threads, as in
+    # builds with a GPU, never walks a graph from the NIF; the result's own
+    # size decides there, and it is large.)
+    assert peak < 2 * bytes, "peak #{peak} bytes for #{bytes}-byte arrays"
     <<first::float-32-native, _::binary>> = EMLX.to_blob(r)
     assert_in_delta first, 2.0, 1.0e-6
   end
