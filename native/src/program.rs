@@ -491,6 +491,48 @@ fn run_result<'a>(
     (wrap(outputs), hooks).encode(env)
 }
 
+/// The input arrays of a call of `program` on `queue`, checked against the
+/// templates it was compiled for. A lazy input of another queue is refused
+/// (`CrossQueue`: the caller evaluates it on its own queue and calls again).
+fn program_inputs(
+    queue: &Arc<Queue>,
+    program: &ProgramRes,
+    inputs: Term,
+) -> Result<UniquePtr<ArrayList>> {
+    let terms = args::list("program_run", "the inputs", inputs)?;
+    if terms.len() != program.inputs.len() {
+        return Err(Error::BadArg(format!(
+            "the compiled function takes {} tensors, got {}",
+            program.inputs.len(),
+            terms.len()
+        )));
+    }
+    let mut list = ffi::new_list();
+    for (i, (term, (shape, dtype))) in terms.iter().zip(&program.inputs).enumerate() {
+        let res = decode_tensor(*term)?;
+        if res.queue.id != queue.id && !res.is_ready() {
+            return Err(Error::CrossQueue {
+                op: "program_run".into(),
+                argument: i + 1,
+            });
+        }
+        res.with(|a| {
+            let (got_shape, got_dtype) = (ffi::shape_of(a), ffi::dtype_of(a));
+            if got_shape.as_slice() != shape.as_slice() || &got_dtype != dtype {
+                return Err(Error::BadArg(format!(
+                    "input {} of the compiled function must have shape {shape:?} and type {dtype}, \
+                     got shape {:?} and type {got_dtype}",
+                    i + 1,
+                    got_shape.as_slice()
+                )));
+            }
+            ffi::list_push(list.pin_mut(), a);
+            Ok(())
+        })??;
+    }
+    Ok(list)
+}
+
 /// Runs `program` on `queue` with `inputs`; the reply is
 /// `{tag, {:ok, {outputs, hooks}} | {:error, _}, run_ns}`. A straight-line
 /// program (no loop, branch, check or callback; unfused) whose graph is
@@ -509,39 +551,7 @@ fn program_run<'a>(
     let program: ResourceArc<ProgramRes> = program
         .decode()
         .map_err(|_| args::bad("program_run", "the program", "a compiled program", program))?;
-    let terms = args::list("program_run", "the inputs", inputs)?;
-    if terms.len() != program.inputs.len() {
-        return Err(Error::BadArg(format!(
-            "the compiled function takes {} tensors, got {}",
-            program.inputs.len(),
-            terms.len()
-        ))
-        .into());
-    }
-    let mut list = ffi::new_list();
-    for (i, (term, (shape, dtype))) in terms.iter().zip(&program.inputs).enumerate() {
-        let res = decode_tensor(*term)?;
-        if res.queue.id != queue.id && !res.is_ready() {
-            return Err(Error::CrossQueue {
-                op: "program_run".into(),
-                argument: i + 1,
-            }
-            .into());
-        }
-        res.with(|a| {
-            let (got_shape, got_dtype) = (ffi::shape_of(a), ffi::dtype_of(a));
-            if got_shape.as_slice() != shape.as_slice() || &got_dtype != dtype {
-                return Err(Error::BadArg(format!(
-                    "input {} of the compiled function must have shape {shape:?} and type {dtype}, \
-                     got shape {:?} and type {got_dtype}",
-                    i + 1,
-                    got_shape.as_slice()
-                )));
-            }
-            ffi::list_push(list.pin_mut(), a);
-            Ok(())
-        })??;
-    }
+    let list = program_inputs(&queue, &program, inputs)?;
     let tag_env = OwnedEnv::new();
     let mut host = ProgramHost {
         hooks: Vec::new(),
