@@ -50,7 +50,7 @@ enum Kind : uint8_t {
   kReduce = 4,
   // Views: their span is their input's (they select from its buffer).
   kSelects = 8,
-  // Views that never allocate (see allocates below).
+  // Views that never allocate (see allocates_as).
   kView = 16,
   // Reshapes that are views when they only split axes.
   kSplits = 32,
@@ -97,10 +97,41 @@ uint8_t kind_of(const char* name) {
   return kind;
 }
 
-bool wide(const char* name) { return kind_of(name) & kWide; }
-bool wide_inputs(const char* name) { return kind_of(name) & kWideInputs; }
-bool is_reduce(const char* name) { return kind_of(name) & kReduce; }
-bool selects(const char* name) { return kind_of(name) & kSelects; }
+// Whether `out` refines `in`: each axis of `in` is the product of
+// consecutive axes of `out`, size-1 axes aside. (Not when `in` starts with
+// a size-1 axis that `out` does not: MLX keeps that axis, whose stride is
+// arbitrary, as a collapsed axis of its own, and then may copy.)
+bool refines(const mx::Shape& in, const mx::Shape& out) {
+  if (!in.empty() && in[0] == 1 && (out.empty() || out[0] != 1)) return false;
+  size_t j = 0;
+  for (auto d : in) {
+    if (d == 1) continue;
+    int64_t p = 1;
+    while (p < d && j < out.size()) p *= out[j++];
+    if (p != d) return false;
+  }
+  for (; j < out.size(); ++j) {
+    if (out[j] != 1) return false;
+  }
+  return true;
+}
+
+// Views share their input's buffer and allocate nothing. (By name: libmlx
+// does not export its primitives' type information.) Reshape, Flatten,
+// Unflatten and View copy an input that is not row-contiguous, which a lazy
+// input may turn out to be, except a reshape that only splits axes (or
+// adds and drops size-1 axes): MLX's reshape then always finds strides for
+// it (it collapses the input's contiguous axes, then splits them), so it is
+// a view too. Reads only shapes and the node's own primitive, whose
+// kind (kind_of) the caller gives.
+bool allocates_as(const Array& a, uint8_t kind) {
+  if (kind & kView) return false;
+  if ((kind & kSplits) && a.inputs().size() == 1 && a.size() > 0 &&
+      refines(a.inputs()[0].shape(), a.shape())) {
+    return false;
+  }
+  return true;
+}
 
 size_t saturating_add(size_t a, size_t b) {
   size_t r;
@@ -129,8 +160,8 @@ size_t span(const Array& a, std::unordered_map<uintptr_t, size_t>& memo) {
   if (auto hit = memo.find(a.id()); hit != memo.end()) return hit->second;
   size_t reach = a.size();
   if (a.has_primitive() && !a.inputs().empty()) {
-    const char* name = a.primitive().name();
-    if (selects(name) || !allocates(a)) reach = span(a.inputs()[0], memo);
+    auto kind = kind_of(a.primitive().name());
+    if ((kind & kSelects) || !allocates_as(a, kind)) reach = span(a.inputs()[0], memo);
   }
   memo.emplace(a.id(), reach);
   return reach;
@@ -157,7 +188,8 @@ std::string described(const Array& a) {
 void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans) {
   if (!a.has_primitive()) return;
   const char* name = a.primitive().name();
-  if (is_reduce(name) && !a.inputs().empty() && a.size() > 0) {
+  auto kind = kind_of(name);
+  if ((kind & kReduce) && !a.inputs().empty() && a.size() > 0) {
     size_t reduced = a.inputs()[0].size() / a.size();
     if (reduced > static_cast<size_t>(kMax32)) {
       std::ostringstream why;
@@ -165,11 +197,11 @@ void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans) 
       refuse(a, name, why.str());
     }
   }
-  if (!allocates(a) || a.primitive().stream().device.type != mx::Device::cpu) return;
-  if (a.size() > static_cast<size_t>(kMax32) && !wide(name)) {
+  if (!allocates_as(a, kind) || a.primitive().stream().device.type != mx::Device::cpu) return;
+  if (a.size() > static_cast<size_t>(kMax32) && !(kind & kWide)) {
     refuse(a, name, "its result has " + std::to_string(a.size()) + " elements");
   }
-  if (wide_inputs(name)) return;
+  if (kind & kWideInputs) return;
   for (const auto& in : a.inputs()) {
     size_t reach = span(in, spans);
     if (reach > static_cast<size_t>(kMax32)) {
@@ -181,45 +213,8 @@ void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans) 
   }
 }
 
-// Views share their input's buffer and allocate nothing. (By name: libmlx
-// does not export its primitives' type information.) Reshape, Flatten,
-// Unflatten and View copy an input that is not row-contiguous, which a lazy
-// input may turn out to be, except a reshape that only splits axes (or
-// adds and drops size-1 axes): MLX's reshape then always finds strides for
-// it (it collapses the input's contiguous axes, then splits them), so it is
-// a view too. Reads only shapes and the node's own primitive.
-namespace {
-
-// Whether `out` refines `in`: each axis of `in` is the product of
-// consecutive axes of `out`, size-1 axes aside. (Not when `in` starts with
-// a size-1 axis that `out` does not: MLX keeps that axis, whose stride is
-// arbitrary, as a collapsed axis of its own, and then may copy.)
-bool refines(const mx::Shape& in, const mx::Shape& out) {
-  if (!in.empty() && in[0] == 1 && (out.empty() || out[0] != 1)) return false;
-  size_t j = 0;
-  for (auto d : in) {
-    if (d == 1) continue;
-    int64_t p = 1;
-    while (p < d && j < out.size()) p *= out[j++];
-    if (p != d) return false;
-  }
-  for (; j < out.size(); ++j) {
-    if (out[j] != 1) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
 bool allocates(const Array& a) {
-  if (!a.has_primitive()) return true;
-  auto kind = kind_of(a.primitive().name());
-  if (kind & kView) return false;
-  if ((kind & kSplits) && a.inputs().size() == 1 && a.size() > 0 &&
-      refines(a.inputs()[0].shape(), a.shape())) {
-    return false;
-  }
-  return true;
+  return !a.has_primitive() || allocates_as(a, kind_of(a.primitive().name()));
 }
 
 }  // namespace emlx
