@@ -101,24 +101,25 @@ class Run {
   }
 
   // Outputs and hooked values evaluated together; then the hooks are handed
-  // to the host. The slots are emptied first: an intermediate that only the
+  // to `host`. The slots are emptied first: an intermediate that only the
   // graph holds can lend its buffer to the op that reads it (MLX donates
   // buffers nothing else references).
-  std::vector<Array> finish(ProgramHost& host) {
-    auto outputs = gather(p_.outputs);
+  std::vector<Array> finish() {
+    if (host == nullptr) broken("a run finished without its host");
     auto all = pending();
     slots_.clear();
     eval_arrays(all);
-    all.clear();
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
-      host_hook(host, id, list);
+      host_hook(*host, id, list);
     }
     hooks_.clear();
-    return outputs;
+    all.erase(all.begin() + static_cast<std::ptrdiff_t>(p_.outputs.size()), all.end());
+    return all;
   }
 
-  // The ProgramHost of a running program, for its callback steps.
+  // The ProgramHost of a running program: its callback steps ask it, and
+  // `finish` hands it the hooked values.
   ProgramHost* host = nullptr;
 
  private:
@@ -493,7 +494,7 @@ std::unique_ptr<ArrayList> program_run(const Program& p, const ArrayList& inputs
   if (s.device != 0) mx::set_default_stream(to_stream(s));
   run->block(0);
   auto out = std::make_unique<ArrayList>();
-  out->items = run->finish(host);
+  out->items = run->finish();
   return out;
 }
 
@@ -525,8 +526,9 @@ std::unique_ptr<ArrayList> program_pending(const ProgramRun& run) {
 std::unique_ptr<ArrayList> program_complete(ProgramRun& run, ProgramHost& host) {
   if (run.impl->completed) broken("a program run completed twice");
   run.impl->completed = true;
+  run.impl->run->host = &host;
   auto out = std::make_unique<ArrayList>();
-  out->items = run.impl->run->finish(host);
+  out->items = run.impl->run->finish();
   return out;
 }
 

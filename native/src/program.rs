@@ -466,6 +466,13 @@ struct BuiltRun {
     _program: ResourceArc<ProgramRes>,
 }
 
+/// The reply of a run completed on `owner`'s thread (see `run_result`).
+fn run_reply(outputs: UniquePtr<ArrayList>, host: ProgramHost, owner: Arc<Queue>) -> Reply {
+    Reply::Term(Box::new(move |env| {
+        run_result(env, &outputs, &host, &owner)
+    }))
+}
+
 /// `{outputs, hooks}` of a completed run: evaluated tensors of `owner`.
 fn run_result<'a>(
     env: Env<'a>,
@@ -591,9 +598,7 @@ fn program_run<'a>(
                 ReplyTo::new(env, tag),
                 Box::new(move |_stream| {
                     let outputs = ffi::program_complete(built.run.pin_mut(), &mut host)?;
-                    Ok(Reply::Term(Box::new(move |env| {
-                        run_result(env, &outputs, &host, &owner)
-                    })))
+                    Ok(run_reply(outputs, host, owner))
                 }),
             )?;
             return Ok(atoms::ok().encode(env));
@@ -604,9 +609,7 @@ fn program_run<'a>(
         ReplyTo::new(env, tag),
         Box::new(move |stream| {
             let outputs = ffi::program_run(&program.program, &list, stream, &mut host)?;
-            Ok(Reply::Term(Box::new(move |env| {
-                run_result(env, &outputs, &host, &owner)
-            })))
+            Ok(run_reply(outputs, host, owner))
         }),
     )?;
     Ok(atoms::ok().encode(env))
