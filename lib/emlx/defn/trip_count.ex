@@ -93,9 +93,10 @@ if Code.ensure_loaded?(Nx) do
           value
 
         nil ->
+          # (known/1 takes integer types only, and a parameter has its
+          # initial value's type.)
           with i when is_integer(i) <- position(bound, params),
-               true <- same?(Enum.at(body, i), Enum.at(params, i)),
-               %T{type: {kind, _}} when kind in [:s, :u] <- Enum.at(params, i) do
+               true <- same?(Enum.at(body, i), Enum.at(params, i)) do
             known(Enum.at(initial, i))
           else
             _ -> nil
