@@ -107,7 +107,7 @@ defmodule EMLX.Native do
   # runs with a command queue of its own on `device` bound, so that what it
   # builds never waits behind the program's queue, which is waiting for it.
   def run_program(queue, program, inputs, callbacks \\ %{}, device \\ :cpu) do
-    submit = &EMLX.NIF.program_run(queue, program, inputs, &1)
+    submit = &EMLX.NIF.program_run(queue, program, inputs, &1, &2)
 
     try do
       program_job(submit, callbacks, device, queue)
@@ -120,13 +120,22 @@ defmodule EMLX.Native do
   end
 
   # A small straight-line program on an idle CPU queue runs in the NIF
-  # itself and answers `{:done, result}`.
-  defp program_job(submit, callbacks, device, queue) do
+  # itself and answers `{:done, result}`. One with large outputs answers
+  # `:collect` first: garbage is collected (see collect/0), and it is
+  # submitted again.
+  defp program_job(submit, callbacks, device, queue, collected \\ false) do
     ref = make_ref()
 
-    case submit.(ref) do
-      :ok -> await_program(ref, callbacks, device, queue)
-      {:done, result} -> result
+    case submit.(ref, collected) do
+      :ok ->
+        await_program(ref, callbacks, device, queue)
+
+      {:done, result} ->
+        result
+
+      :collect ->
+        collect()
+        program_job(submit, callbacks, device, queue, true)
     end
   end
 

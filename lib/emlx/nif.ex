@@ -47,7 +47,7 @@ defmodule EMLX.NIF do
     set_memory_limit: 1,
     # program.rs: compiled programs (compiler: EMLX)
     program_new: 1,
-    program_run: 4,
+    program_run: 5,
     program_callback_reply: 2,
     # sharing.rs: raw addresses and POSIX shared memory
     tensor_data_ptr: 2,

@@ -44,6 +44,12 @@ fn outputs_worth_collecting(list: &ffi::ArrayList) -> bool {
     let bytes: usize = (0..ffi::list_len(list))
         .map(|i| ffi::nbytes_of(&ffi::list_get(list, i)))
         .sum();
+    worth_collecting_bytes(bytes)
+}
+
+/// Whether results of this many bytes are worth collecting garbage for
+/// before they are computed (`COLLECT_MIN_BYTES`).
+pub fn worth_collecting_bytes(bytes: usize) -> bool {
     bytes >= COLLECT_MIN_BYTES
 }
 

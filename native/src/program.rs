@@ -48,7 +48,7 @@ use crate::queue::{Queue, Reply, ReplyTo};
 use crate::tensor::{decode_tensor, TensorRes};
 
 mod atoms {
-    rustler::atoms! { ok, done, op, hook, check, cond, callback, emlx_callback, while_ = "while" }
+    rustler::atoms! { ok, done, collect, op, hook, check, cond, callback, emlx_callback, while_ = "while" }
 }
 
 /// What a run talks to besides MLX: it collects the hooked values (in
@@ -172,6 +172,8 @@ fn program_callback_reply<'a>(reply: Term<'a>, answer: Term<'a>) -> NifResult<At
 pub struct ProgramRes {
     program: UniquePtr<Program>,
     inputs: Vec<(Vec<i64>, String)>,
+    /// The bytes of the program's outputs (from their shapes and types).
+    output_bytes: usize,
 }
 
 #[rustler::resource_impl]
@@ -196,6 +198,10 @@ fn program_new<'a>(env: Env<'a>, spec: Term<'a>) -> NifResult<Term<'a>> {
     }
     b.block(0, parts[1])?;
     let outputs = b.slots_of(parts[2])?;
+    let mut output_bytes = 0usize;
+    for t in args::list("program_new", "the outputs", parts[2])? {
+        output_bytes = output_bytes.saturating_add(decode_tensor(t)?.with(ffi::nbytes_of)?);
+    }
     let fuse = parts[3]
         .decode::<bool>()
         .map_err(|_| args::bad("program_new", "fuse", "a boolean", parts[3]))?;
@@ -205,6 +211,7 @@ fn program_new<'a>(env: Env<'a>, spec: Term<'a>) -> NifResult<Term<'a>> {
     let res = ResourceArc::new(ProgramRes {
         program: b.program,
         inputs,
+        output_bytes,
     });
     Ok(res.encode(env))
 }
@@ -545,7 +552,10 @@ fn program_inputs(
 /// program (no loop, branch, check or callback; unfused) whose graph is
 /// small, on an idle queue that evaluates inline, runs right here instead
 /// (as `eval_now` does): the answer is then `{:done, {outputs, hooks}}` and
-/// no reply comes.
+/// no reply comes. Unless `collected`, a program whose outputs are large
+/// (`now::worth_collecting_bytes`) is not run: the answer is `:collect`, and
+/// the caller collects garbage (the outputs of its previous call, often)
+/// and calls again, as after `eval_now`'s `:collect`.
 #[rustler::nif]
 fn program_run<'a>(
     env: Env<'a>,
@@ -553,11 +563,15 @@ fn program_run<'a>(
     program: Term<'a>,
     inputs: Term<'a>,
     tag: Term<'a>,
+    collected: bool,
 ) -> NifResult<Term<'a>> {
     let queue = args::queue("program_run", queue)?.0.clone();
     let program: ResourceArc<ProgramRes> = program
         .decode()
         .map_err(|_| args::bad("program_run", "the program", "a compiled program", program))?;
+    if !collected && now::worth_collecting_bytes(program.output_bytes) {
+        return Ok(atoms::collect().encode(env));
+    }
     let list = program_inputs(&queue, &program, inputs)?;
     let tag_env = OwnedEnv::new();
     let mut host = ProgramHost {

@@ -1,6 +1,8 @@
-# The http:// tests serve files with inets' httpd; Mix keeps only the
-# project's applications on the code path.
-Mix.ensure_application!(:inets)
+# The http:// tests serve files with inets' httpd, and the fake artifacts
+# are random bytes from :crypto; Mix keeps only the project's applications
+# on the code path, and :crypto was not there in the GPU kit's install
+# (bin/gpu-session) unless named.
+Enum.each([:crypto, :inets], &Mix.ensure_application!/1)
 
 defmodule EMLX.Build.PrecompiledTest do
   # Packing, checksums and installs of precompiled artifacts (mix/emlx/build/),
