@@ -161,5 +161,44 @@ if Code.ensure_loaded?(Nx) do
       assert peak < 2 * bytes, "peak #{peak} bytes for #{bytes}-byte arrays"
       assert_in_delta Nx.to_number(r[0]), 2.0, 1.0e-6
     end
+
+    test "a call with large outputs first frees the dropped outputs of earlier calls" do
+      q = CommandQueue.new!(:cpu)
+      n = 1_000_000
+      bytes = 4 * n
+      f = jit(&exp_mul_add/2, q)
+      # Dense inputs (MLX computes a broadcast scalar's results one element
+      # wide).
+      {x, y} =
+        CommandQueue.with_queue(q, fn ->
+          x = Nx.iota({n}, type: :f32, backend: {EMLX.Backend, device: :cpu}) |> Nx.multiply(1.0e-6)
+          y = Nx.cos(x)
+          Enum.each([x, y], &(:ok = EMLX.eval(&1.data.ref)))
+          {x, y}
+        end)
+
+      f.(x, y)
+      :erlang.garbage_collect()
+      :ok = CommandQueue.synchronize(q)
+      EMLX.reset_peak_memory()
+      base = EMLX.memory_info().active_memory
+      # Ten calls whose results are dropped at once, in a process whose
+      # heap is large enough that the VM would not collect it in between:
+      # unless the calls collect it, the ten results stay allocated (with
+      # the collection, MLX reuses the previous result's buffer).
+      peak =
+        Task.async(fn ->
+          Process.flag(:min_heap_size, 4_000_000)
+          :erlang.garbage_collect()
+          Enum.each(1..10, fn _ -> f.(x, y) end)
+          EMLX.memory_info().peak_memory - base
+        end)
+        |> Task.await(EMLX.TestDevice.shared_queue_timeout())
+
+      assert peak < 4 * bytes, "peak #{peak} bytes for ten #{bytes}-byte results"
+      last = (n - 1) * 1.0e-6
+      expected = :math.exp(last) * :math.cos(last) + :math.cos(last)
+      assert_in_delta Nx.to_number(f.(x, y)[-1]), expected, 1.0e-5
+    end
   end
 end
