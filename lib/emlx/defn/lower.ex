@@ -15,7 +15,9 @@ if Code.ensure_loaded?(Nx) do
     #   * `block`: `EMLX.Backend`'s native implementation when it has one,
     #     else the block's traced default expression;
     #   * `reduce` / `window_reduce` with a reducer function: the function's
-    #     expression applied element-wise (EMLX.Defn.Reduce).
+    #     expression applied element-wise (EMLX.Defn.Reduce);
+    #   * `transpose` of a dot product that nothing else reads: the dot with
+    #     its operands swapped (EMLX.Defn.DotLayout).
     #
     # Each node is lowered once per scope (memoised by id). A branch of a
     # `cond` sees what its parent computed before it; what it computes itself
@@ -24,11 +26,11 @@ if Code.ensure_loaded?(Nx) do
     alias Nx.Defn.{Composite, Expr, Tree}
     alias Nx.Tensor, as: T
     alias EMLX.Backend.Convert
-    alias EMLX.Defn.Trace
+    alias EMLX.Defn.{DotLayout, Trace}
 
     @creation_ops [:eye, :iota, :from_binary]
 
-    defstruct [:device, :params, cache: %{}, hooks: %{}, hook_specs: [], next_hook: 0]
+    defstruct [:device, :params, cache: %{}, uses: %{}, hooks: %{}, hook_specs: [], next_hook: 0]
 
     @doc false
     # Lowers the (devectorized) output container `expr` given the traced
@@ -36,7 +38,7 @@ if Code.ensure_loaded?(Nx) do
     # `{result container, hook specs}`; hook specs are `{id, spec, value}`
     # with `value` the traced container handed to the hook.
     def lower(expr, params, device, hooks) do
-      state = %__MODULE__{device: device, params: params, hooks: hooks}
+      state = %__MODULE__{device: device, params: params, hooks: hooks, uses: DotLayout.uses(expr)}
       {result, state} = composite(expr, state)
       {result, Enum.reverse(state.hook_specs)}
     end
@@ -208,7 +210,22 @@ if Code.ensure_loaded?(Nx) do
       {EMLX.Backend.broadcast(ans, tensor, shape, axes), state}
     end
 
-    defp node(op, args, ans, state) do
+    # A transposed dot product read once is lowered as the dot with its
+    # operands swapped (EMLX.Defn.DotLayout).
+    defp node(:transpose, [tensor, axes] = args, ans, state) do
+      case DotLayout.swapped(tensor, axes, state.uses) do
+        {b, cb, a, ca} ->
+          {[b, a], state} = eval_list([b, a], state)
+          {EMLX.Backend.dot(ans, b, cb, [], a, ca, []), state}
+
+        nil ->
+          backend_op(:transpose, args, ans, state)
+      end
+    end
+
+    defp node(op, args, ans, state), do: backend_op(op, args, ans, state)
+
+    defp backend_op(op, args, ans, state) do
       ans = put_in(ans.data.args, args)
       {args, state} = Tree.apply_args(ans, state, &eval/2)
 
