@@ -563,12 +563,15 @@ fn program_run<'a>(
     program: Term<'a>,
     inputs: Term<'a>,
     tag: Term<'a>,
-    collected: bool,
+    collected: Term<'a>,
 ) -> NifResult<Term<'a>> {
     let queue = args::queue("program_run", queue)?.0.clone();
     let program: ResourceArc<ProgramRes> = program
         .decode()
         .map_err(|_| args::bad("program_run", "the program", "a compiled program", program))?;
+    let collected: bool = collected
+        .decode()
+        .map_err(|_| args::bad("program_run", "collected", "a boolean", collected))?;
     if !collected && now::worth_collecting_bytes(program.output_bytes) {
         return Ok(atoms::collect().encode(env));
     }

@@ -102,7 +102,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     shm_unlink: [:shm_name],
     queue_fault: [:queue, :fault, :tag],
     program_new: [:program_spec],
-    program_run: [:queue, :program, :program_inputs, :tag],
+    program_run: [:queue, :program, :program_inputs, :tag, :collected],
     program_callback_reply: [:callback_reply, :callback_answer]
   }
 
@@ -128,6 +128,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     program_spec: {:tuple, [[{:fx, :t}], [], [{:fx, :t}], false]},
     program: {:fx, :prog},
     program_inputs: [{:fx, :t}],
+    collected: false,
     # No valid reply exists outside a running program's callback.
     callback_reply: {:fx, :ref},
     callback_answer: []
@@ -319,6 +320,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
       {"a deallocated tensor", [{:fx, :dead}], "deallocated"},
       {"a make_ref()", [{:fx, :ref}], @tensor_like}
     ],
+    collected: [{"an integer", 1, "collected must be a boolean"}],
     callback_reply: [
       {"a make_ref()", {:fx, :ref}, "a callback reply"},
       {"a tensor", {:fx, :t}, "a callback reply"}
