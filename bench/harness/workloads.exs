@@ -47,7 +47,8 @@ defmodule Bench.Workloads do
       mlp(ctx),
       sdpa(ctx),
       to_binary(ctx),
-      from_binary(ctx),
+      from_binary(ctx, "from_binary", 64 * @mib, "64 MiB"),
+      from_binary(ctx, "from_binary_16b", 16, "4 elements"),
       blas(ctx)
     ] ++ Bench.DataIn.all(ctx) ++ Bench.Small.all(ctx) ++ Bench.GpuWorkloads.all(ctx) ++ compiler(ctx)
   end
@@ -427,9 +428,11 @@ defmodule Bench.Workloads do
     end)
   end
 
-  defp from_binary(ctx) do
+  # `from_binary` of a large binary (a copy, or the binary's own bytes),
+  # and of a tiny one (the fixed cost of a small tensor: Nx.tensor/2 and
+  # the constants Nx.Defn.Evaluator hands a backend go through it).
+  defp from_binary(ctx, id, bytes, size) do
     d = ctx.device
-    bytes = 64 * @mib
     n = div(bytes, 4)
 
     emlx =
@@ -438,23 +441,23 @@ defmodule Bench.Workloads do
         fn -> EMLX.from_blob(bin, {n}, :float32, d) |> EMLX.eval() end
       end)
 
-    memcpy = memcpy_reference(bytes)
+    copies =
+      if bytes >= @mib,
+        do: [memcpy_reference(bytes), numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)")],
+        else: []
 
     %{
-      id: "from_binary",
+      id: id,
       group: "binary",
       title: "from_binary",
-      size: "64 MiB",
+      size: size,
       dtype: "f32",
       bytes: bytes,
       goals: %{},
       runners:
-        [
-          emlx,
-          memcpy,
-          numpy(ctx, "memcpy", %{bytes: bytes}, :numpy_copy, "memcpy (numpy copyto)"),
-          mlx(ctx, "from_binary", %{bytes: bytes}, :mlx, "raw MLX mx.array(frombuffer)")
-        ] ++ nx(ctx, :from_binary, %{bytes: bytes}, binary: false),
+        [emlx | copies] ++
+          [mlx(ctx, "from_binary", %{bytes: bytes}, :mlx, "raw MLX mx.array(frombuffer)")] ++
+          nx(ctx, :from_binary, %{bytes: bytes}, binary: bytes < @mib),
       notes: []
     }
   end

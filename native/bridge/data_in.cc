@@ -80,9 +80,15 @@ constexpr unsigned PARALLEL_COPY_MAX_THREADS = 4;
 // memcpy, split into contiguous parts copied at once (this thread copies
 // the first). A thread that cannot be started leaves its part to this one.
 void copy_bytes(void* dst, const void* src, size_t bytes) {
-  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  if (bytes < PARALLEL_COPY_MIN) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+  // Read once: glibc reads /sys/devices/system/cpu/online on every call
+  // (about 10 us, more than a small copy).
+  static const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   size_t parts = std::min<size_t>({cores, PARALLEL_COPY_MAX_THREADS, bytes / PARALLEL_COPY_CHUNK});
-  if (bytes < PARALLEL_COPY_MIN || parts < 2) {
+  if (parts < 2) {
     std::memcpy(dst, src, bytes);
     return;
   }
