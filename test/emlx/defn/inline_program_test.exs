@@ -34,6 +34,30 @@ if Code.ensure_loaded?(Nx) do
       CommandQueue.with_queue(q, fn -> Nx.tensor(list, type: type, backend: {EMLX.Backend, device: :cpu}) end)
     end
 
+    # exp_mul_add jitted on a queue of its own, its inputs x = iota * 1e-6
+    # and y = cos(x) (n elements, dense: MLX computes a broadcast scalar's
+    # results one element wide), and the active memory to measure peaks
+    # from, after one call (the compilation), a collection and a reset of
+    # MLX's peak.
+    defp measured_exp_mul_add(n) do
+      q = CommandQueue.new!(:cpu)
+      f = jit(&exp_mul_add/2, q)
+
+      {x, y} =
+        CommandQueue.with_queue(q, fn ->
+          x = Nx.iota({n}, type: :f32, backend: {EMLX.Backend, device: :cpu}) |> Nx.multiply(1.0e-6)
+          y = Nx.cos(x)
+          Enum.each([x, y], &(:ok = EMLX.eval(&1.data.ref)))
+          {x, y}
+        end)
+
+      f.(x, y)
+      :erlang.garbage_collect()
+      :ok = CommandQueue.synchronize(q)
+      EMLX.reset_peak_memory()
+      {f, x, y, EMLX.memory_info().active_memory}
+    end
+
     defp oracle(fun, args) do
       args = Enum.map(args, &Nx.backend_copy(&1, Nx.BinaryBackend))
       Nx.with_default_backend(Nx.BinaryBackend, fn -> Nx.Defn.jit_apply(fun, args, compiler: Nx.Defn.Evaluator) end)
@@ -136,24 +160,9 @@ if Code.ensure_loaded?(Nx) do
     end
 
     test "a compiled function's intermediates are freed before it evaluates, so MLX reuses their buffers" do
-      q = CommandQueue.new!(:cpu)
       n = 4_000_000
       bytes = 4 * n
-      f = jit(&exp_mul_add/2, q)
-
-      {x, y} =
-        CommandQueue.with_queue(q, fn ->
-          x = Nx.iota({n}, type: :f32, backend: {EMLX.Backend, device: :cpu}) |> Nx.multiply(1.0e-6)
-          y = Nx.cos(x)
-          Enum.each([x, y], &(:ok = EMLX.eval(&1.data.ref)))
-          {x, y}
-        end)
-
-      f.(x, y)
-      :erlang.garbage_collect()
-      :ok = CommandQueue.synchronize(q)
-      EMLX.reset_peak_memory()
-      base = EMLX.memory_info().active_memory
+      {f, x, y, base} = measured_exp_mul_add(n)
       r = f.(x, y)
       peak = EMLX.memory_info().peak_memory - base
       # exp(x), its product with y and the sum share one buffer: the program
@@ -163,25 +172,9 @@ if Code.ensure_loaded?(Nx) do
     end
 
     test "a call with large outputs first frees the dropped outputs of earlier calls" do
-      q = CommandQueue.new!(:cpu)
       n = 1_000_000
       bytes = 4 * n
-      f = jit(&exp_mul_add/2, q)
-      # Dense inputs (MLX computes a broadcast scalar's results one element
-      # wide).
-      {x, y} =
-        CommandQueue.with_queue(q, fn ->
-          x = Nx.iota({n}, type: :f32, backend: {EMLX.Backend, device: :cpu}) |> Nx.multiply(1.0e-6)
-          y = Nx.cos(x)
-          Enum.each([x, y], &(:ok = EMLX.eval(&1.data.ref)))
-          {x, y}
-        end)
-
-      f.(x, y)
-      :erlang.garbage_collect()
-      :ok = CommandQueue.synchronize(q)
-      EMLX.reset_peak_memory()
-      base = EMLX.memory_info().active_memory
+      {f, x, y, base} = measured_exp_mul_add(n)
       # Ten calls whose results are dropped at once, in a process whose
       # heap is large enough that the VM would not collect it in between:
       # unless the calls collect it, the ten results stay allocated (with
