@@ -30,10 +30,16 @@ const NOW_MAX_BYTES: usize = 128 * 1024;
 /// nothing else holds them.
 const COLLECT_MIN_BYTES: usize = 1 << 20;
 
+/// Past this many nodes a graph is worth collecting for whatever its
+/// bytes: a minor collection costs microseconds, evaluating this many
+/// nodes a millisecond or more, and the walk stops here instead of visiting
+/// every node of a long graph of tiny arrays.
+const COLLECT_WALK_MAX_NODES: usize = 512;
+
 /// Whether evaluating the graph under `list` computes at least
-/// `COLLECT_MIN_BYTES`.
+/// `COLLECT_MIN_BYTES`, or has more than `COLLECT_WALK_MAX_NODES` nodes.
 fn worth_collecting(list: &ffi::ArrayList, stream: &ffi::StreamRef) -> bool {
-    !ffi::is_small_graph(list, stream, usize::MAX, COLLECT_MIN_BYTES)
+    !ffi::is_small_graph(list, stream, COLLECT_WALK_MAX_NODES, COLLECT_MIN_BYTES)
 }
 
 /// Whether the arrays of `list` themselves hold at least

@@ -44,6 +44,25 @@ defmodule EMLX.InlineEvalTest do
     assert later.completed == before.completed + 1
   end
 
+  test "a graph of many nodes is collected for before its evaluation, however small its arrays" do
+    q = CommandQueue.new!(:cpu)
+    one = ints(q, [1, 1])
+
+    chain = fn n ->
+      CommandQueue.with_queue(q, fn -> Enum.reduce(1..n, one, fn _, acc -> EMLX.add(acc, one) end) end)
+    end
+
+    {short, long} = {chain.(300), chain.(600)}
+    ref = make_ref()
+    # An inline queue walks a graph it cannot evaluate in the NIF to decide:
+    # past 512 nodes it asks for a collection (nothing is sent then).
+    if inline_expected?(), do: assert(EMLX.NIF.eval_now([long], ref) == :collect)
+    assert EMLX.NIF.eval_now([short], ref) == :ok
+    assert_receive {^ref, :ok, _ns}
+    assert EMLX.to_blob(long) == int_blob([601, 601])
+    assert EMLX.to_blob(short) == int_blob([301, 301])
+  end
+
   test "a read sent while a job runs waits for the job (no overtaking)" do
     q = CommandQueue.new!(:cpu)
     slow = submit_eval(slow_tensor(q, 2))
