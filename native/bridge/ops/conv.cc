@@ -43,8 +43,16 @@ Array conv_general(const Call& c, S s) {
     throw std::invalid_argument("conv_general: feature_group_count must be at least 1, got " +
                                 std::to_string(groups));
   }
-  const auto& x = c.arr(0);
-  const auto& w = c.arr(1);
+  // MLX's CUDA convolution picks its cuDNN graph from the operands'
+  // layouts (two strided operands and a kernel wider than the result: run
+  // as a weight gradient) and caches that choice under a key without the
+  // layouts. With strided operands, the kernel gradient of a depthwise 3-D
+  // convolution (grouped 2-D ones here) evaluated together with its input
+  // gradient came out wrong on an H200 (errors of 20-30), right with
+  // row-contiguous ones: a copy cuDNN makes of strided operands anyway.
+  bool gpu = mx::to_stream(s).device == mx::Device::gpu;
+  const auto x = gpu ? mx::contiguous(c.arr(0), false, s) : c.arr(0);
+  const auto w = gpu ? mx::contiguous(c.arr(1), false, s) : c.arr(1);
   auto strides = c.axes(2), low = c.axes(3), high = c.axes(4), kernel_dilation = c.axes(5);
   auto input_dilation = c.axes(6);
   // MLX checks the arguments (and says what is wrong) as it builds the node.
@@ -56,7 +64,7 @@ Array conv_general(const Call& c, S s) {
   // here and the convolution runs undilated.
   bool dilated = false;
   for (int d : input_dilation) dilated = dilated || d != 1;
-  if (!dilated || mx::to_stream(s).device != mx::Device::gpu) return out;
+  if (!dilated || !gpu) return out;
   return mx::conv_general(interleave_zeros(x, input_dilation, s), w, strides, low, high,
                           kernel_dilation, {}, groups, false, s);
 }

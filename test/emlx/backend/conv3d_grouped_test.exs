@@ -86,6 +86,21 @@ if Code.ensure_loaded?(Nx) do
       dk = random({4, 1, 2, 2, 2}, {:f, 32}, 17)
       dw = random(Nx.shape(Nx.conv(x, dk, feature_group_size: 4)), {:f, 32}, 18)
       check(depthwise, [x, dk, dw], atol: 1.0e-3, rtol: 1.0e-4)
+
+      # Both gradients in one evaluation, eagerly. On CUDA, MLX took one of
+      # these 2-D convolutions of strided operands for a kernel gradient and
+      # gave a wrong gk (errors of 20-30) unless EMLX hands it contiguous
+      # operands.
+      expected = apply(depthwise, Enum.map([x, dk, dw], &Nx.backend_copy(&1, Nx.BinaryBackend)))
+      backend = EMLX.TestDevice.backend()
+
+      {gx, gk} =
+        Nx.with_default_backend(backend, fn ->
+          apply(depthwise, Enum.map([x, dk, dw], &Nx.backend_copy(&1, backend)))
+        end)
+
+      EMLX.Native.eval([gx.data.ref, gk.data.ref])
+      assert_same({gx, gk}, expected, atol: 1.0e-3, rtol: 1.0e-4)
     end
   end
 end
