@@ -52,6 +52,7 @@ defmodule Bench.GpuWorkloads do
       size: "#{n}x#{n} @ #{n}x#{n}",
       dtype: "bf16",
       flops: 2 * n * n * n,
+      measure: [warm_up: true],
       goals: %{mlx: {:min_speed, 0.95}},
       runners: [emlx, mlx(ctx, "matmul", params), torch(ctx, "matmul", params)],
       notes: []
@@ -92,6 +93,7 @@ defmodule Bench.GpuWorkloads do
       size: "2 x 256 MiB",
       dtype: "f32",
       bytes: 3 * 256 * @mib,
+      measure: [warm_up: true],
       goals: %{mlx: {:min_speed, 0.95}},
       runners: [
         emlx,
@@ -118,6 +120,7 @@ defmodule Bench.GpuWorkloads do
       title: "tiny add + eval (one GPU round trip)",
       size: "4 elements",
       dtype: "f32",
+      measure: [warm_up: true],
       goals: %{mlx: {:max_diff, 5_000.0}},
       runners: [emlx, mlx(ctx, "add", %{n: 4}), torch(ctx, "add", %{n: 4})],
       notes: ["PyTorch: a + b, then torch.cuda.synchronize()"]
@@ -145,6 +148,7 @@ defmodule Bench.GpuWorkloads do
       dtype: "bf16",
       # the causal half of 4·B·H·L²·D
       flops: div(4 * b * h * l * l * d, 2),
+      measure: [warm_up: true],
       goals: %{mlx: {:min_speed, 0.95}},
       runners: [emlx, mlx(ctx, "sdpa", params), torch(ctx, "sdpa", params)],
       notes: [
@@ -191,6 +195,7 @@ defmodule Bench.GpuWorkloads do
       size: "B=1 T=2048 d=4096 H=32 MLP 11008",
       dtype: "bf16",
       flops: block_flops(params),
+      measure: [warm_up: true],
       goals: %{mlx_compiled: {:min_speed, 0.95}},
       runners:
         nx_rows ++

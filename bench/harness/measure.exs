@@ -24,7 +24,9 @@ defmodule Bench.Measure do
   `:rep_ms` (a sample lasts at least this long: tiny workloads run several
   times per sample), `:settle_ms` (a pause before each sample: OpenBLAS's
   threads spin for about 0.1 s after a GEMM, and would otherwise steal the
-  next runner's cores on a small machine). Returns `%{id => result}` where a result is
+  next runner's cores on a small machine), `:warm_up` (one untimed run
+  before each sample: the runner before it may have used the same GPU
+  from another process). Returns `%{id => result}` where a result is
   `%{status: :ok, median: ns, p25:, p75:, reps:, inner:, label:, role:}` or
   `%{status: :skipped, reason:, label:, role:}`, times per single call.
   """
@@ -115,6 +117,7 @@ defmodule Bench.Measure do
   defp sample(_runner, rep, inner, opts) do
     :erlang.garbage_collect()
     if ms = opts[:settle_ms], do: Process.sleep(ms)
+    if opts[:warm_up], do: rep.(1)
     rep.(inner)
   end
 

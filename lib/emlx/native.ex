@@ -127,6 +127,12 @@ defmodule EMLX.Native do
     ref = make_ref()
 
     case submit.(ref, collected) do
+      :ok when callbacks == %{} ->
+        case poll(ref, [{device, nil}]) do
+          {result, _ns} -> result
+          nil -> await_program(ref, callbacks, device, queue)
+        end
+
       :ok ->
         await_program(ref, callbacks, device, queue)
 
@@ -225,14 +231,14 @@ defmodule EMLX.Native do
         {:ok, ns}
 
       :ok ->
-        await(ref)
+        await(ref, tensors)
 
       :collect ->
         collect()
 
         case local(tensors, fn -> EMLX.NIF.eval(tensors, ref) end) do
           :done -> {:ok, 0}
-          :ok -> await(ref)
+          :ok -> await(ref, tensors)
         end
     end
   end
@@ -303,7 +309,7 @@ defmodule EMLX.Native do
 
     case local(tensors, fn -> submit.(ref) end) do
       :ok ->
-        await(ref)
+        await(ref, tensors)
 
       {:done, value} ->
         {value, 0}
@@ -339,9 +345,31 @@ defmodule EMLX.Native do
   # one with an error as it unwinds, and a panic while encoding a result is
   # answered with an error too. Only the VM itself going down can leave this
   # receive waiting.
-  defp await(ref) do
+  defp await(ref, tensors) do
+    poll(ref, tensors) ||
+      receive do
+        {^ref, reply, ns} -> {unwrap(reply), ns}
+      end
+  end
+
+  # A GPU job's reply is first looked for without blocking, for up to
+  # @gpu_poll: a process blocked in `receive` leaves its scheduler idle, the
+  # scheduler goes to sleep, and waking it for a reply that comes a few tens
+  # of microseconds later costs 5-10 us on an H200 machine (a tiny add + eval:
+  # 36 -> 31 us; raw MLX 22 us). GPU work leaves the CPU free for this; the
+  # loop is preemptible, and a longer job is then waited for as usual. CPU
+  # jobs are not polled for: there the polling scheduler would take a core
+  # from the job itself.
+  @gpu_poll System.convert_time_unit(200, :microsecond, :native)
+
+  defp poll(ref, [{:gpu, _} | _]), do: poll_until(ref, System.monotonic_time() + @gpu_poll)
+  defp poll(_ref, _tensors), do: nil
+
+  defp poll_until(ref, until) do
     receive do
       {^ref, reply, ns} -> {unwrap(reply), ns}
+    after
+      0 -> if System.monotonic_time() < until, do: poll_until(ref, until)
     end
   end
 
