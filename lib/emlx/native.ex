@@ -128,7 +128,7 @@ defmodule EMLX.Native do
 
     case submit.(ref, collected) do
       :ok when callbacks == %{} ->
-        case poll(ref, [{device, nil}]) do
+        case poll(ref, device) do
           {result, _ns} -> result
           nil -> await_program(ref, callbacks, device, queue)
         end
@@ -346,7 +346,7 @@ defmodule EMLX.Native do
   # answered with an error too. Only the VM itself going down can leave this
   # receive waiting.
   defp await(ref, tensors) do
-    poll(ref, tensors) ||
+    poll(ref, device_of(tensors)) ||
       receive do
         {^ref, reply, ns} -> {unwrap(reply), ns}
       end
@@ -362,8 +362,11 @@ defmodule EMLX.Native do
   # from the job itself.
   @gpu_poll System.convert_time_unit(200, :microsecond, :native)
 
-  defp poll(ref, [{:gpu, _} | _]), do: poll_until(ref, System.monotonic_time() + @gpu_poll)
-  defp poll(_ref, _tensors), do: nil
+  defp poll(ref, :gpu), do: poll_until(ref, System.monotonic_time() + @gpu_poll)
+  defp poll(_ref, _device), do: nil
+
+  defp device_of([{device, _} | _]), do: device
+  defp device_of(_tensors), do: nil
 
   defp poll_until(ref, until) do
     receive do
