@@ -6,7 +6,8 @@ defmodule EMLX do
   resource holding the MLX array. Ops are lazy: they build MLX graph nodes
   on the stream of a command queue (see `EMLX.CommandQueue`) and nothing is
   computed until `eval/1`, `item/1` or `to_blob/1`, which run on that
-  queue's thread and answer by message.
+  queue's thread and answer by message. Tiny results on an idle CPU queue
+  are the exception: they are computed as they are built (see `lazy/1`).
 
   Types are MLX dtype atoms (`:float32`, `:bfloat16`, `:int64`, `:bool`, …)
   or, as a convenience, Nx type tuples (`{:f, 32}`); see `EMLX.Types`.
@@ -214,6 +215,25 @@ defmodule EMLX do
   defp complex(re, im) do
     if Code.ensure_loaded?(Complex), do: apply(Complex, :new, [re, im]), else: {re, im}
   end
+
+  @doc """
+  Runs `fun` with every op it builds kept lazy, and returns its result.
+
+  Ops build MLX graph nodes that are computed on evaluation; but on a CPU
+  queue whose kernels run inline (the Linux CPU build), an op whose whole
+  unevaluated graph touches at most 4 KiB is computed as it is built when
+  its queue is idle, because MLX's evaluation of a node costs several times
+  a kernel on a few elements. The values are the same either way. Inside
+  `lazy/1` every result stays a graph node until it is evaluated, as larger
+  ones do: for looking at MLX's graphs, or measuring their evaluation.
+
+      iex> one = EMLX.scalar_tensor(1, :int32, :cpu)
+      iex> two = EMLX.lazy(fn -> EMLX.add(one, one) end)
+      iex> EMLX.item(two)
+      2
+  """
+  @spec lazy((-> result)) :: result when result: var
+  def lazy(fun) when is_function(fun, 0), do: EMLX.Native.lazy(fun)
 
   @doc """
   Evaluates the tensor on the command queue that built it and waits for it.

@@ -9,14 +9,35 @@ defmodule EMLX.Native do
   # collection before a large one (`:collect`).
 
   @trace EMLX.Defn.Trace.key()
+  @lazy {__MODULE__, :lazy}
 
   @doc false
-  # Runs a lazy op on `queue`; while a defn function is being compiled
-  # (EMLX.Defn.Trace) the op is also recorded as a step of its program.
+  # Runs an op on `queue`. Its result is a lazy graph node, except that a
+  # tiny result of computed inputs is computed at once when the queue is
+  # idle (native/src/ops.rs, `evaluate_tiny`). While a defn function is being
+  # compiled (EMLX.Defn.Trace) the op is recorded as a step of its program
+  # instead, and its result always stays a node that is never evaluated.
   def op(queue, name, args) do
     case Process.get(@trace) do
-      nil -> build(queue, name, args)
-      _ -> EMLX.Defn.Trace.record(name, args, build(queue, name, args))
+      nil ->
+        if Process.get(@lazy),
+          do: build(&EMLX.NIF.lazy_op/3, queue, name, args),
+          else: build(&EMLX.NIF.op/3, queue, name, args)
+
+      _ ->
+        EMLX.Defn.Trace.record(name, args, build(&EMLX.NIF.lazy_op/3, queue, name, args))
+    end
+  end
+
+  @doc false
+  # Runs `fun` with every op result kept a lazy graph node (EMLX.lazy/1).
+  def lazy(fun) do
+    previous = Process.put(@lazy, true)
+
+    try do
+      fun.()
+    after
+      unless previous, do: Process.delete(@lazy)
     end
   end
 
@@ -25,12 +46,12 @@ defmodule EMLX.Native do
   # rescue costs nothing on the normal path and never looks at message
   # text), the input is evaluated on its queue, and the op built again (the
   # documented cross-queue rule, see EMLX.CommandQueue).
-  defp build(queue, name, args) do
-    EMLX.NIF.op(queue, name, args)
+  defp build(nif, queue, name, args) do
+    nif.(queue, name, args)
   rescue
     EMLX.CrossQueueError ->
       settle(queue, args)
-      EMLX.NIF.op(queue, name, args)
+      nif.(queue, name, args)
 
     e in ArgumentError ->
       check_local!(args)

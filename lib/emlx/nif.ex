@@ -10,6 +10,7 @@ defmodule EMLX.NIF do
     # ops.rs: the generic op over the C++ op table, creation from bytes, metadata
     op_names: 0,
     op: 3,
+    lazy_op: 3,
     from_blob: 4,
     from_blob_dirty: 4,
     shape: 1,

@@ -43,6 +43,7 @@
 #include <unordered_set>
 
 #include "bridge.h"
+#include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 #include "mlx/scheduler.h"
 
@@ -216,22 +217,23 @@ void return_inline_streams(const StreamRef& s) {
 
 // --- what may be evaluated right in a NIF -------------------------------------
 
-bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
-                    size_t max_bytes) {
-  std::vector<Array> stack;
+namespace {
+
+// The unevaluated graph under `list` in evaluation order (every node after
+// its inputs), if it is all on `s`'s streams, has at most `max_nodes`
+// nodes, touches at most `max_bytes` bytes (inputs and outputs of its
+// nodes) and has no compiled (JIT) node; false otherwise. Only the thread
+// that may evaluate on `s` may walk it (statuses are read).
+bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                       size_t max_bytes, std::vector<Array>* order) {
+  // Depth first, each node once: (node, index of its next input to visit).
+  std::vector<std::pair<Array, size_t>> stack;
   std::unordered_set<std::uintptr_t> seen;
   size_t nodes = 0;
   size_t bytes = 0;
-  bool small = true;
-  auto visit = [&](const Array& a) {
-    if (a.status() == Array::Status::unscheduled && seen.insert(a.id()).second) {
-      stack.push_back(a);
-    }
-  };
-  for (const auto& r : list.items) visit(r);
-  while (small && !stack.empty()) {
-    Array a = std::move(stack.back());
-    stack.pop_back();
+  // Whether `a` is a node to compute that passes the limits; pushes it.
+  auto enter = [&](const Array& a) {
+    if (a.status() != Array::Status::unscheduled || !seen.insert(a.id()).second) return true;
     if (!a.has_primitive() || ++nodes > max_nodes) return false;
     auto stream = a.primitive().stream();
     if (stream.device != mx::Device::cpu || (stream.index != s.index && stream.index != s.cpu_index)) {
@@ -240,14 +242,60 @@ bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
     // Compiled graphs may invoke a C++ compiler the first time they run.
     if (std::strcmp(a.primitive().name(), "Compiled") == 0) return false;
     bytes += a.nbytes();
-    for (const auto& in : a.inputs()) {
-      bytes += in.nbytes();
-      visit(in);
+    for (const auto& in : a.inputs()) bytes += in.nbytes();
+    // Siblings are computed with `a` (one primitive): seen, not visited.
+    for (const auto& sib : a.siblings()) {
+      bytes += sib.nbytes();
+      seen.insert(sib.id());
     }
-    for (const auto& sib : a.siblings()) visit(sib);
-    small = bytes <= max_bytes;
+    if (bytes > max_bytes) return false;
+    stack.emplace_back(a, 0);
+    return true;
+  };
+  for (const auto& r : list.items) {
+    if (!enter(r)) return false;
+    while (!stack.empty()) {
+      auto& [a, next] = stack.back();
+      if (next < a.inputs().size()) {
+        const Array& in = a.inputs()[next++];
+        if (!enter(in)) return false;
+        continue;
+      }
+      if (order) order->push_back(std::move(a));
+      stack.pop_back();
+    }
   }
-  return small;
+  return true;
+}
+
+}  // namespace
+
+bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                    size_t max_bytes) {
+  return small_graph_order(list, s, max_nodes, max_bytes, nullptr);
+}
+
+bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                      size_t max_bytes) {
+  if (!ours(to_stream(s))) return false;
+  std::vector<Array> order;
+  if (!small_graph_order(list, s, max_nodes, max_bytes, &order)) return false;
+  check_graph(list.items, &s);
+  // What MLX's eval does for each node on a CPU stream, less what only a
+  // graph that crosses streams or threads needs (events, fences, the
+  // synchronizer node): its inputs are computed (earlier in `order`, or
+  // evaluated before), and its kernels run right here (the enqueue hook).
+  for (auto& a : order) {
+    auto outputs = a.outputs();
+    a.primitive().eval_cpu(a.inputs(), outputs);
+    // The temporaries a kernel keeps for its tasks: those tasks are done.
+    mx::cpu::get_command_encoder(a.primitive().stream()).temporaries().clear();
+    raise_failure();
+    // Computed, and final: no event to wait for.
+    for (auto& o : outputs) o.set_status(Array::Status::available);
+    a.detach();
+  }
+  return true;
 }
 
 void bind_thread(const StreamRef& s) { mx::set_default_stream(to_stream(s)); }

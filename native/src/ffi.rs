@@ -132,6 +132,12 @@ mod bridge {
             max_nodes: usize,
             max_bytes: usize,
         ) -> bool;
+        fn eval_small_graph(
+            list: &ArrayList,
+            s: &StreamRef,
+            max_nodes: usize,
+            max_bytes: usize,
+        ) -> Result<bool>;
         fn bind_thread(s: &StreamRef);
 
         fn blas_info() -> BlasInfo;

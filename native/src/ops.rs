@@ -81,7 +81,50 @@ fn op_names() -> Vec<String> {
 fn op<'a>(env: Env<'a>, queue: Term<'a>, name: Term<'a>, args: Term<'a>) -> NifResult<Term<'a>> {
     let queue = args::queue("op", queue)?;
     let name = args::atom("op", "the op name", name)?;
-    Ok(run(env, &queue, name, args)?)
+    Ok(run(env, &queue, name, args, true)?)
+}
+
+/// `op`, but the result always stays a lazy graph node (never evaluated
+/// here, see `evaluate_tiny`): what `compiler: EMLX` traces with, and
+/// what `EMLX.lazy/1` asks for.
+#[rustler::nif]
+fn lazy_op<'a>(
+    env: Env<'a>,
+    queue: Term<'a>,
+    name: Term<'a>,
+    args: Term<'a>,
+) -> NifResult<Term<'a>> {
+    let queue = args::queue("lazy_op", queue)?;
+    let name = args::atom("lazy_op", "the op name", name)?;
+    Ok(run(env, &queue, name, args, false)?)
+}
+
+/// A new op result whose whole unevaluated graph touches at most this many
+/// bytes (its nodes' outputs and inputs) is computed right away.
+const TINY_MAX_BYTES: usize = 4096;
+/// ... and has at most this many unevaluated nodes.
+const TINY_MAX_NODES: usize = 8;
+
+/// Computes the graph under `out` (one op's new nodes) right here when it is
+/// tiny and `queue` evaluates inline and is idle (`Queue::when_idle`): for
+/// arrays of a few elements MLX's graph evaluation later costs several
+/// times the kernel, and a computed tensor is read, freed and passed to
+/// other queues without a job. Returns whether it did.
+fn evaluate_tiny(queue: &crate::queue::Queue, out: &ffi::ArrayList) -> Result<bool> {
+    if !queue.inline {
+        return Ok(false);
+    }
+    queue
+        .when_idle(|| {
+            ffi::bind_thread(&queue.stream);
+            Ok(ffi::eval_small_graph(
+                out,
+                &queue.stream,
+                TINY_MAX_NODES,
+                TINY_MAX_BYTES,
+            )?)
+        })
+        .unwrap_or(Ok(false))
 }
 
 /// The index of the op named by `name` in the C++ table.
@@ -98,7 +141,13 @@ pub fn op_index(env: Env, name: Atom) -> Result<u32> {
         })
 }
 
-fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result<Term<'a>> {
+fn run<'a>(
+    env: Env<'a>,
+    queue: &QueueRes,
+    name: Atom,
+    args: Term<'a>,
+    eager: bool,
+) -> Result<Term<'a>> {
     let name_str = || name.to_term(env).atom_to_string().unwrap_or_default();
     let index = op_index(env, name)?;
     let queue = &queue.0;
@@ -131,6 +180,12 @@ fn run<'a>(env: Env<'a>, queue: &QueueRes, name: Atom, args: Term<'a>) -> Result
     }
     let out = ffi::run_op(index, &call, &queue.stream)?;
     let n = ffi::list_len(&out);
+    if eager && n == 1 && ffi::list_alias(&out, 0) < 0 && evaluate_tiny(queue, &out)? {
+        return Ok(TensorRes::wrap(
+            env,
+            TensorRes::evaluated(ffi::list_get(&out, 0), queue.clone()),
+        ));
+    }
     // An output that is one of the inputs shares that input's readiness.
     let wrap = |i| {
         let inherited = usize::try_from(ffi::list_alias(&out, i))

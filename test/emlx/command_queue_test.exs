@@ -74,7 +74,7 @@ defmodule EMLX.CommandQueueTest do
 
     test "returns the function's value and evaluates on the bound queue" do
       q = CommandQueue.new!(:cpu)
-      t = CommandQueue.with_queue(q, fn -> EMLX.add(ints(q, [1, 2]), ints(q, [10, 20])) end)
+      t = CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.add(ints(q, [1, 2]), ints(q, [10, 20])) end) end)
       assert EMLX.to_blob(t) == int_blob([11, 22])
       # from_blob x2, add: graph building only; the to_blob is the one job.
       assert CommandQueue.info(q).completed == 1
@@ -85,10 +85,13 @@ defmodule EMLX.CommandQueueTest do
     test "a lazy tensor of queue A used in an op on queue B is evaluated on A first" do
       a = CommandQueue.new!(:cpu)
       b = CommandQueue.new!(:cpu)
-      x = CommandQueue.with_queue(a, fn -> EMLX.multiply(ints(a, [1, 2, 3]), ints(a, [4, 5, 6])) end)
+
+      x =
+        CommandQueue.with_queue(a, fn -> EMLX.lazy(fn -> EMLX.multiply(ints(a, [1, 2, 3]), ints(a, [4, 5, 6])) end) end)
+
       assert EMLX.NIF.needs_eval_for(b.ref, x)
 
-      y = CommandQueue.with_queue(b, fn -> EMLX.add(x, ints(b, [100, 100, 100])) end)
+      y = CommandQueue.with_queue(b, fn -> EMLX.lazy(fn -> EMLX.add(x, ints(b, [100, 100, 100])) end) end)
       assert EMLX.NIF.tensor_queue_id(y) == b.id
       refute EMLX.NIF.needs_eval_for(b.ref, x)
       assert EMLX.to_blob(y) == int_blob([104, 110, 118])
@@ -160,8 +163,8 @@ defmodule EMLX.CommandQueueTest do
     test "evaluating lazy tensors of two queues together is refused clearly" do
       a = CommandQueue.new!(:cpu)
       b = CommandQueue.new!(:cpu)
-      ta = CommandQueue.with_queue(a, fn -> EMLX.add(ints(a, [1]), ints(a, [1])) end)
-      tb = CommandQueue.with_queue(b, fn -> EMLX.add(ints(b, [1]), ints(b, [1])) end)
+      ta = CommandQueue.with_queue(a, fn -> EMLX.lazy(fn -> EMLX.add(ints(a, [1]), ints(a, [1])) end) end)
+      tb = CommandQueue.with_queue(b, fn -> EMLX.lazy(fn -> EMLX.add(ints(b, [1]), ints(b, [1])) end) end)
       error = assert_raise ArgumentError, fn -> EMLX.Native.eval([ta, tb]) end
       assert error.message =~ "one command queue"
       refute error.message =~ "There is no Stream"
@@ -180,8 +183,10 @@ defmodule EMLX.CommandQueueTest do
         for k <- 1..60 do
           {t, s} =
             CommandQueue.with_queue(q, fn ->
-              t = EMLX.add(ints(q, [k, -k]), ints(q, [k, k]))
-              {t, EMLX.sum(t, [0], false)}
+              EMLX.lazy(fn ->
+                t = EMLX.add(ints(q, [k, -k]), ints(q, [k, k]))
+                {t, EMLX.sum(t, [0], false)}
+              end)
             end)
 
           case rem(k, 4) do
@@ -217,8 +222,8 @@ defmodule EMLX.CommandQueueTest do
   describe "reading evaluated tensors" do
     test "item and to_blob of an evaluated tensor answer without a queue job" do
       q = CommandQueue.new!(:cpu)
-      t = CommandQueue.with_queue(q, fn -> EMLX.add(ints(q, [20, 1]), ints(q, [22, 1])) end)
-      s = CommandQueue.with_queue(q, fn -> EMLX.sum(t, [0], false) end)
+      t = CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.add(ints(q, [20, 1]), ints(q, [22, 1])) end) end)
+      s = CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.sum(t, [0], false) end) end)
       # The first reads evaluate, on the queue.
       assert EMLX.to_blob(t) == int_blob([42, 2])
       assert EMLX.item(s) == 44

@@ -17,12 +17,12 @@ defmodule EMLX.InlineEvalTest do
 
     t =
       CommandQueue.with_queue(q, fn ->
-        EMLX.multiply(EMLX.add(ints(q, [1, 2, 3]), ints(q, [10, 20, 30])), ints(q, [2, 2, 2]))
+        EMLX.lazy(fn -> EMLX.multiply(EMLX.add(ints(q, [1, 2, 3]), ints(q, [10, 20, 30])), ints(q, [2, 2, 2])) end)
       end)
 
     before = info(q)
     assert EMLX.to_blob(t) == int_blob([22, 44, 66])
-    assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.sum(t, [0], false) end)) == 132
+    assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.sum(t, [0], false) end) end)) == 132
     later = info(q)
     # CPU queues evaluate inline unless MLX has a GPU in this build (its CPU
     # streams then keep their threads) or EMLX_CPU_STREAM_THREADS=1.
@@ -36,7 +36,12 @@ defmodule EMLX.InlineEvalTest do
   test "a large graph is evaluated on the queue thread" do
     q = CommandQueue.new!(:cpu)
     one = ints(q, [1, 1])
-    t = CommandQueue.with_queue(q, fn -> Enum.reduce(1..300, one, fn _, acc -> EMLX.add(acc, one) end) end)
+
+    t =
+      CommandQueue.with_queue(q, fn ->
+        EMLX.lazy(fn -> Enum.reduce(1..300, one, fn _, acc -> EMLX.add(acc, one) end) end)
+      end)
+
     before = info(q)
     assert EMLX.to_blob(t) == int_blob([301, 301])
     later = info(q)
@@ -49,7 +54,9 @@ defmodule EMLX.InlineEvalTest do
     one = ints(q, [1, 1])
 
     chain = fn n ->
-      CommandQueue.with_queue(q, fn -> Enum.reduce(1..n, one, fn _, acc -> EMLX.add(acc, one) end) end)
+      CommandQueue.with_queue(q, fn ->
+        EMLX.lazy(fn -> Enum.reduce(1..n, one, fn _, acc -> EMLX.add(acc, one) end) end)
+      end)
     end
 
     {short, long} = {chain.(300), chain.(600)}
@@ -78,7 +85,7 @@ defmodule EMLX.InlineEvalTest do
     q = CommandQueue.new!(:cpu)
 
     CommandQueue.with_queue(q, fn ->
-      lazy = EMLX.add(ints(q, [1, 2]), ints(q, [3, 4]))
+      lazy = EMLX.lazy(fn -> EMLX.add(ints(q, [1, 2]), ints(q, [3, 4])) end)
       before = info(q)
       previous = EMLX.set_memory_limit(0)
 

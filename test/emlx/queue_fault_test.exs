@@ -48,7 +48,7 @@ defmodule EMLX.QueueFaultTest do
         until_observed(3, fn ->
           {owner, q} = owned_queue()
           ready = ints(q, [1, 2])
-          lazy = CommandQueue.with_queue(q, fn -> EMLX.add(ready, ready) end)
+          lazy = CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.add(ready, ready) end) end)
 
           slow = submit_eval(slow_tensor(q))
           waiting = for _ <- 1..5, do: submit_blob(queued(q, ready))
@@ -97,8 +97,10 @@ defmodule EMLX.QueueFaultTest do
         spawn(fn ->
           pair =
             CommandQueue.with_queue(CommandQueue.new!(:cpu), fn ->
-              {EMLX.add(EMLX.ones({2}, :int32, :cpu), EMLX.ones({2}, :int32, :cpu)),
-               EMLX.multiply(EMLX.full(3, {2}, :int32, :cpu), EMLX.full(3, {2}, :int32, :cpu))}
+              EMLX.lazy(fn ->
+                {EMLX.add(EMLX.ones({2}, :int32, :cpu), EMLX.ones({2}, :int32, :cpu)),
+                 EMLX.multiply(EMLX.full(3, {2}, :int32, :cpu), EMLX.full(3, {2}, :int32, :cpu))}
+              end)
             end)
 
           # Only the tensors leave; the queue handle becomes garbage here.
@@ -227,7 +229,7 @@ defmodule EMLX.QueueFaultTest do
       v = ints(q, [1, 2, 3])
       error = assert_raise ArgumentError, fn -> EMLX.item(queued(q, v)) end
       assert error.message =~ "exactly one element"
-      assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.sum(v, [0], false) end)) == 6
+      assert EMLX.item(CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.sum(v, [0], false) end) end)) == 6
       assert CommandQueue.info(q).failed == 1
     end
 

@@ -109,11 +109,18 @@ defmodule EMLX.QueueStressTest do
           mine = Enum.at(queues, rem(i, @queues))
           other = Enum.at(queues, rem(i + 1, @queues))
 
+          # Odd processes keep every op lazy (each read is a job); even ones
+          # let tiny results be computed as they are built, when their
+          # queue is idle.
+          mode = if rem(i, 2) == 1, do: &EMLX.lazy/1, else: & &1.()
+
           CommandQueue.with_queue(mine, fn ->
-            for j <- 1..@jobs do
-              {run, _oracle} = job(i, j, other)
-              {{i, j}, run.()}
-            end
+            mode.(fn ->
+              for j <- 1..@jobs do
+                {run, _oracle} = job(i, j, other)
+                {{i, j}, run.()}
+              end
+            end)
           end)
         end,
         max_concurrency: @processes,
@@ -129,9 +136,9 @@ defmodule EMLX.QueueStressTest do
 
     infos = Enum.map(queues, &CommandQueue.info/1)
     assert Enum.all?(infos, &(&1.failed == 0 and &1.cancelled == 0 and &1.dropped == 0))
-    # Every process did all its reads on its own queue (or, cross-queue, on
-    # the other one): together at least one job per (i, j).
-    assert Enum.sum(Enum.map(infos, & &1.completed)) >= @processes * @jobs
+    # Every lazy process did all its reads on its own queue (or, cross-queue,
+    # on the other one): together at least one job per (i, j).
+    assert Enum.sum(Enum.map(infos, & &1.completed)) >= div(@processes, 2) * @jobs
 
     Enum.each(queues, &CommandQueue.close/1)
     assert Enum.all?(queues, &(not CommandQueue.info(&1).running))

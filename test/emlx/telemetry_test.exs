@@ -33,7 +33,7 @@ defmodule EMLX.TelemetryTest do
 
   test "eval emits start and stop with the round trip and the time in MLX" do
     q = CommandQueue.new!(:cpu)
-    t = CommandQueue.with_queue(q, fn -> EMLX.add(ints([1, 2]), ints([3, 4])) end)
+    t = CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.add(ints([1, 2]), ints([3, 4])) end) end)
     assert EMLX.eval(t) == :ok
 
     assert_received {:event, [:emlx, :eval, :start], %{monotonic_time: _, system_time: _}, start_meta}
@@ -50,7 +50,7 @@ defmodule EMLX.TelemetryTest do
   end
 
   test "to_blob emits to_binary events with byte counts" do
-    t = EMLX.add(ints([1, 2, 3]), ints([1, 1, 1]))
+    t = EMLX.lazy(fn -> EMLX.add(ints([1, 2, 3]), ints([1, 1, 1])) end)
     assert EMLX.to_blob(t) == int_blob([2, 3, 4])
 
     assert_received {:event, [:emlx, :to_binary, :start], _,

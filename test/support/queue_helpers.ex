@@ -17,7 +17,7 @@ defmodule EMLX.QueueHelpers do
   end
 
   @doc "An unevaluated copy of `t` on queue `q`, so reading it takes a job."
-  def queued(q, t), do: CommandQueue.with_queue(q, fn -> EMLX.copy(t) end)
+  def queued(q, t), do: CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> EMLX.copy(t) end) end)
 
   @doc "Sends an eval job for `t` (which must be unevaluated)."
   def submit_eval(t) do

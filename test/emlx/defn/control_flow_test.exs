@@ -167,7 +167,9 @@ if Code.ensure_loaded?(Nx) do
 
       test "a callback needing the waiting queue raises instead of hanging" do
         q = EMLX.CommandQueue.new!(:cpu)
-        Process.put(:pending, EMLX.CommandQueue.with_queue(q, fn -> Nx.add(emlx(bin([1.0, 1.0])), 1) end))
+        # A lazy tensor of the queue the program waits on.
+        pending = EMLX.CommandQueue.with_queue(q, fn -> EMLX.lazy(fn -> Nx.add(emlx(bin([1.0, 1.0])), 1) end) end)
+        Process.put(:pending, pending)
 
         assert_raise ArgumentError, ~r/waiting for the callback/, fn ->
           Nx.Defn.jit_apply(&call_back/1, [emlx(bin([1.0, 2.0]))], Keyword.put(@opts, :command_queue, q))

@@ -41,7 +41,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
     dead = f32(q, [1.0, 2.0])
     :ok = NIF.deallocate(dead)
     # An unevaluated node of another queue: only that queue may evaluate it.
-    other_lazy = NIF.op(ctx.q2, :add, [t, t])
+    other_lazy = NIF.lazy_op(ctx.q2, :add, [t, t])
 
     fx =
       Map.merge(ctx, %{
@@ -50,7 +50,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
         m: NIF.op(q, :reshape, [f32(q, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), [2, 3]]),
         u8: NIF.from_blob(q, <<1, 2, 3>>, [3], :uint8),
         dead: dead,
-        lazy: NIF.op(q, :multiply, [t, t]),
+        lazy: NIF.lazy_op(q, :multiply, [t, t]),
         other_lazy: other_lazy,
         qstruct: %EMLX.CommandQueue{ref: q, device: :cpu, id: 1},
         bare_ref: elem(t, 1),
@@ -71,6 +71,7 @@ defmodule EMLX.Reliability.BadInputCatalogueTest do
   # :dtype, :device, :blob, :shape, :limit, :size, :op_name, :tag (any term).
   @nif_args %{
     op: [:queue, :op_name, :op_args],
+    lazy_op: [:queue, :op_name, :op_args],
     from_blob: [:queue, :blob, :shape, :dtype],
     from_blob_dirty: [:queue, :blob, :shape, :dtype],
     shape: [:tensor],

@@ -231,7 +231,7 @@ defmodule EMLX.Reliability.FaultsTest do
         for _ <- 1..3 do
           evaluated = EMLX.full(7, {3}, :int32, :cpu)
           :ok = EMLX.eval(evaluated)
-          lazy = EMLX.add(evaluated, evaluated)
+          lazy = EMLX.lazy(fn -> EMLX.add(evaluated, evaluated) end)
 
           assert :ok = Application.stop(:emlx)
           # The application's queues end with it.
@@ -351,7 +351,7 @@ defmodule EMLX.Reliability.FaultsTest do
       {pid, ref} =
         spawn_monitor(fn ->
           t = EMLX.scalar_tensor(1, :int32, :cpu)
-          chain = Enum.reduce(1..100_000, t, fn _, acc -> EMLX.add(acc, t) end)
+          chain = EMLX.lazy(fn -> Enum.reduce(1..100_000, t, fn _, acc -> EMLX.add(acc, t) end) end)
           assert EMLX.shape(chain) == {}
         end)
 

@@ -111,7 +111,7 @@ defmodule EMLX.Reliability.RepliesTest do
   test "evaluating a graph on a queue that does not own its stream is EMLX's typed error" do
     q = CommandQueue.new!(:cpu)
     other = CommandQueue.new!(:cpu)
-    lazy = CommandQueue.with_queue(other, fn -> EMLX.add(ints(other, [1]), ints(other, [2])) end)
+    lazy = CommandQueue.with_queue(other, fn -> EMLX.lazy(fn -> EMLX.add(ints(other, [1]), ints(other, [2])) end) end)
 
     assert {:error, {EMLX.NIFError, message}} = await_reply(fault(q, {:eval_foreign, lazy}))
     assert message =~ "internal error in EMLX: a graph node of stream"
@@ -125,7 +125,7 @@ defmodule EMLX.Reliability.RepliesTest do
 
   test "the cross-queue signal is its own exception type, naming the argument" do
     other = CommandQueue.new!(:cpu)
-    lazy = CommandQueue.with_queue(other, fn -> EMLX.add(ints(other, [1]), ints(other, [2])) end)
+    lazy = CommandQueue.with_queue(other, fn -> EMLX.lazy(fn -> EMLX.add(ints(other, [1]), ints(other, [2])) end) end)
     here = ints([10])
     q = :persistent_term.get({EMLX.CommandQueue, :cpu})
 
