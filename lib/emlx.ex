@@ -221,9 +221,10 @@ defmodule EMLX do
 
   Ops build MLX graph nodes that are computed on evaluation; but on a CPU
   queue whose kernels run inline (the Linux CPU build), an op whose whole
-  unevaluated graph touches at most 4 KiB is computed as it is built when
-  its queue is idle, because MLX's evaluation of a node costs several times
-  a kernel on a few elements. The values are the same either way. Inside
+  unevaluated graph is tiny (at most 32 nodes touching at most 64 KiB) is
+  computed as it is built when its queue is idle, because MLX's evaluation
+  of a node costs several times a kernel on a few elements. The values are
+  the same either way. Inside
   `lazy/1` every result stays a graph node until it is evaluated, as larger
   ones do: for looking at MLX's graphs, or measuring their evaluation.
 

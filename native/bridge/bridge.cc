@@ -241,6 +241,10 @@ std::unique_ptr<Call> new_call() {
   return c;
 }
 void push_array(Call& c, const Array& a) { c.args.emplace_back(a); }
+void push_computed_array(Call& c, const Array& a) {
+  c.args.emplace_back(a);
+  c.computed.push_back(a.id());
+}
 void push_arrays(Call& c, const ArrayList& list) { c.args.emplace_back(list.items); }
 void push_int(Call& c, int64_t v) { c.args.emplace_back(v); }
 void push_uint(Call& c, uint64_t v) { c.args.emplace_back(v); }

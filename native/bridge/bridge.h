@@ -90,6 +90,10 @@ class Call {
   // same thread as its main stream. Set by run_op; ops that MLX runs only on
   // the CPU use it.
   mutable std::optional<mx::Stream> cpu_stream;
+  // The ids of array arguments whose data is computed (EMLX's readiness,
+  // pushed with push_computed_array): their values may be read while the
+  // op is built (see ops::known_ints).
+  std::vector<uintptr_t> computed;
 
   size_t size() const { return args.size(); }
   const Array& arr(size_t i) const;
@@ -158,6 +162,8 @@ class QueueDefaults {
 // --- op calls -------------------------------------------------------------
 std::unique_ptr<Call> new_call();
 void push_array(Call& c, const Array& a);
+// push_array for an array whose data is computed (its status is final).
+void push_computed_array(Call& c, const Array& a);
 void push_arrays(Call& c, const ArrayList& list);
 void push_int(Call& c, int64_t v);
 void push_uint(Call& c, uint64_t v);

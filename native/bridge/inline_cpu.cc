@@ -37,6 +37,7 @@
 // before any evaluation can run.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -223,17 +224,24 @@ namespace {
 // its inputs), if it is all on `s`'s streams, has at most `max_nodes`
 // nodes, touches at most `max_bytes` bytes (inputs and outputs of its
 // nodes) and has no compiled (JIT) node; false otherwise. Only the thread
-// that may evaluate on `s` may walk it (statuses are read).
+// that may evaluate on `s` may walk it (statuses are read). The graphs are
+// small, so the nodes seen are kept in a list, not a hash set.
 bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nodes,
                        size_t max_bytes, std::vector<Array>* order) {
   // Depth first, each node once: (node, index of its next input to visit).
   std::vector<std::pair<Array, size_t>> stack;
-  std::unordered_set<std::uintptr_t> seen;
+  std::vector<std::uintptr_t> seen;
   size_t nodes = 0;
   size_t bytes = 0;
-  // Whether `a` is a node to compute that passes the limits; pushes it.
+  auto first_visit = [&](std::uintptr_t id) {
+    if (std::find(seen.begin(), seen.end(), id) != seen.end()) return false;
+    seen.push_back(id);
+    return true;
+  };
+  // Whether `a` is computed, or a node to compute that passes the limits
+  // (then pushed).
   auto enter = [&](const Array& a) {
-    if (a.status() != Array::Status::unscheduled || !seen.insert(a.id()).second) return true;
+    if (a.status() != Array::Status::unscheduled || !first_visit(a.id())) return true;
     if (!a.has_primitive() || ++nodes > max_nodes) return false;
     auto stream = a.primitive().stream();
     if (stream.device != mx::Device::cpu || (stream.index != s.index && stream.index != s.cpu_index)) {
@@ -246,7 +254,7 @@ bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nod
     // Siblings are computed with `a` (one primitive): seen, not visited.
     for (const auto& sib : a.siblings()) {
       bytes += sib.nbytes();
-      seen.insert(sib.id());
+      first_visit(sib.id());
     }
     if (bytes > max_bytes) return false;
     stack.emplace_back(a, 0);
@@ -280,7 +288,13 @@ bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_node
   if (!ours(to_stream(s))) return false;
   std::vector<Array> order;
   if (!small_graph_order(list, s, max_nodes, max_bytes, &order)) return false;
-  check_graph(list.items, &s);
+  // The rest of check_graph's checks (the queue's streams, MLX's 32-bit
+  // limits) hold for a graph this small: only the memory guard is left.
+  for (const auto& a : order) {
+    if (allocates(a)) {
+      check_budget("cannot evaluate", a.nbytes(), a.shape(), a.dtype(), mx::Device::cpu);
+    }
+  }
   // What MLX's eval does for each node on a CPU stream, less what only a
   // graph that crosses streams or threads needs (events, fences, the
   // synchronizer node): its inputs are computed (earlier in `order`, or

@@ -80,6 +80,7 @@ mod bridge {
 
         fn new_call() -> UniquePtr<Call>;
         fn push_array(c: Pin<&mut Call>, a: &Array);
+        fn push_computed_array(c: Pin<&mut Call>, a: &Array);
         fn push_arrays(c: Pin<&mut Call>, list: &ArrayList);
         fn push_int(c: Pin<&mut Call>, v: i64);
         fn push_uint(c: Pin<&mut Call>, v: u64);

@@ -101,9 +101,9 @@ fn lazy_op<'a>(
 
 /// A new op result whose whole unevaluated graph touches at most this many
 /// bytes (its nodes' outputs and inputs) is computed right away.
-const TINY_MAX_BYTES: usize = 4096;
+const TINY_MAX_BYTES: usize = 65_536;
 /// ... and has at most this many unevaluated nodes.
-const TINY_MAX_NODES: usize = 8;
+const TINY_MAX_NODES: usize = 32;
 
 /// Computes the graph under `out` (one op's new nodes) right here when it is
 /// tiny and `queue` evaluates inline and is idle (`Queue::when_idle`): for
@@ -165,6 +165,7 @@ fn run<'a>(
     let mut inputs = Inputs {
         queue_id: queue.id,
         ready: Vec::new(),
+        fold: eager,
     };
     for (i, term) in items.enumerate() {
         push_one(call.pin_mut(), term, &mut inputs).map_err(|e| match e {
@@ -210,6 +211,9 @@ fn run<'a>(
 struct Inputs {
     queue_id: u64,
     ready: Vec<ReadyFlag>,
+    /// Whether the op builder may read the values of computed inputs (not
+    /// while a program is recorded or built: its inputs change per run).
+    fold: bool,
 }
 
 impl Inputs {
@@ -217,15 +221,16 @@ impl Inputs {
     /// that are not computed yet: a lazy graph can only be evaluated on its
     /// own queue's thread, and one whose evaluation is running there must be
     /// waited for before another queue reads it.
-    fn push(&mut self, res: &TensorRes, push: impl FnOnce(&ffi::Array)) -> Result<()> {
+    fn push(&mut self, res: &TensorRes, push: impl FnOnce(&ffi::Array, bool)) -> Result<()> {
         res.with(|a| {
-            if res.queue.id != self.queue_id && !res.is_ready() {
+            let ready = res.is_ready();
+            if res.queue.id != self.queue_id && !ready {
                 return Err(Error::CrossQueue {
                     op: String::new(),
                     argument: 0,
                 });
             }
-            push(a);
+            push(a, ready && self.fold);
             Ok(())
         })??;
         self.ready.push(res.ready_flag());
@@ -240,6 +245,7 @@ pub fn push_arg(call: std::pin::Pin<&mut Call>, term: Term, queue_id: u64) -> Re
     let mut inputs = Inputs {
         queue_id,
         ready: Vec::new(),
+        fold: false,
     };
     push_one(call, term, &mut inputs)
 }
@@ -288,9 +294,11 @@ fn push_one(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> 
                 _ => None,
             };
             match tensor {
-                Some(res) => inputs.push(&res, |a| ffi::push_array(call, a))?,
+                Some(res) => inputs.push(&res, |a, ready| push_array(call, a, ready))?,
                 None if items.len() == 2 && items[1].get_type() == TermType::Ref => {
-                    inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
+                    inputs.push(&*decode_tensor(term)?, |a, ready| {
+                        push_array(call, a, ready)
+                    })?;
                 }
                 None => push_list(call, items, inputs, term)?,
             }
@@ -300,7 +308,9 @@ fn push_one(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> 
             push_list(call, items, inputs, term)?;
         }
         TermType::Ref => {
-            inputs.push(&*decode_tensor(term)?, |a| ffi::push_array(call, a))?;
+            inputs.push(&*decode_tensor(term)?, |a, ready| {
+                push_array(call, a, ready)
+            })?;
         }
         _ => {
             return Err(Error::BadArg(format!(
@@ -311,6 +321,16 @@ fn push_one(call: std::pin::Pin<&mut Call>, term: Term, inputs: &mut Inputs) -> 
         }
     }
     Ok(())
+}
+
+/// Pushes a tensor argument, telling the op builder when its data is
+/// computed (EMLX's readiness) and may be read (see `Inputs::fold`).
+fn push_array(call: std::pin::Pin<&mut Call>, a: &ffi::Array, computed: bool) {
+    if computed {
+        ffi::push_computed_array(call, a);
+    } else {
+        ffi::push_array(call, a);
+    }
 }
 
 fn integer_item(term: Term) -> Item {
@@ -358,7 +378,7 @@ fn push_list(
                         args::show(whole)
                     ))
                 })?;
-                inputs.push(&tensor, |a| ffi::list_push(list.pin_mut(), a))?;
+                inputs.push(&tensor, |a, _| ffi::list_push(list.pin_mut(), a))?;
             }
             ffi::push_arrays(call, &list);
         }

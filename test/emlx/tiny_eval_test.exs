@@ -4,7 +4,8 @@ defmodule EMLX.TinyEvalTest do
   # each happens, when it does not (EMLX.lazy/1, large graphs, a busy
   # queue, GPU builds), and that values and errors are those of a later
   # evaluation. Values are checked against arithmetic done here.
-  use ExUnit.Case, async: true
+  # async: false: one test sets MLX's process-wide memory limit.
+  use ExUnit.Case, async: false
   import EMLX.QueueHelpers
 
   alias EMLX.CommandQueue
@@ -52,14 +53,18 @@ defmodule EMLX.TinyEvalTest do
     assert EMLX.to_blob(x) == int_blob([4, 9])
   end
 
-  test "results over 4 KiB, and tiny results of large inputs, stay lazy" do
-    big = EMLX.from_blob(int_blob(Enum.to_list(1..2048)), {2048}, :int32, :cpu)
+  test "graphs over 64 KiB, tiny results of large inputs included, stay lazy" do
+    n = 20_000
+    big = EMLX.from_blob(int_blob(Enum.to_list(1..n)), {n}, :int32, :cpu)
     doubled = EMLX.add(big, big)
     refute ready?(doubled)
-    # 8 KiB of input for a 4-byte sum: the work is the input's, not the result's.
+    # 80 KB of input for a 4-byte sum: the work is the input's, not the result's.
     total = EMLX.sum(big, [0], false)
     refute ready?(total)
-    assert EMLX.item(total) == div(2048 * 2049, 2)
+    assert EMLX.item(total) == div(n * (n + 1), 2)
+    # Just under the limit: 2 x 16 KB in, 16 KB out.
+    small = EMLX.from_blob(int_blob(Enum.to_list(1..4000)), {4000}, :int32, :cpu)
+    assert ready?(EMLX.add(small, small)) == inline?()
     assert EMLX.to_blob(doubled, 3) == int_blob([2, 4, 6])
   end
 

@@ -148,6 +148,15 @@ if Code.ensure_loaded?(Nx) do
     end
 
     @doc false
+    # Like to_nx_moved/2 for ops that keep their input's storage type, given
+    # an input stored as out.type is (reshape, transpose, slice, ...): no NIF
+    # call to check it.
+    def to_nx_same({device, _} = array, %T{type: type, shape: shape} = out) do
+      check_device_type!(device, type)
+      %T{out | data: %B{ref: array, shape: shape, type: type}}
+    end
+
+    @doc false
     # Like to_nx/2 for ops that only move values (reshape, transpose, slice):
     # no narrowing needed, the values are already on the type's grid.
     def to_nx_moved({device, _} = array, %T{type: type, shape: shape} = out) do

@@ -22,7 +22,7 @@ if Code.ensure_loaded?(Nx) do
         {} -> EMLX.scalar_tensor(number, mlx, device)
         _ -> EMLX.full(number, shape, mlx, device)
       end
-      |> Convert.to_nx(out)
+      |> Convert.to_nx_elementwise(out)
     end
 
     def iota(%T{shape: shape, type: type} = out, axis, backend_options) do

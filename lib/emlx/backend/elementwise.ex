@@ -40,6 +40,10 @@ if Code.ensure_loaded?(Nx) do
     # Binary ops computed in out.type: {nx name, EMLX function}.
     @arith_binary for {name, 2, :plain, class, mlx} <- nx_ops(), class not in [:compare, :logical], do: {name, mlx}
 
+    # Integer ops whose MLX version widens mixed-width operands of one
+    # signedness to the wider type, exactly as Nx types the result.
+    @widening [:add, :subtract, :multiply, :bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift]
+
     # Comparisons, computed in the merged input type; the result is u8.
     @compare_binary nx_names(2, fn impl, class, _ -> impl == :plain and class == :compare end)
 
@@ -88,6 +92,18 @@ if Code.ensure_loaded?(Nx) do
           ),
           do: EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
 
+      if name in @widening do
+        # Integers of out's signedness, one of them of out's width: MLX
+        # widens the other operand itself (as Nx does), so no conversion op.
+        def unquote(name)(
+              %T{type: {kind, bits}} = out,
+              %T{type: {kind, lb}, data: %B{quantization_config: nil, ref: {device, _} = l}},
+              %T{type: {kind, rb}, data: %B{quantization_config: nil, ref: {device, _} = r}}
+            )
+            when kind in [:s, :u] and lb >= 8 and rb >= 8 and lb <= bits and rb <= bits and (lb == bits or rb == bits),
+            do: EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
+      end
+
       def unquote(name)(%T{type: type} = out, left, right) do
         {l, r} = operands(left, right, type)
         EMLX.unquote(fun)(l, r) |> Convert.to_nx_elementwise(out)
@@ -97,16 +113,20 @@ if Code.ensure_loaded?(Nx) do
     for name <- @compare_binary do
       def unquote(name)(out, %T{type: lt} = left, %T{type: rt} = right) do
         {l, r} = operands(left, right, Nx.Type.merge(lt, rt))
-        EMLX.unquote(name)(l, r) |> Convert.to_nx(out)
+        EMLX.unquote(name)(l, r) |> bool_result(out)
       end
     end
 
     for name <- @logical_binary do
       def unquote(name)(out, left, right) do
         {l, r} = operands(left, right, nil)
-        EMLX.unquote(name)(l, r) |> Convert.to_nx(out)
+        EMLX.unquote(name)(l, r) |> bool_result(out)
       end
     end
+
+    # A comparison's or logical op's MLX result (bool, of the broadcast
+    # shape Nx computed) as out, a u8 tensor.
+    defp bool_result(array, %T{type: {:u, 8}} = out), do: array |> EMLX.astype(:uint8) |> Convert.to_nx_same(out)
 
     ## Operands
 

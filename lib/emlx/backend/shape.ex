@@ -10,11 +10,11 @@ if Code.ensure_loaded?(Nx) do
     alias EMLX.Backend.Convert
 
     def reshape(%T{shape: shape} = out, tensor) do
-      tensor |> Convert.from_nx() |> EMLX.reshape(shape) |> Convert.to_nx_moved(out)
+      tensor |> Convert.from_nx() |> EMLX.reshape(shape) |> Convert.to_nx_same(out)
     end
 
     def squeeze(%T{shape: shape} = out, tensor, _axes) do
-      tensor |> Convert.from_nx() |> EMLX.reshape(shape) |> Convert.to_nx_moved(out)
+      tensor |> Convert.from_nx() |> EMLX.reshape(shape) |> Convert.to_nx_same(out)
     end
 
     def broadcast(%T{type: type} = out, %T{shape: from} = tensor, shape, axes) do
@@ -27,11 +27,11 @@ if Code.ensure_loaded?(Nx) do
       |> Convert.from_nx(Convert.first_device([tensor]), type)
       |> EMLX.reshape(aligned)
       |> EMLX.broadcast_to(shape)
-      |> Convert.to_nx_moved(out)
+      |> Convert.to_nx_same(out)
     end
 
     def transpose(out, tensor, axes) do
-      tensor |> Convert.from_nx() |> EMLX.transpose(axes) |> Convert.to_nx_moved(out)
+      tensor |> Convert.from_nx() |> EMLX.transpose(axes) |> Convert.to_nx_same(out)
     end
 
     ## Pad
@@ -104,7 +104,7 @@ if Code.ensure_loaded?(Nx) do
     ## Reverse
 
     def reverse(out, tensor, axes) do
-      tensor |> Convert.from_nx() |> reverse_ref(axes) |> Convert.to_nx_moved(out)
+      tensor |> Convert.from_nx() |> reverse_ref(axes) |> Convert.to_nx_same(out)
     end
 
     @doc false
@@ -141,7 +141,7 @@ if Code.ensure_loaded?(Nx) do
       if Enum.all?(starts, &is_integer/1) do
         starts = clamp_starts(starts, shape, lengths)
         stops = Enum.zip_with(starts, lengths, &(&1 + &2))
-        x |> EMLX.slice(starts, stops, strides) |> Convert.to_nx_moved(out)
+        x |> EMLX.slice(starts, stops, strides) |> Convert.to_nx_same(out)
       else
         rank = tuple_size(shape)
         axes = Enum.to_list(0..(rank - 1)//1)
@@ -152,7 +152,7 @@ if Code.ensure_loaded?(Nx) do
             do: window,
             else: EMLX.slice(window, List.duplicate(0, rank), lengths, strides)
 
-        Convert.to_nx_moved(window, out)
+        Convert.to_nx_same(window, out)
       end
     end
 

@@ -85,7 +85,7 @@ defmodule EMLX.Defn.Trace do
 
     ref =
       try do
-        EMLX.broadcast_to(EMLX.scalar_tensor(0, dtype, device), shape)
+        EMLX.Native.lazy(fn -> EMLX.broadcast_to(EMLX.scalar_tensor(0, dtype, device), shape) end)
       after
         if state, do: Process.put(@key, state)
       end

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -253,8 +254,10 @@ Array from_shm(const Call& c) {
 // The start indices (1-d integer tensor, one per axis of `axes`) clamped so
 // that a block of `sizes` (the sizes along those axes) fits in `a`: MLX
 // does not check them, and reading past the end would leave the buffer.
-Array safe_starts(const char* op, const Array& a, const Array& starts, const std::vector<int>& axes,
-                  const std::vector<int>& sizes, S s) {
+// The highest start of each of `axes` at which a block of `sizes` fits
+// in `a`; checks that `starts` is one integer index per axis.
+std::vector<int64_t> start_bounds(const char* op, const Array& a, const Array& starts,
+                                  const std::vector<int>& axes, const std::vector<int>& sizes) {
   require_integer(op, "the start indices", starts);
   if (starts.ndim() != 1 || starts.shape(0) != static_cast<int>(axes.size())) {
     throw std::invalid_argument(std::string(op) + ": expected one start index per axis (" +
@@ -272,6 +275,28 @@ Array safe_starts(const char* op, const Array& a, const Array& starts, const std
     }
     highs.push_back(high);
   }
+  return highs;
+}
+
+// Computed starts (known_ints), clamped into [0, highs]; nullopt for a
+// graph node.
+std::optional<std::vector<int64_t>> known_starts(const Array& starts,
+                                                 const std::vector<int64_t>& highs) {
+  auto known = known_ints(starts, highs.size());
+  if (!known) return std::nullopt;
+  for (size_t k = 0; k < highs.size(); ++k) {
+    (*known)[k] = std::clamp<int64_t>((*known)[k], 0, highs[k]);
+  }
+  return known;
+}
+
+// The starts clamped into [0, highs], as an int64 array.
+Array safe_starts(const char* op, const Array& a, const Array& starts, const std::vector<int>& axes,
+                  const std::vector<int>& sizes, S s) {
+  auto highs = start_bounds(op, a, starts, axes, sizes);
+  if (auto known = known_starts(starts, highs)) {
+    return Array(known->begin(), {static_cast<int>(known->size())}, mx::int64);
+  }
   auto hi = Array(highs.begin(), {static_cast<int>(highs.size())}, mx::int64);
   auto start64 = mx::astype(starts, mx::int64, s);
   return mx::minimum(mx::maximum(start64, mx::zeros({}, mx::int64, s), s), hi, s);
@@ -285,6 +310,18 @@ Array dynamic_slice(const Call& c, S s) {
     throw std::invalid_argument("dynamic_slice: give one slice size per axis");
   }
   std::vector<int> sizes(size.begin(), size.end());
+  auto highs = start_bounds("dynamic_slice", a, c.arr(1), axes, sizes);
+  // Computed starts make a plain slice (a view).
+  if (auto known = known_starts(c.arr(1), highs)) {
+    mx::Shape start(a.ndim(), 0);
+    mx::Shape stop(a.shape());
+    for (size_t k = 0; k < axes.size(); ++k) {
+      int axis = axis_index("dynamic_slice", axes[k], a.ndim());
+      start[axis] = static_cast<int>((*known)[k]);
+      stop[axis] = start[axis] + sizes[k];
+    }
+    return mx::slice(a, start, stop, s);
+  }
   return mx::slice(a, safe_starts("dynamic_slice", a, c.arr(1), axes, sizes, s), axes, size, s);
 }
 

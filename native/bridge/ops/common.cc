@@ -1,4 +1,5 @@
 // Helpers shared by the op families: axis checks, index checks and clamping.
+#include <algorithm>
 #include <limits>
 #include <sstream>
 
@@ -27,6 +28,44 @@ Array half_via_float32(const Array& a, const Array& b, S s,
   }
   auto wide = f(mx::astype(a, mx::float32, s), mx::astype(b, mx::float32, s));
   return mx::astype(wide, out_type, s);
+}
+
+namespace {
+thread_local const Call* t_known = nullptr;
+
+template <typename T>
+void read_ints(const Array& a, std::vector<int64_t>& out) {
+  const T* p = a.data<T>();
+  // Row-major over a's own strides (a computed view may be strided).
+  std::vector<int64_t> idx(a.ndim(), 0);
+  for (size_t n = 0; n < a.size(); ++n) {
+    int64_t offset = 0;
+    for (int d = 0; d < static_cast<int>(a.ndim()); ++d) offset += idx[d] * a.strides()[d];
+    out.push_back(static_cast<int64_t>(p[offset]));
+    for (int d = a.ndim() - 1; d >= 0 && ++idx[d] == a.shape(d); --d) idx[d] = 0;
+  }
+}
+}  // namespace
+
+KnownScope::KnownScope(const Call& c) : previous_(t_known) { t_known = &c; }
+KnownScope::~KnownScope() { t_known = previous_; }
+
+std::optional<std::vector<int64_t>> known_ints(const Array& a, size_t max) {
+  if (t_known == nullptr || a.size() > max || a.dtype() == mx::uint64) return std::nullopt;
+  const auto& ids = t_known->computed;
+  if (std::find(ids.begin(), ids.end(), a.id()) == ids.end()) return std::nullopt;
+  std::vector<int64_t> out;
+  auto t = a.dtype();
+  if (t == mx::bool_) read_ints<bool>(a, out);
+  else if (t == mx::uint8) read_ints<uint8_t>(a, out);
+  else if (t == mx::uint16) read_ints<uint16_t>(a, out);
+  else if (t == mx::uint32) read_ints<uint32_t>(a, out);
+  else if (t == mx::int8) read_ints<int8_t>(a, out);
+  else if (t == mx::int16) read_ints<int16_t>(a, out);
+  else if (t == mx::int32) read_ints<int32_t>(a, out);
+  else if (t == mx::int64) read_ints<int64_t>(a, out);
+  else return std::nullopt;
+  return out;
 }
 
 int axis_index(const char* op, int64_t axis, int ndim) {

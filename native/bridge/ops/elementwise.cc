@@ -108,8 +108,15 @@ Array integer_shift(const Array& a_in, const Array& n_in, S s, BinaryFn shift, b
   bool is_signed = mx::issubdtype(t, mx::signedinteger);
   auto a = mx::astype(a_in, t, s);
   auto n = mx::astype(n_in, t, s);
+  int64_t width = static_cast<int64_t>(8 * mx::size_of(t));
+  // A computed shift amount in range (the common case: a constant) needs no
+  // guard.
+  if (auto known = known_ints(n_in, 1); known && known->size() == 1 && (*known)[0] >= 0 &&
+                                          (*known)[0] < width) {
+    return shift(a, n, s);
+  }
   auto zero = Array(0, t);
-  auto bits = Array(static_cast<int64_t>(8 * mx::size_of(t)), t);
+  auto bits = Array(width, t);
   auto out_of_range = mx::greater_equal(n, bits, s);
   if (is_signed) out_of_range = mx::logical_or(mx::less(n, zero, s), out_of_range, s);
   Array all_out = zero;

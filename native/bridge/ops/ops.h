@@ -69,6 +69,25 @@ Array layer_norm(const Array& x, const std::optional<Array>& w, const std::optio
 Array half_via_float32(const Array& a, const Array& b, S s,
                        const std::function<Array(const Array&, const Array&)>& f);
 
+// The values of `a` when it is an integer (or boolean) argument of the op
+// being built whose data is computed (Call::computed) and has at most
+// `max` elements, row-major; nullopt otherwise (a graph node, or an op
+// built for a program). Ops use them to build fewer nodes; never to
+// change a result.
+std::optional<std::vector<int64_t>> known_ints(const Array& a, size_t max);
+// While an entry builds its nodes on a CPU stream: the call whose computed
+// arguments known_ints may read (registry.cc sets it around each entry).
+class KnownScope {
+ public:
+  explicit KnownScope(const Call& c);
+  ~KnownScope();
+  KnownScope(const KnownScope&) = delete;
+  KnownScope& operator=(const KnownScope&) = delete;
+
+ private:
+  const Call* previous_;
+};
+
 // Throws the ArgumentError-class error "<op>: <msg>".
 [[noreturn]] void bad_arg(const Call& c, const std::string& msg);
 

@@ -206,6 +206,9 @@ std::vector<Array> run_entry(uint32_t index, const Call& call, const StreamRef& 
   auto stream = to_stream(s);
   try {
     QueueDefaults defaults(s);
+    // Computed values are read in host memory: CPU streams only.
+    std::optional<ops::KnownScope> known;
+    if (stream.device == mx::Device::cpu) known.emplace(call);
     items = entry->fn(call, stream);
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument(with_op(entry->name, e.what()));

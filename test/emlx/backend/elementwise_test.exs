@@ -280,6 +280,43 @@ if Code.ensure_loaded?(Nx) do
         assert Nx.to_flat_list(Nx.right_shift(x, big)) == [0, -1, 0]
       end
 
+      # A one-element amount whose value is computed is read while the op is
+      # built (no range guard in the graph when it is in range).
+      test "shifts by a computed one-element amount, in and out of range" do
+        for {type, width} <- [s8: 8, s32: 32, u8: 8, u32: 32, s64: 64] do
+          x = bin([1, -3, 5, 127], type: type)
+
+          for n <- [0, 1, width - 1, width, width + 3], amount <- [bin(n, type: type), bin([n], type: type)] do
+            check(&Nx.left_shift/2, [x, amount])
+            check(&Nx.right_shift/2, [x, amount])
+          end
+
+          # A negative amount shifts every bit out (Nx.BinaryBackend refuses it).
+          if type in [:s8, :s32, :s64] do
+            minus_one = emlx(bin(-1, type: type))
+            assert Nx.to_flat_list(Nx.left_shift(emlx(x), minus_one)) == [0, 0, 0, 0]
+            assert Nx.to_flat_list(Nx.right_shift(emlx(x), minus_one)) == [0, -1, 0, 0]
+          end
+        end
+      end
+
+      # add, subtract, multiply, bitwise ops and shifts of integers of one
+      # signedness and different widths take no conversion op: MLX widens.
+      test "mixed integer widths of one signedness compute in the wider type" do
+        pairs = [{:u8, :u32}, {:u32, :u8}, {:u16, :u64}, {:s8, :s32}, {:s64, :s16}, {:s8, :s64}]
+
+        for {ta, tb} <- pairs,
+            op <- [:add, :subtract, :multiply, :bitwise_and, :bitwise_or, :bitwise_xor, :left_shift, :right_shift] do
+          {ma, mb} =
+            {Nx.Constants.max_finite(ta), Nx.Constants.max_finite(tb)}
+            |> then(fn {a, b} -> {Nx.to_number(a), Nx.to_number(b)} end)
+
+          a = bin([ma, 1, 0, 7], type: ta)
+          b = bin(if(op in [:left_shift, :right_shift], do: [1, 3, 7, 2], else: [mb, 255, 1, 3]), type: tb)
+          check(&apply(Nx, op, [&1, &2]), [a, b])
+        end
+      end
+
       test "min and max propagate NaN" do
         a = bin([:nan, 1.0, :infinity, 2.0])
         b = bin([1.0, :nan, 3.0, :neg_infinity])
