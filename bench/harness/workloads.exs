@@ -155,6 +155,18 @@ defmodule Bench.Workloads do
           else: fn -> chain.(x0, c) |> EMLX.eval() end
       end)
 
+    # Tiny results are computed as they are built (EMLX.lazy/1): the same
+    # chain kept lazy shows what building the graph alone costs.
+    lazy =
+      Measure.local(:emlx_lazy, "EMLX, kept lazy (EMLX.lazy/1)", :subject, fn ->
+        c = EMLX.full(1.0e-3, {4}, :float32, d) |> ready()
+        x0 = wave(4, 0.001, :float32, d)
+
+        if mode == :build,
+          do: fn -> EMLX.lazy(fn -> chain.(x0, c) end) end,
+          else: fn -> EMLX.lazy(fn -> chain.(x0, c) end) |> EMLX.eval() end
+      end)
+
     %{
       id: id,
       group: "dispatch",
@@ -165,7 +177,7 @@ defmodule Bench.Workloads do
       unit: "op",
       # Issue 12: lazy dispatch through EMLX.Backend at most raw MLX + 1.5 µs an op.
       goals: %{mlx: {:max_diff, 1500.0}},
-      runners: [emlx, mlx(ctx, id, %{ops: @ops})] ++ nx(ctx, String.to_atom(id), %{ops: @ops}, binary: binary?),
+      runners: [emlx, lazy, mlx(ctx, id, %{ops: @ops})] ++ nx(ctx, String.to_atom(id), %{ops: @ops}, binary: binary?),
       notes: []
     }
   end
