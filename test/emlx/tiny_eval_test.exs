@@ -93,6 +93,20 @@ defmodule EMLX.TinyEvalTest do
     assert EMLX.add(a, a) |> EMLX.item() == 3.0
   end
 
+  test "casts of computed small integers (done on the host) match MLX's own" do
+    x = EMLX.from_blob(int_blob([0, 2, -1, 256, -129]), {5}, :int32, :cpu)
+
+    for dtype <- [:bool, :uint8, :int8, :uint16, :int64] do
+      host = EMLX.astype(x, dtype)
+      graph = EMLX.lazy(fn -> EMLX.astype(x, dtype) end)
+      assert EMLX.scalar_type(host) == dtype
+      assert EMLX.to_blob(host) == EMLX.to_blob(graph), "#{dtype}"
+    end
+
+    assert EMLX.to_blob(EMLX.astype(x, :bool)) == <<0, 1, 1, 1, 1>>
+    assert EMLX.to_blob(EMLX.astype(x, :uint8)) == <<0, 2, 255, 0, 127>>
+  end
+
   test "many processes building tiny ops on one queue at once" do
     q = CommandQueue.new!(:cpu)
 

@@ -106,8 +106,8 @@ Array integer_shift(const Array& a_in, const Array& n_in, S s, BinaryFn shift, b
   if (t == mx::bool_) t = mx::uint8;
   if (!mx::issubdtype(t, mx::integer)) return shift(a_in, n_in, s);
   bool is_signed = mx::issubdtype(t, mx::signedinteger);
-  auto a = mx::astype(a_in, t, s);
-  auto n = mx::astype(n_in, t, s);
+  auto a = cast(a_in, t, s);
+  auto n = cast(n_in, t, s);
   int64_t width = static_cast<int64_t>(8 * mx::size_of(t));
   // A computed shift amount in range (the common case: a constant) needs no
   // guard.

@@ -75,6 +75,11 @@ Array half_via_float32(const Array& a, const Array& b, S s,
 // built for a program). Ops use them to build fewer nodes; never to
 // change a result.
 std::optional<std::vector<int64_t>> known_ints(const Array& a, size_t max);
+// `a` converted to `dtype`, as mx::astype does; a computed integer or
+// boolean `a` of at most 64 elements converted to an integer or boolean
+// type becomes a computed array right away (the same C++ conversions MLX's
+// kernel makes, on the host), without a graph node.
+Array cast(const Array& a, mx::Dtype dtype, S s);
 // While an entry builds its nodes on a CPU stream: the call whose computed
 // arguments known_ints may read (registry.cc sets it around each entry).
 class KnownScope {

@@ -343,6 +343,18 @@ if Code.ensure_loaded?(Nx) do
         end
       end
 
+      # Computed integer tensors of up to 64 elements are converted on the
+      # host while the op is built; larger ones by MLX's kernel: the same
+      # wrapping either way (both against Nx.BinaryBackend).
+      test "integers wrap into narrower and other-signed integer types" do
+        small = bin([-1, 255, 256, -129, 70_000, -2_147_483_648, 2_147_483_647, 0], type: :s64)
+        large = Nx.tile(small, [16])
+
+        for x <- [small, large], from <- [:s64, :s32, :u32, :s8, :u8], to <- [:s8, :u8, :s16, :u16, :s32, :u32, :s64] do
+          check(&Nx.as_type(&1, to), [Nx.as_type(x, from)])
+        end
+      end
+
       test "floats to integers truncate; NaN, Inf and out-of-range values as documented" do
         x = bin([1.7, -1.7, 0.5, -0.5, 255.9, -128.9])
         for type <- [:s8, :u8, :s32, :u64], do: check(&Nx.as_type(&1, type), [Nx.clip(x, 0, 100)])
