@@ -345,8 +345,11 @@ void check_stream(const Array& a, const StreamRef& s) {
   throw StreamMismatch(msg.str());
 }
 
-}  // namespace
-
+// Walks the unevaluated part of the graph under `roots`, each node once,
+// on the queue's thread (the only one that may read these nodes' status):
+// every node must run on the queue's streams (when `s` is given), stay
+// within MLX's 32-bit limits (limits.cc), and every buffer it will allocate
+// must be possible.
 void check_graph(const std::vector<Array>& roots, const StreamRef* s) {
   std::vector<Array> stack;
   std::unordered_set<std::uintptr_t> seen;
@@ -371,6 +374,7 @@ void check_graph(const std::vector<Array>& roots, const StreamRef* s) {
   }
 }
 
+}  // namespace
 
 // --- arrays --------------------------------------------------------------------
 

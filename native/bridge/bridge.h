@@ -256,12 +256,6 @@ void return_inline_streams(const StreamRef& s);
 // Whether the unevaluated graph under `list` is all on `s`'s streams, has
 // at most `max_nodes` nodes and touches at most `max_bytes` bytes (inputs and
 // outputs of its nodes), with no compiled (JIT) node.
-// Walks the unevaluated part of the graph under `roots`, each node once,
-// on the queue's thread or with its evaluation lock held (the only ones that
-// may read these nodes' status): every node must run on the queue's streams
-// (when `s` is given), stay within MLX's 32-bit limits (limits.cc), and
-// every buffer it will allocate must be possible (the memory guard).
-void check_graph(const std::vector<Array>& roots, const StreamRef* s);
 bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
                     size_t max_bytes);
 // Computes the graph under `list` right here, the same way MLX's eval does

@@ -251,11 +251,10 @@ Array from_shm(const Call& c) {
 
 // --- slices at tensor offsets -------------------------------------------------
 
-// The start indices (1-d integer tensor, one per axis of `axes`) clamped so
-// that a block of `sizes` (the sizes along those axes) fits in `a`: MLX
-// does not check them, and reading past the end would leave the buffer.
-// The highest start of each of `axes` at which a block of `sizes` fits
-// in `a`; checks that `starts` is one integer index per axis.
+// The highest start of each of `axes` at which a block of `sizes` fits in
+// `a`; checks that `starts` (1-d integer tensor) holds one index per axis.
+// MLX does not check start indices, and reading past the end would leave
+// the buffer: they are clamped into [0, highest] (safe_starts).
 std::vector<int64_t> start_bounds(const char* op, const Array& a, const Array& starts,
                                   const std::vector<int>& axes, const std::vector<int>& sizes) {
   require_integer(op, "the start indices", starts);
@@ -290,10 +289,9 @@ std::optional<std::vector<int64_t>> known_starts(const Array& starts,
   return known;
 }
 
-// The starts clamped into [0, highs], as an int64 array.
-Array safe_starts(const char* op, const Array& a, const Array& starts, const std::vector<int>& axes,
-                  const std::vector<int>& sizes, S s) {
-  auto highs = start_bounds(op, a, starts, axes, sizes);
+// The starts clamped into [0, highs], as an int64 array: a constant when
+// they are computed, graph nodes otherwise.
+Array safe_starts(const Array& starts, const std::vector<int64_t>& highs, S s) {
   if (auto known = known_starts(starts, highs)) {
     return Array(known->begin(), {static_cast<int>(known->size())}, mx::int64);
   }
@@ -304,15 +302,16 @@ Array safe_starts(const char* op, const Array& a, const Array& starts, const std
 
 Array dynamic_slice(const Call& c, S s) {
   const auto& a = c.arr(0);
+  const auto& starts = c.arr(1);
   auto axes = c.axes(2);
   auto size = c.shape(3);
   if (size.size() != axes.size()) {
     throw std::invalid_argument("dynamic_slice: give one slice size per axis");
   }
   std::vector<int> sizes(size.begin(), size.end());
-  auto highs = start_bounds("dynamic_slice", a, c.arr(1), axes, sizes);
+  auto highs = start_bounds("dynamic_slice", a, starts, axes, sizes);
   // Computed starts make a plain slice (a view).
-  if (auto known = known_starts(c.arr(1), highs)) {
+  if (auto known = known_starts(starts, highs)) {
     mx::Shape start(a.ndim(), 0);
     mx::Shape stop(a.shape());
     for (size_t k = 0; k < axes.size(); ++k) {
@@ -322,7 +321,7 @@ Array dynamic_slice(const Call& c, S s) {
     }
     return mx::slice(a, start, stop, s);
   }
-  return mx::slice(a, safe_starts("dynamic_slice", a, c.arr(1), axes, sizes, s), axes, size, s);
+  return mx::slice(a, safe_starts(starts, highs, s), axes, size, s);
 }
 
 Array dynamic_slice_update(const Call& c, S s) {
@@ -334,8 +333,8 @@ Array dynamic_slice_update(const Call& c, S s) {
   }
   std::vector<int> sizes;
   for (auto axis : axes) sizes.push_back(update.shape(axis_index("dynamic_slice_update", axis, a.ndim())));
-  auto starts = safe_starts("dynamic_slice_update", a, c.arr(2), axes, sizes, s);
-  return mx::slice_update(a, update, starts, axes, s);
+  auto highs = start_bounds("dynamic_slice_update", a, c.arr(2), axes, sizes);
+  return mx::slice_update(a, update, safe_starts(c.arr(2), highs, s), axes, s);
 }
 
 // --- real FFTs ----------------------------------------------------------------

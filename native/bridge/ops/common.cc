@@ -71,15 +71,9 @@ std::optional<std::vector<int64_t>> known_ints(const Array& a, size_t max) {
 Array cast(const Array& a, mx::Dtype dtype, S s) {
   bool integral = mx::issubdtype(dtype, mx::integer) || dtype == mx::bool_;
   if (a.dtype() != dtype && integral) {
-    if (auto known = known_ints(a, 64)) {
-      // Values that wrap into `dtype` wrap as they do in MLX's cast.
-      if (dtype == mx::bool_) {
-        std::vector<bool> flags;
-        for (auto v : *known) flags.push_back(v != 0);
-        return Array(flags.begin(), a.shape(), dtype);
-      }
-      return Array(known->begin(), a.shape(), dtype);
-    }
+    // The array copies each value into `dtype` with C++'s conversion, as
+    // MLX's cast kernel does: integers wrap, booleans are `v != 0`.
+    if (auto known = known_ints(a, 64)) return Array(known->begin(), a.shape(), dtype);
   }
   return mx::astype(a, dtype, s);
 }
