@@ -345,6 +345,19 @@ void check_stream(const Array& a, const StreamRef& s) {
   throw StreamMismatch(msg.str());
 }
 
+}  // namespace
+
+void check_node(const Array& a, const StreamRef* s, std::unordered_map<uintptr_t, size_t>& spans) {
+  if (s && a.has_primitive()) check_stream(a, *s);
+  check_limits(a, spans);
+  // Views allocate nothing, but a view whose size wraps would make its
+  // consumers loop over a wrong element count: refused too.
+  size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
+  if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype(), node_device(a));
+}
+
+namespace {
+
 // Walks the unevaluated part of the graph under `roots`, each node once,
 // on the queue's thread (the only one that may read these nodes' status):
 // every node must run on the queue's streams (when `s` is given), stay
@@ -363,12 +376,7 @@ void check_graph(const std::vector<Array>& roots, const StreamRef* s) {
   while (!stack.empty()) {
     Array a = std::move(stack.back());
     stack.pop_back();
-    if (s && a.has_primitive()) check_stream(a, *s);
-    check_limits(a, spans);
-    // Views allocate nothing, but a view whose size wraps would make its
-    // consumers loop over a wrong element count: refused too.
-    size_t bytes = checked_nbytes("cannot evaluate", a.shape(), a.dtype());
-    if (allocates(a)) check_budget("cannot evaluate", bytes, a.shape(), a.dtype(), node_device(a));
+    check_node(a, s, spans);
     for (const auto& in : a.inputs()) visit(in);
     for (const auto& sib : a.siblings()) visit(sib);
   }
@@ -414,26 +422,35 @@ bool born_ready(const Array& a) { return a.status() == Array::Status::available;
 
 void eval_list(const ArrayList& list, const StreamRef& s) { eval_arrays(list.items, &s); }
 
+void repair_data_size(Array& a) {
+  if (a.flags().contiguous && a.data_size() > a.size()) {
+    a.copy_shared_buffer(a, a.strides(), a.flags(), a.size());
+  }
+}
+
 void eval_arrays(const std::vector<Array>& items, const StreamRef* s) {
+  // MLX's eval costs a few microseconds a node more than its kernels
+  // (events, hash sets, a task per node): on a queue whose CPU kernels run
+  // inline, the graph is checked and computed node by node instead.
+  if (s != nullptr && eval_inline_graph(items, *s)) return;
   check_graph(items, s);
   mx::eval(items);
   // mx::eval leaves its outputs "evaluated"; wait() makes them "available"
   // here, so that no later reader (another queue, a scheduler thread reading
   // a ready tensor) ever writes their status.
-  for (const auto& a : items) const_cast<Array&>(a).wait();
+  for (const auto& a : items) {
+    const_cast<Array&>(a).wait();
+    repair_data_size(const_cast<Array&>(a));
+  }
 }
 
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s) {
   Array out = a;
-  check_graph({out}, &s);
-  mx::eval(out);
-  out.wait();
+  eval_arrays({out}, &s);
   if (!out.flags().row_contiguous) {
     out = mx::contiguous(out, false, to_stream(s));
-    check_graph({out}, &s);
-    mx::eval(out);
+    eval_arrays({out}, &s);
   }
-  out.wait();
   return std::make_unique<Array>(std::move(out));
 }
 

@@ -231,6 +231,11 @@ bool allocates(const Array& a);
 // would compute wrong (limits.cc). On the evaluating queue's thread only;
 // `spans` memoises what it learns about the graph.
 void check_limits(const Array& a, std::unordered_map<uintptr_t, size_t>& spans);
+// Every check evaluation makes of the graph node `a` before anything runs:
+// it runs on one of `s`'s streams (when `s` is given), stays within MLX's
+// 32-bit limits (check_limits) and its buffer is possible (check_budget).
+// `spans` is check_limits'.
+void check_node(const Array& a, const StreamRef* s, std::unordered_map<uintptr_t, size_t>& spans);
 
 // --- evaluation (only on the owning queue's thread) -------------------------
 // Evaluates the arrays and waits for them, so that their status is final
@@ -240,6 +245,14 @@ void eval_list(const ArrayList& list, const StreamRef& s);
 // allocations, MLX's 32-bit limits, and, given the evaluating queue's
 // streams `s`, that it runs on one of them).
 void eval_arrays(const std::vector<Array>& items, const StreamRef* s = nullptr);
+// Mends a computed array whose element count (data_size) exceeds its size:
+// MLX 0.32.4's LU factorization (LUF, luf.cpp) records its result's byte
+// count there, and a kernel that later takes over that buffer (donation)
+// would write that many elements, past the buffer's end. A contiguous
+// array never spans more elements than it has. Applied to every node an
+// inline evaluation computes, and to the results of MLX's eval (whose
+// intermediates EMLX cannot reach).
+void repair_data_size(Array& a);
 std::unique_ptr<Array> readable(const Array& a, const StreamRef& s);
 rust::Slice<const uint8_t> data_bytes(const Array& a);
 bool is_row_contiguous(const Array& a);
@@ -264,6 +277,11 @@ bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
 // caller holds the queue's evaluation lock. A kernel's failure is thrown.
 bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
                       size_t max_bytes);
+// Computes the graph under `roots` right here, as eval_small_graph does,
+// whatever its size, if `s` runs its kernels inline and the whole graph is
+// on its streams with no compiled (JIT) node; returns whether it did. Every
+// node is checked (check_node) before any runs.
+bool eval_inline_graph(const std::vector<Array>& roots, const StreamRef& s);
 // Makes `s`'s main stream the calling thread's default (so MLX's eval
 // creates no stream of its own on that thread).
 void bind_thread(const StreamRef& s);

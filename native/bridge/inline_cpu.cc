@@ -41,6 +41,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "bridge.h"
@@ -220,28 +221,48 @@ void return_inline_streams(const StreamRef& s) {
 
 namespace {
 
-// The unevaluated graph under `list` in evaluation order (every node after
+// The nodes seen by a walk: a short list while there are few (most graphs
+// an evaluation meets have a handful of nodes), a hash set past that.
+class Seen {
+ public:
+  // Whether `id` is new (and now seen).
+  bool insert(std::uintptr_t id) {
+    if (many_.empty()) {
+      if (std::find(few_.begin(), few_.end(), id) != few_.end()) return false;
+      if (few_.size() < kFew) {
+        few_.push_back(id);
+        return true;
+      }
+      many_.insert(few_.begin(), few_.end());
+    }
+    return many_.insert(id).second;
+  }
+
+ private:
+  static constexpr size_t kFew = 32;
+  std::vector<std::uintptr_t> few_;
+  std::unordered_set<std::uintptr_t> many_;
+};
+
+// The unevaluated graph under `roots` in evaluation order (every node after
 // its inputs), if it is all on `s`'s streams, has at most `max_nodes`
 // nodes, touches at most `max_bytes` bytes (inputs and outputs of its
 // nodes) and has no compiled (JIT) node; false otherwise. Only the thread
-// that may evaluate on `s` may walk it (statuses are read). The graphs are
-// small, so the nodes seen are kept in a list, not a hash set.
-bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nodes,
-                       size_t max_bytes, std::vector<Array>* order) {
+// that may evaluate on `s` may walk it (statuses are read).
+// `check` is called on each node to compute as it is met (it may throw).
+template <typename Check>
+bool graph_order(const std::vector<Array>& roots, const StreamRef& s, size_t max_nodes,
+                 size_t max_bytes, std::vector<Array>* order, Check check) {
   // Depth first, each node once: (node, index of its next input to visit).
   std::vector<std::pair<Array, size_t>> stack;
-  std::vector<std::uintptr_t> seen;
+  Seen seen;
   size_t nodes = 0;
   size_t bytes = 0;
-  auto first_visit = [&](std::uintptr_t id) {
-    if (std::find(seen.begin(), seen.end(), id) != seen.end()) return false;
-    seen.push_back(id);
-    return true;
-  };
+  auto add_bytes = [&](size_t n) { bytes = n > SIZE_MAX - bytes ? SIZE_MAX : bytes + n; };
   // Whether `a` is computed, or a node to compute that passes the limits
   // (then pushed).
   auto enter = [&](const Array& a) {
-    if (a.status() != Array::Status::unscheduled || !first_visit(a.id())) return true;
+    if (a.status() != Array::Status::unscheduled || !seen.insert(a.id())) return true;
     if (!a.has_primitive() || ++nodes > max_nodes) return false;
     auto stream = a.primitive().stream();
     if (stream.device != mx::Device::cpu || (stream.index != s.index && stream.index != s.cpu_index)) {
@@ -249,18 +270,19 @@ bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nod
     }
     // Compiled graphs may invoke a C++ compiler the first time they run.
     if (std::strcmp(a.primitive().name(), "Compiled") == 0) return false;
-    bytes += a.nbytes();
-    for (const auto& in : a.inputs()) bytes += in.nbytes();
+    add_bytes(a.nbytes());
+    for (const auto& in : a.inputs()) add_bytes(in.nbytes());
     // Siblings are computed with `a` (one primitive): seen, not visited.
     for (const auto& sib : a.siblings()) {
-      bytes += sib.nbytes();
-      first_visit(sib.id());
+      add_bytes(sib.nbytes());
+      seen.insert(sib.id());
     }
     if (bytes > max_bytes) return false;
+    check(a);
     stack.emplace_back(a, 0);
     return true;
   };
-  for (const auto& r : list.items) {
+  for (const auto& r : roots) {
     if (!enter(r)) return false;
     while (!stack.empty()) {
       auto& [a, next] = stack.back();
@@ -276,32 +298,20 @@ bool small_graph_order(const ArrayList& list, const StreamRef& s, size_t max_nod
   return true;
 }
 
-}  // namespace
-
-bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
-                    size_t max_bytes) {
-  return small_graph_order(list, s, max_nodes, max_bytes, nullptr);
-}
-
-bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
-                      size_t max_bytes) {
-  if (!ours(to_stream(s))) return false;
-  std::vector<Array> order;
-  if (!small_graph_order(list, s, max_nodes, max_bytes, &order)) return false;
-  // The rest of check_graph's checks (the queue's streams, MLX's 32-bit
-  // limits) hold for a graph this small: only the memory guard is left.
-  for (const auto& a : order) {
-    if (allocates(a)) {
-      check_budget("cannot evaluate", a.nbytes(), a.shape(), a.dtype(), mx::Device::cpu);
-    }
-  }
-  // What MLX's eval does for each node on a CPU stream, less what only a
-  // graph that crosses streams or threads needs (events, fences, the
-  // synchronizer node): its inputs are computed (earlier in `order`, or
-  // evaluated before), and its kernels run right here (the enqueue hook).
-  for (auto& a : order) {
+// What MLX's eval does for each node of `order` on a CPU stream, less what
+// only a graph that crosses streams or threads needs (events, fences, the
+// synchronizer node, the buffers a dispatched task keeps alive): each
+// node's inputs are computed (earlier in `order`, or evaluated before),
+// and its kernels run right here (the enqueue hook). Each node leaves
+// `order` as it is computed, so that, as in MLX, an intermediate is freed
+// once the last node reading it is computed, and a kernel may take over
+// (donate) the buffer of an input nothing else holds.
+void run_in_order(std::vector<Array>& order) {
+  for (auto& slot : order) {
+    Array a = std::move(slot);
     auto outputs = a.outputs();
     a.primitive().eval_cpu(a.inputs(), outputs);
+    for (auto& o : outputs) repair_data_size(o);
     // The temporaries a kernel keeps for its tasks: those tasks are done.
     mx::cpu::get_command_encoder(a.primitive().stream()).temporaries().clear();
     raise_failure();
@@ -309,6 +319,38 @@ bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_node
     for (auto& o : outputs) o.set_status(Array::Status::available);
     a.detach();
   }
+}
+
+}  // namespace
+
+bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                    size_t max_bytes) {
+  return graph_order(list.items, s, max_nodes, max_bytes, nullptr, [](const Array&) {});
+}
+
+bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
+                      size_t max_bytes) {
+  if (!ours(to_stream(s))) return false;
+  std::vector<Array> order;
+  // The rest of check_node's checks (the queue's streams, MLX's 32-bit
+  // limits) hold for a graph this small: only the memory guard is left.
+  auto budget = [](const Array& a) {
+    if (allocates(a)) {
+      check_budget("cannot evaluate", a.nbytes(), a.shape(), a.dtype(), mx::Device::cpu);
+    }
+  };
+  if (!graph_order(list.items, s, max_nodes, max_bytes, &order, budget)) return false;
+  run_in_order(order);
+  return true;
+}
+
+bool eval_inline_graph(const std::vector<Array>& roots, const StreamRef& s) {
+  if (!ours(to_stream(s))) return false;
+  std::vector<Array> order;
+  std::unordered_map<uintptr_t, size_t> spans;
+  auto checks = [&](const Array& a) { check_node(a, &s, spans); };
+  if (!graph_order(roots, s, SIZE_MAX, SIZE_MAX, &order, checks)) return false;
+  run_in_order(order);
   return true;
 }
 

@@ -108,7 +108,7 @@ class Run {
     if (host == nullptr) broken("a run finished without its host");
     auto all = pending();
     slots_.clear();
-    eval_arrays(all);
+    eval_arrays(all, &s_);
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
       host_hook(*host, id, list);
@@ -183,7 +183,7 @@ class Run {
       for (int64_t i = 1; i <= w.count; ++i) {
         block(w.body_block);
         scatter(w.params, gather(w.body_out));
-        if (i % every == 0 && i < w.count) eval_arrays(gather(w.params));
+        if (i % every == 0 && i < w.count) eval_arrays(gather(w.params), &s_);
       }
       scatter(w.results, gather(w.params));
       return;
@@ -194,7 +194,7 @@ class Run {
       // per iteration, and the graph never grows across iterations.
       auto pending = gather(w.params);
       pending.push_back(get(w.cond));
-      eval_arrays(pending);
+      eval_arrays(pending, &s_);
       if (!truthy(pending.back())) break;
       block(w.body_block);
       scatter(w.params, gather(w.body_out));
@@ -206,7 +206,7 @@ class Run {
     for (const auto& clause : c.clauses) {
       block(clause.pred_block);
       const auto& pred = get(clause.pred);
-      eval_arrays({pred});
+      eval_arrays({pred}, &s_);
       if (truthy(pred)) {
         block(clause.body_block);
         scatter(c.results, gather(clause.results));
@@ -223,14 +223,14 @@ class Run {
   // it can fail on the input it guards against.
   void step(const CheckStep& c) {
     const auto& flag = get(c.flag);
-    eval_arrays({flag});
+    eval_arrays({flag}, &s_);
     if (truthy(flag)) throw std::invalid_argument(c.message);
   }
 
   void step(const CallbackStep& c) {
     if (host == nullptr) broken("a callback outside a run");
     ArrayList ins{gather(c.ins)};
-    eval_arrays(ins.items);
+    eval_arrays(ins.items, &s_);
     auto outs = host_callback(*host, c.id, ins);
     scatter(c.outs, outs->items);
   }

@@ -161,4 +161,37 @@ defmodule EMLX.InlineEvalTest do
     <<first::float-32-native, _::binary>> = EMLX.to_blob(r)
     assert_in_delta first, 2.0, 1.0e-6
   end
+
+  test "an LU factorization computed inside a larger graph (its buffer taken over by the next op)" do
+    # MLX 0.32.4's LUF records its result's byte count as its element count;
+    # an op that then reuses (donates) that buffer in place wrote past its
+    # end. Computed lazily, each solve and factorization below is one graph
+    # whose LU result only the next op reads. Checked against BinaryBackend;
+    # clearing MLX's buffer cache makes a corrupted heap fail at once.
+    for n <- [1, 2, 3, 5, 8], round <- 1..4 do
+      a = Nx.iota({n, n}, type: :f32) |> Nx.multiply(0.1) |> Nx.add(Nx.eye(n, type: :f32) |> Nx.multiply(n + round))
+      b = Nx.iota({n, 2}, type: :f32) |> Nx.subtract(1)
+
+      want_x = Nx.LinAlg.solve(a, b)
+      {want_p, want_l, want_u} = Nx.LinAlg.lu(a)
+
+      {ea, eb} = {Nx.backend_transfer(a, {EMLX.Backend, device: :cpu}), Nx.backend_transfer(b, {EMLX.Backend, device: :cpu})}
+      x = EMLX.lazy(fn -> Nx.LinAlg.solve(ea, eb) |> Nx.add(0.0) end)
+      {p, l, u} = EMLX.lazy(fn -> Nx.LinAlg.lu(ea) end)
+      shifted = EMLX.lazy(fn -> Nx.add(u, 1.0) end)
+
+      assert_all_close(x, want_x, 1.0e-4)
+      assert_all_close(p, want_p, 0.0)
+      assert_all_close(l, want_l, 1.0e-5)
+      assert_all_close(u, want_u, 1.0e-4)
+      assert_all_close(shifted, Nx.add(want_u, 1.0), 1.0e-4)
+      EMLX.clear_cache()
+    end
+  end
+
+  defp assert_all_close(got, want, tol) do
+    got = Nx.backend_copy(got, Nx.BinaryBackend)
+    assert Nx.shape(got) == Nx.shape(want)
+    assert Nx.all_close(got, want, atol: tol, rtol: tol) |> Nx.to_number() == 1, "got #{inspect(got)}, want #{inspect(want)}"
+  end
 end
