@@ -108,7 +108,7 @@ class Run {
     if (host == nullptr) broken("a run finished without its host");
     auto all = pending();
     slots_.clear();
-    eval_arrays(all, &s_);
+    evaluate(all);
     for (const auto& [id, arrays] : hooks_) {
       ArrayList list{arrays};
       host_hook(*host, id, list);
@@ -123,6 +123,12 @@ class Run {
   ProgramHost* host = nullptr;
 
  private:
+  // On a queue whose CPU kernels run inline, node by node (checked as
+  // eval_arrays checks); else MLX's eval, after eval_arrays' checks.
+  void evaluate(const std::vector<Array>& items) {
+    if (!eval_inline_graph(items, s_)) eval_arrays(items);
+  }
+
   void step(const std::unique_ptr<Segment>& seg) {
     if (p_.fuse && !seg->broken.load(std::memory_order_relaxed)) {
       std::call_once(seg->once, [&] {
@@ -183,7 +189,7 @@ class Run {
       for (int64_t i = 1; i <= w.count; ++i) {
         block(w.body_block);
         scatter(w.params, gather(w.body_out));
-        if (i % every == 0 && i < w.count) eval_arrays(gather(w.params), &s_);
+        if (i % every == 0 && i < w.count) evaluate(gather(w.params));
       }
       scatter(w.results, gather(w.params));
       return;
@@ -194,7 +200,7 @@ class Run {
       // per iteration, and the graph never grows across iterations.
       auto pending = gather(w.params);
       pending.push_back(get(w.cond));
-      eval_arrays(pending, &s_);
+      evaluate(pending);
       if (!truthy(pending.back())) break;
       block(w.body_block);
       scatter(w.params, gather(w.body_out));
@@ -206,7 +212,7 @@ class Run {
     for (const auto& clause : c.clauses) {
       block(clause.pred_block);
       const auto& pred = get(clause.pred);
-      eval_arrays({pred}, &s_);
+      evaluate({pred});
       if (truthy(pred)) {
         block(clause.body_block);
         scatter(c.results, gather(clause.results));
@@ -223,14 +229,14 @@ class Run {
   // it can fail on the input it guards against.
   void step(const CheckStep& c) {
     const auto& flag = get(c.flag);
-    eval_arrays({flag}, &s_);
+    evaluate({flag});
     if (truthy(flag)) throw std::invalid_argument(c.message);
   }
 
   void step(const CallbackStep& c) {
     if (host == nullptr) broken("a callback outside a run");
     ArrayList ins{gather(c.ins)};
-    eval_arrays(ins.items, &s_);
+    evaluate(ins.items);
     auto outs = host_callback(*host, c.id, ins);
     scatter(c.outs, outs->items);
   }
