@@ -8,6 +8,7 @@ defmodule EMLX.Application do
     # MLX's CPU backend compiles kernels through popen/pclose, which needs
     # the default SIGCHLD disposition (the BEAM ignores the signal).
     :os.set_signal(:sigchld, :default)
+    EMLX.Native.gpu_poll_window()
 
     # Programs compiled by `compiler: EMLX` (EMLX.Defn), by function and
     # input signature.

@@ -373,17 +373,39 @@ defmodule EMLX.Native do
       end
   end
 
-  # A GPU job's reply is first looked for without blocking, for up to
-  # @gpu_poll: a process blocked in `receive` leaves its scheduler idle, the
-  # scheduler goes to sleep, and waking it for a reply that comes a few tens
-  # of microseconds later costs 5-10 us on an H200 machine (a tiny add + eval:
-  # 36 -> 31 us; raw MLX 22 us). GPU work leaves the CPU free for this; the
-  # loop is preemptible, and a longer job is then waited for as usual. CPU
-  # jobs are not polled for: there the polling scheduler would take a core
-  # from the job itself.
-  @gpu_poll System.convert_time_unit(200, :microsecond, :native)
+  # A GPU job's reply is first looked for without blocking, for up to the
+  # poll window (`EMLX_GPU_POLL_US`, default 5000 us, read when EMLX starts;
+  # see gpu_poll_window/0): a process blocked in `receive` leaves its
+  # scheduler idle, the scheduler goes to sleep, and waking it for the reply
+  # costs 5-10 us on an H200 machine for a reply due tens of microseconds
+  # later (a tiny add + eval: 36 -> 31 us; raw MLX 22 us), and more once the
+  # core has slept longer: with a 200 us window an 8192^2 bf16 matmul took
+  # 1.05-1.09x raw MLX's time, with a longer one 1.00-1.02x (same machine,
+  # same hour). GPU work leaves the CPU free for this; the loop is
+  # preemptible, so other processes still run, and a job longer than the
+  # window is then waited for as usual. CPU jobs are not polled for: there
+  # the polling scheduler would take a core from the job itself.
+  @gpu_poll_key {__MODULE__, :gpu_poll}
+  @gpu_poll_default_us 5000
 
-  defp poll(ref, :gpu), do: poll_until(ref, System.monotonic_time() + @gpu_poll)
+  @doc false
+  # Reads EMLX_GPU_POLL_US (microseconds; 0 turns polling off) once, when
+  # the application starts.
+  def gpu_poll_window do
+    us =
+      case Integer.parse(System.get_env("EMLX_GPU_POLL_US", "")) do
+        {us, ""} when us >= 0 -> min(us, 1_000_000)
+        _ -> @gpu_poll_default_us
+      end
+
+    :persistent_term.put(@gpu_poll_key, System.convert_time_unit(us, :microsecond, :native))
+  end
+
+  defp poll(ref, :gpu) do
+    window = :persistent_term.get(@gpu_poll_key, 0)
+    if window > 0, do: poll_until(ref, System.monotonic_time() + window)
+  end
+
   defp poll(_ref, _device), do: nil
 
   defp device_of([{device, _} | _]), do: device

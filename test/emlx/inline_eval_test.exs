@@ -175,7 +175,9 @@ defmodule EMLX.InlineEvalTest do
       want_x = Nx.LinAlg.solve(a, b)
       {want_p, want_l, want_u} = Nx.LinAlg.lu(a)
 
-      {ea, eb} = {Nx.backend_transfer(a, {EMLX.Backend, device: :cpu}), Nx.backend_transfer(b, {EMLX.Backend, device: :cpu})}
+      {ea, eb} =
+        {Nx.backend_transfer(a, {EMLX.Backend, device: :cpu}), Nx.backend_transfer(b, {EMLX.Backend, device: :cpu})}
+
       x = EMLX.lazy(fn -> Nx.LinAlg.solve(ea, eb) |> Nx.add(0.0) end)
       {p, l, u} = EMLX.lazy(fn -> Nx.LinAlg.lu(ea) end)
       shifted = EMLX.lazy(fn -> Nx.add(u, 1.0) end)
@@ -192,6 +194,8 @@ defmodule EMLX.InlineEvalTest do
   defp assert_all_close(got, want, tol) do
     got = Nx.backend_copy(got, Nx.BinaryBackend)
     assert Nx.shape(got) == Nx.shape(want)
-    assert Nx.all_close(got, want, atol: tol, rtol: tol) |> Nx.to_number() == 1, "got #{inspect(got)}, want #{inspect(want)}"
+
+    assert Nx.all_close(got, want, atol: tol, rtol: tol) |> Nx.to_number() == 1,
+           "got #{inspect(got)}, want #{inspect(want)}"
   end
 end
