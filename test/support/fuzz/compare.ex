@@ -38,6 +38,12 @@ if Code.ensure_loaded?(Nx) do
         ref.shape != got.shape ->
           {:mismatch, "shape #{inspect(got.shape)}, expected #{inspect(ref.shape)}"}
 
+        # Nx 0.13.1 broadcasts a scalar against a {0} operand to {1}, and
+        # Nx.BinaryBackend then holds no bytes for that element: a reference
+        # with nothing to compare (EMLX.Backend follows the same template).
+        short_reference?(ref) ->
+          :ok
+
         true ->
           refs = Nx.to_flat_list(ref)
           gots = got |> Nx.backend_copy(Nx.BinaryBackend) |> Nx.to_flat_list()
@@ -55,6 +61,11 @@ if Code.ensure_loaded?(Nx) do
           end
       end
     end
+
+    defp short_reference?(%Nx.Tensor{data: %Nx.BinaryBackend{state: bytes}} = ref),
+      do: byte_size(bytes) < Nx.byte_size(ref)
+
+    defp short_reference?(_ref), do: false
 
     @doc "The flat indices where `got` differs from `ref` beyond the tolerance."
     def differing(ref, got, tol, scale) do
