@@ -280,7 +280,8 @@ bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_node
 // Computes the graph under `roots` right here, as eval_small_graph does,
 // whatever its size, if `s` runs its kernels inline and the whole graph is
 // on its streams with no compiled (JIT) node; returns whether it did. Every
-// node is checked (check_node) before any runs.
+// node is checked (check_node) before any runs; a graph it does not take
+// is left unchecked (eval_arrays then checks it).
 bool eval_inline_graph(const std::vector<Array>& roots, const StreamRef& s);
 // Makes `s`'s main stream the calling thread's default (so MLX's eval
 // creates no stream of its own on that thread).

@@ -249,10 +249,8 @@ class Seen {
 // nodes, touches at most `max_bytes` bytes (inputs and outputs of its
 // nodes) and has no compiled (JIT) node; false otherwise. Only the thread
 // that may evaluate on `s` may walk it (statuses are read).
-// `check` is called on each node to compute as it is met (it may throw).
-template <typename Check>
 bool graph_order(const std::vector<Array>& roots, const StreamRef& s, size_t max_nodes,
-                 size_t max_bytes, std::vector<Array>* order, Check check) {
+                 size_t max_bytes, std::vector<Array>* order) {
   // Depth first, each node once: (node, index of its next input to visit).
   std::vector<std::pair<Array, size_t>> stack;
   Seen seen;
@@ -278,7 +276,6 @@ bool graph_order(const std::vector<Array>& roots, const StreamRef& s, size_t max
       seen.insert(sib.id());
     }
     if (bytes > max_bytes) return false;
-    check(a);
     stack.emplace_back(a, 0);
     return true;
   };
@@ -325,21 +322,21 @@ void run_in_order(std::vector<Array>& order) {
 
 bool is_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
                     size_t max_bytes) {
-  return graph_order(list.items, s, max_nodes, max_bytes, nullptr, [](const Array&) {});
+  return graph_order(list.items, s, max_nodes, max_bytes, nullptr);
 }
 
 bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_nodes,
                       size_t max_bytes) {
   if (!ours(to_stream(s))) return false;
   std::vector<Array> order;
+  if (!graph_order(list.items, s, max_nodes, max_bytes, &order)) return false;
   // The rest of check_node's checks (the queue's streams, MLX's 32-bit
   // limits) hold for a graph this small: only the memory guard is left.
-  auto budget = [](const Array& a) {
+  for (const auto& a : order) {
     if (allocates(a)) {
       check_budget("cannot evaluate", a.nbytes(), a.shape(), a.dtype(), mx::Device::cpu);
     }
-  };
-  if (!graph_order(list.items, s, max_nodes, max_bytes, &order, budget)) return false;
+  }
   run_in_order(order);
   return true;
 }
@@ -347,9 +344,11 @@ bool eval_small_graph(const ArrayList& list, const StreamRef& s, size_t max_node
 bool eval_inline_graph(const std::vector<Array>& roots, const StreamRef& s) {
   if (!ours(to_stream(s))) return false;
   std::vector<Array> order;
+  if (!graph_order(roots, s, SIZE_MAX, SIZE_MAX, &order)) return false;
+  // Checked once the walk has succeeded: a graph it gives back to MLX's
+  // eval is checked there (check_graph), not twice.
   std::unordered_map<uintptr_t, size_t> spans;
-  auto checks = [&](const Array& a) { check_node(a, &s, spans); };
-  if (!graph_order(roots, s, SIZE_MAX, SIZE_MAX, &order, checks)) return false;
+  for (const auto& a : order) check_node(a, &s, spans);
   run_in_order(order);
   return true;
 }
