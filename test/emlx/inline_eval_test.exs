@@ -7,6 +7,7 @@ defmodule EMLX.InlineEvalTest do
   # async: false: the last test reads MLX's process-wide peak memory.
   use ExUnit.Case, async: false
   import EMLX.QueueHelpers
+  import EMLX.APIHelpers, only: [tensor: 3, to_list: 1]
 
   alias EMLX.CommandQueue
 
@@ -173,28 +174,18 @@ defmodule EMLX.InlineEvalTest do
       a = for i <- 0..(n - 1), do: for(j <- 0..(n - 1), do: 0.1 * (i * n + j) + if(i == j, do: n + round, else: 0.0))
       b = for i <- 0..(n - 1), do: [i - 1.0, 2.0 * i]
 
-      {ea, eb} = {matrix(a), matrix(b)}
+      {ea, eb} = {tensor(a, :float32, :cpu), tensor(b, :float32, :cpu)}
       x = EMLX.lazy(fn -> ea |> EMLX.linalg_solve(eb) |> EMLX.add(EMLX.scalar_tensor(0.0, :float32, :cpu)) end)
       [p, l, u] = EMLX.lazy(fn -> EMLX.linalg_lu(ea) end)
       shifted = EMLX.lazy(fn -> EMLX.add(u, EMLX.scalar_tensor(1.0, :float32, :cpu)) end)
 
-      assert_close(matmul(a, rows(x, 2)), b, 1.0e-4)
-      perm = for <<i::32-native <- EMLX.to_blob(p)>>, do: i
-      lu = matmul(rows(l, n), rows(u, n))
+      assert_close(matmul(a, to_list(x)), b, 1.0e-4)
+      perm = to_list(p)
+      lu = matmul(to_list(l), to_list(u))
       assert_close(Enum.map(perm, &Enum.at(lu, &1)), a, 1.0e-4)
-      assert_close(rows(shifted, n), Enum.map(rows(u, n), fn row -> Enum.map(row, &(&1 + 1.0)) end), 1.0e-5)
+      assert_close(to_list(shifted), Enum.map(to_list(u), fn row -> Enum.map(row, &(&1 + 1.0)) end), 1.0e-5)
       EMLX.clear_cache()
     end
-  end
-
-  defp matrix(rows) do
-    bin = for row <- rows, v <- row, into: <<>>, do: <<v::float-32-native>>
-    EMLX.from_blob(bin, {length(rows), length(hd(rows))}, :float32, :cpu)
-  end
-
-  defp rows(t, width) do
-    floats = for <<v::float-32-native <- EMLX.to_blob(t)>>, do: v
-    Enum.chunk_every(floats, width)
   end
 
   defp matmul(a, b) do
